@@ -1,0 +1,39 @@
+# springcache-uv: `make run` starts a node on 127.0.0.1:9999; `make test` runs every test.
+# Each target installs the Debian and Python packages it needs if they are missing.
+SWIFT      ?= swift
+BUILD_DIR  ?= .build
+BIN         = $(BUILD_DIR)/release/springcache-uv
+ARGS       ?=
+
+.PHONY: all build run test unit integration bench deps clean
+
+all: build
+
+deps:
+	@scripts/ensure-deps build
+
+build: deps
+	$(SWIFT) build -c release --scratch-path $(BUILD_DIR) --product springcache-uv
+
+run: build
+	$(BIN) $(ARGS)
+
+test:
+	@scripts/ensure-deps test
+	$(SWIFT) build -c release --scratch-path $(BUILD_DIR) --product springcache-uv
+	$(SWIFT) test --scratch-path $(BUILD_DIR)
+	SPRINGCACHE_BIN=$(abspath $(BIN)) python3 -m pytest -q Tests/integration
+
+unit: deps
+	$(SWIFT) test --scratch-path $(BUILD_DIR)
+
+integration: build
+	@scripts/ensure-deps test
+	SPRINGCACHE_BIN=$(abspath $(BIN)) python3 -m pytest -q Tests/integration
+
+bench: build
+	@scripts/ensure-deps bench
+	bench/run.sh
+
+clean:
+	rm -rf $(BUILD_DIR)

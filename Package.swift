@@ -1,0 +1,40 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "springcache-uv",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "springcache-uv", targets: ["springcache-uv"]),
+        .library(name: "SpringCacheUV", targets: ["SpringCacheUV"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "CLibUV", path: "Sources/CLibUV", pkgConfig: "libuv",
+                       providers: [.apt(["libuv1-dev"])]),
+        .systemLibrary(name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
+                       providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CNGHTTP2", path: "Sources/CNGHTTP2", pkgConfig: "libnghttp2",
+                       providers: [.apt(["libnghttp2-dev"])]),
+        .target(
+            name: "SpringCacheUV",
+            dependencies: [
+                "CLibUV", "CCurl", "CNGHTTP2",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "springcache-uv",
+            dependencies: [
+                "SpringCacheUV",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "SpringCacheUVTests", dependencies: ["SpringCacheUV"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

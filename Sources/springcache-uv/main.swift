@@ -1,0 +1,2 @@
+import SpringCacheUV
+print("springcache-uv: under construction")
