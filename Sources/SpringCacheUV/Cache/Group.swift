@@ -100,7 +100,8 @@ public final class Group {
     ///
     /// Otherwise returns nil, counts nothing (the caller falls back to `get`, which counts the get) and
     /// touches nothing except lazily removing a dead entry (expired beyond the stale grace). Negative
-    /// entries give nil too: reporting "not found" is the slow path's job.
+    /// entries give nil too: reporting "not found" is the slow path's job. The view points into the cache,
+    /// so `body` must copy what it needs and must not call back into this group.
     public func withFreshValue<R>(forKey key: UnsafeRawBufferPointer, _ body: (CachedValueView) -> R) -> R? {
         let now = clock.nowMillis
         let hash = main.hash(key)
