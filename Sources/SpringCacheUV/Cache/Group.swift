@@ -1,0 +1,413 @@
+// Cache/: LRU, expiry, hot cache, Group, single-flight — the read-through cache of one node, without I/O.
+
+/// A read-only view of a fresh cached value, valid only inside the `withFreshValue` body.
+public struct CachedValueView {
+    public let value: UnsafeRawBufferPointer
+    /// Unix milliseconds at which the value stops being fresh (after any sliding renewal of this hit).
+    public let expiresAtMillis: Int64
+    /// `LRUCache.valueHash` of the value.
+    public let etag: UInt64
+}
+
+/// The answer to one `Group.get`.
+public enum GetOutcome: Equatable {
+    /// The value; `stale` means it expired and is served only because its reload failed (serve stale).
+    case value([UInt8], expiresAtMillis: Int64, etag: UInt64, stale: Bool)
+    /// The origin has no such key (possibly remembered by negative caching).
+    case notFound
+    /// The load failed and nothing usable was cached.
+    case failure(LoadError)
+}
+
+/// One named cache namespace with read-through semantics: a main and a hot LRU cache in front of an origin.
+///
+/// Semantics are DESIGN.md's "Cache semantics" table: lookup main then hot; TTL plus jitter; sliding or
+/// absolute expiry; single-flight loads; sets and deletes that win over a load in flight; negative caching;
+/// serve stale within a grace period. Expiry is lazy on lookup with `sweep()` as a periodic backstop.
+///
+/// Invariant: a key lives in at most one of the two caches. Storing into one removes it from the other,
+/// so the main-then-hot lookup order can never surface an older value that the newer one should hide.
+///
+/// Single-threaded: every call, and every loader completion, happens on the owning loop.
+public final class Group {
+    public let name: String
+    public let config: CacheConfig
+
+    private let clock: Clock
+    private let random: RandomSource
+    private let loader: OriginLoader
+    private let main: LRUCache
+    private let hot: LRUCache
+    private var flights: [String: Flight] = [:]
+    private var counters = GroupStats()
+
+    /// A load in flight for one key and the gets waiting for it (groupcache's singleflight `call`).
+    private final class Flight {
+        var waiters: [(GetOutcome) -> Void] = []
+        /// Set when a set or delete for the key happened while this load was in flight.
+        var override: Override?
+        var landed = false
+    }
+
+    private enum Override {
+        /// The key was set; waiters get this value and the load's result is dropped.
+        case set(GetOutcome)
+        /// The key was deleted (or a set was refused); waiters get the load's result, which is not stored.
+        case deleted
+    }
+
+    /// Where a lookup found the key and whether the entry is fresh (else stale: expired within the grace).
+    private struct Found {
+        let slot: Int32
+        let fresh: Bool
+    }
+
+    public init(name: String, config: CacheConfig, clock: Clock, random: RandomSource, loader: OriginLoader) {
+        self.name = name
+        self.config = config
+        self.clock = clock
+        self.random = random
+        self.loader = loader
+        // One seed for both caches, so one key hash probes both (see LRUCache.hash).
+        let seed = UInt64.random(in: 0...UInt64.max)
+        main = LRUCache(capacityBytes: max(0, config.cacheBytes), hashSeed: seed)
+        hot = LRUCache(capacityBytes: max(0, config.hotBytes), hashSeed: seed)
+    }
+
+    // MARK: Read-only state
+
+    /// Counters of this group, including both caches' evictions and expirations.
+    public var stats: GroupStats {
+        var result = counters
+        result.main = main.stats
+        result.hot = hot.stats
+        return result
+    }
+
+    public var mainItems: Int { main.count }
+    public var mainBytes: Int { main.bytes }
+    public var mainCapacityBytes: Int { main.capacityBytes }
+    public var hotItems: Int { hot.count }
+    public var hotBytes: Int { hot.bytes }
+    public var hotCapacityBytes: Int { hot.capacityBytes }
+    /// Keys with an origin load in flight.
+    public var loadsInFlight: Int { flights.count }
+
+    // MARK: Lookups
+
+    /// Hot path, no allocation: if the key has a fresh positive entry (main cache first, then hot cache),
+    /// counts a get and a hit, applies sliding renewal and an LRU touch, and returns `body`'s result.
+    ///
+    /// Otherwise returns nil, counts nothing (the caller falls back to `get`, which counts the get) and
+    /// touches nothing except lazily removing a dead entry (expired beyond the stale grace). Negative
+    /// entries give nil too: reporting "not found" is the slow path's job. The view points into the cache,
+    /// so `body` must copy what it needs and must not call back into this group.
+    public func withFreshValue<R>(forKey key: UnsafeRawBufferPointer, _ body: (CachedValueView) -> R) -> R? {
+        let now = clock.nowMillis
+        let hash = main.hash(key)
+        if let found = probe(main, key, hash: hash, now: now) {
+            // By the one-cache invariant, whatever main holds decides; a stale or negative entry needs get.
+            guard found.fresh, !main.flags(at: found.slot).contains(.negative) else { return nil }
+            counters.gets += 1
+            counters.hits += 1
+            recordHit(main, found.slot, now: now)
+            return body(view(main, found.slot))
+        }
+        if let found = probe(hot, key, hash: hash, now: now) {
+            guard found.fresh, !hot.flags(at: found.slot).contains(.negative) else { return nil }
+            counters.gets += 1
+            counters.hits += 1
+            counters.hotHits += 1
+            recordHit(hot, found.slot, now: now)
+            return body(view(hot, found.slot))
+        }
+        return nil
+    }
+
+    /// Full read-through get. `completion` is called exactly once, possibly before `get` returns.
+    ///
+    /// A fresh entry answers at once; otherwise the get joins the key's load in flight or starts one.
+    public func get(key: String, completion: @escaping (GetOutcome) -> Void) {
+        counters.gets += 1
+        if let outcome = answerFromCache(key) {
+            completion(outcome)
+            return
+        }
+        counters.misses += 1
+        if let flight = flights[key] {
+            flight.waiters.append(completion)
+            return
+        }
+        let flight = Flight()
+        flight.waiters.append(completion)
+        flights[key] = flight
+        counters.loads += 1
+        // The group stays alive while a load is in flight: the closure holds it until the loader answers,
+        // because every waiter must be called exactly once.
+        loader.load(group: name, key: key) { result in
+            self.land(key: key, flight: flight, result: result)
+        }
+    }
+
+    // MARK: Mutations
+
+    /// Stores a value (springcache's /api/set and PUT). `ttlMillis` nil (or ≤ 0) means the default TTL;
+    /// jitter is added to every expiry. `hot == true` stores into the hot cache only (springcache's
+    /// meaning), else into the main cache. Returns false if the value cannot be stored (larger than the
+    /// cache); the key then holds no value at all.
+    @discardableResult
+    public func set(key: String, value: [UInt8], ttlMillis: Int64?, hot toHot: Bool) -> Bool {
+        counters.sets += 1
+        let now = clock.nowMillis
+        // Why ≤ 0 is the default: springcache's `expire=0` means "the default TTL", and a non-positive
+        // TTL could only store an entry that is dead on arrival.
+        let ttl = ttlMillis.flatMap { $0 > 0 ? $0 : nil } ?? config.ttlMillis
+        let (expiresAt, window) = expiry(ttl: ttl, now: now)
+        let etag = LRUCache.valueHash(value)
+        let target = toHot ? hot : main
+        let other = toHot ? main : hot
+        var keyCopy = key
+        let stored = keyCopy.withUTF8 { utf8 -> Bool in
+            let rawKey = UnsafeRawBufferPointer(utf8)
+            remove(rawKey, from: other)
+            return value.withUnsafeBytes {
+                target.insert(key: rawKey, value: $0, expiresAt: expiresAt, window: window, valueHash: etag)
+            }
+        }
+        if let flight = flights[key] {
+            // Why the set wins: the load may have read the origin before this write; storing its result
+            // later would silently overwrite newer data (springcache lost such sets).
+            flight.override = stored
+                ? .set(.value(value, expiresAtMillis: expiresAt, etag: etag, stale: false))
+                : .deleted
+        }
+        return stored
+    }
+
+    /// Stores a copy of a value owned by another node into the hot cache, expiring exactly at
+    /// `expiresAtMillis` (the owner's expiry): hits never extend it, so a copy never outlives its original.
+    @discardableResult
+    public func storeHotCopy(key: String, value: [UInt8], expiresAtMillis: Int64) -> Bool {
+        let now = clock.nowMillis
+        guard expiresAtMillis > now else { return false }
+        var keyCopy = key
+        return keyCopy.withUTF8 { utf8 -> Bool in
+            let rawKey = UnsafeRawBufferPointer(utf8)
+            remove(rawKey, from: main)
+            return value.withUnsafeBytes {
+                hot.insert(key: rawKey, value: $0, expiresAt: expiresAtMillis,
+                           window: UInt32(clamping: expiresAtMillis - now), flags: .fixedExpiry)
+            }
+        }
+    }
+
+    /// Removes the key from the main and hot caches, negative entry included. Returns whether something
+    /// was removed. A load in flight for the key will not store its result.
+    @discardableResult
+    public func delete(key: String) -> Bool {
+        counters.deletes += 1
+        var keyCopy = key
+        let removed = keyCopy.withUTF8 { utf8 -> Bool in
+            let rawKey = UnsafeRawBufferPointer(utf8)
+            let fromMain = remove(rawKey, from: main)
+            let fromHot = remove(rawKey, from: hot)
+            return fromMain || fromHot
+        }
+        // Why: the load may have read the value before the delete reached the origin; storing it would
+        // resurrect deleted data. Its waiters still get what it loaded.
+        flights[key]?.override = .deleted
+        return removed
+    }
+
+    /// Periodic backstop sweep of both caches (called from a loop timer); returns how many entries it removed.
+    @discardableResult
+    public func sweep() -> Int {
+        let now = clock.nowMillis
+        return main.sweep(now: now, graceMillis: config.staleGraceMillis, budget: config.sweepBudget)
+            + hot.sweep(now: now, graceMillis: config.staleGraceMillis, budget: config.sweepBudget)
+    }
+
+    // MARK: Internals
+
+    /// Finds the key in `cache`; lazily removes it (counted as an expiration) if it is dead.
+    @inline(__always)
+    private func probe(_ cache: LRUCache, _ key: UnsafeRawBufferPointer, hash: UInt64, now: Int64) -> Found? {
+        guard let slot = cache.find(key: key, hash: hash) else { return nil }
+        if now < cache.expiresAt(at: slot) { return Found(slot: slot, fresh: true) }
+        if cache.isDead(slot, now: now, graceMillis: config.staleGraceMillis) {
+            cache.expire(slot)
+            return nil
+        }
+        return Found(slot: slot, fresh: false)
+    }
+
+    /// Sliding renewal (unless off, or the entry's expiry is fixed) and an LRU touch for a fresh hit.
+    @inline(__always)
+    private func recordHit(_ cache: LRUCache, _ slot: Int32, now: Int64) {
+        let flags = cache.flags(at: slot)
+        if config.sliding && !flags.contains(.fixedExpiry) && !flags.contains(.negative) {
+            cache.renew(slot, now: now)
+        }
+        cache.touch(slot)
+    }
+
+    @inline(__always)
+    private func view(_ cache: LRUCache, _ slot: Int32) -> CachedValueView {
+        CachedValueView(value: cache.value(at: slot), expiresAtMillis: cache.expiresAt(at: slot),
+                        etag: cache.valueHash(at: slot))
+    }
+
+    private func outcome(_ cache: LRUCache, _ slot: Int32, stale: Bool) -> GetOutcome {
+        .value(Array(cache.value(at: slot)), expiresAtMillis: cache.expiresAt(at: slot),
+               etag: cache.valueHash(at: slot), stale: stale)
+    }
+
+    /// The slow path's cache answer: a fresh value (a hit), a fresh negative entry (a negative hit), or
+    /// nil when a load is needed (nothing there, or only a stale entry).
+    private func answerFromCache(_ key: String) -> GetOutcome? {
+        let now = clock.nowMillis
+        var keyCopy = key
+        return keyCopy.withUTF8 { utf8 -> GetOutcome? in
+            let rawKey = UnsafeRawBufferPointer(utf8)
+            let hash = main.hash(rawKey)
+            // By the one-cache invariant, whatever main holds decides; only a key absent there is looked up in hot.
+            if let found = probe(main, rawKey, hash: hash, now: now) {
+                return freshAnswer(main, found, now: now)
+            }
+            if let found = probe(hot, rawKey, hash: hash, now: now) {
+                return freshAnswer(hot, found, now: now)
+            }
+            return nil
+        }
+    }
+
+    /// A hit or negative hit for a found entry (counted), or nil if it is stale and needs a load.
+    private func freshAnswer(_ cache: LRUCache, _ found: Found, now: Int64) -> GetOutcome? {
+        guard found.fresh else { return nil }
+        if cache.flags(at: found.slot).contains(.negative) {
+            // Why no renewal: a storm of lookups must not keep "not found" alive after the key appears at
+            // the origin; the negative window stays absolute.
+            counters.negativeHits += 1
+            cache.touch(found.slot)
+            return .notFound
+        }
+        counters.hits += 1
+        if cache === hot { counters.hotHits += 1 }
+        recordHit(cache, found.slot, now: now)
+        return outcome(cache, found.slot, stale: false)
+    }
+
+    /// Completes a flight with the loader's result: stores it (unless a set or delete overrode it) and
+    /// answers every waiter with one outcome.
+    private func land(key: String, flight: Flight, result: LoadResult) {
+        guard !flight.landed else {
+            assertionFailure("OriginLoader answered twice for key \(key) of group \(name)")
+            return
+        }
+        flight.landed = true
+        // Why before the completions: a completion may call get for the same key again; it must look in
+        // the cache (groupcache's "look again"), not join a flight that has already landed.
+        if flights[key] === flight { flights[key] = nil }
+        switch result {
+        case .value: break
+        case .notFound: counters.loadNotFound += 1
+        case .failure: counters.loadErrors += 1
+        }
+
+        let now = clock.nowMillis
+        let answer: GetOutcome
+        var servedStale = false
+        switch flight.override {
+        case .set(let setOutcome)?:
+            answer = setOutcome
+        case .deleted?:
+            answer = unstoredOutcome(result, now: now)
+        case nil:
+            (answer, servedStale) = store(key: key, result: result, now: now)
+        }
+
+        let waiters = flight.waiters
+        flight.waiters = []
+        for waiter in waiters {
+            if servedStale { counters.staleServed += 1 }
+            waiter(answer)
+        }
+    }
+
+    /// The outcome of a load whose result is not stored (a delete overrode it).
+    private func unstoredOutcome(_ result: LoadResult, now: Int64) -> GetOutcome {
+        switch result {
+        case .value(let value):
+            return .value(value, expiresAtMillis: now + config.ttlMillis, etag: LRUCache.valueHash(value),
+                          stale: false)
+        case .notFound:
+            return .notFound
+        case .failure(let error):
+            return .failure(error)
+        }
+    }
+
+    /// Stores a load's result and returns the waiters' outcome and whether it is a stale value.
+    private func store(key: String, result: LoadResult, now: Int64) -> (GetOutcome, Bool) {
+        var keyCopy = key
+        return keyCopy.withUTF8 { utf8 -> (GetOutcome, Bool) in
+            let rawKey = UnsafeRawBufferPointer(utf8)
+            switch result {
+            case .value(let value):
+                let (expiresAt, window) = expiry(ttl: config.ttlMillis, now: now)
+                let etag = LRUCache.valueHash(value)
+                remove(rawKey, from: hot)
+                // Replaces any stale entry. A value too large to cache is still the answer to this get.
+                _ = value.withUnsafeBytes {
+                    main.insert(key: rawKey, value: $0, expiresAt: expiresAt, window: window, valueHash: etag)
+                }
+                return (.value(value, expiresAtMillis: expiresAt, etag: etag, stale: false), false)
+
+            case .notFound:
+                remove(rawKey, from: main)
+                remove(rawKey, from: hot)
+                if config.negativeTTLMillis > 0 {
+                    // Why: a storm of lookups for a missing key then costs one origin call per window.
+                    // No jitter: the window is short and meant to be exact.
+                    let window = min(config.negativeTTLMillis, Group.maxWindowMillis)
+                    main.insert(key: rawKey, value: UnsafeRawBufferPointer(start: nil, count: 0),
+                                expiresAt: now + window, window: UInt32(window), flags: .negative)
+                }
+                return (.notFound, false)
+
+            case .failure(let error):
+                // Failures are never cached, so the next get loads again. Serve stale: an entry expired
+                // less than the grace ago answers instead of the error (DESIGN: "serve stale").
+                let hash = main.hash(rawKey)
+                for cache in [main, hot] {
+                    guard let found = probe(cache, rawKey, hash: hash, now: now),
+                          !cache.flags(at: found.slot).contains(.negative) else { continue }
+                    // Fresh only if a hot copy arrived during the load; usually this is the stale entry.
+                    return (outcome(cache, found.slot, stale: !found.fresh), !found.fresh)
+                }
+                return (.failure(error), false)
+            }
+        }
+    }
+
+    /// Removes the key from `cache` if present; returns whether it was.
+    @discardableResult
+    private func remove(_ key: UnsafeRawBufferPointer, from cache: LRUCache) -> Bool {
+        guard let slot = cache.find(key: key) else { return false }
+        cache.remove(slot)
+        return true
+    }
+
+    /// The longest TTL window an entry can have (~49.7 days, the entry's `UInt32` window), far above the
+    /// API's 3-day maximum; capping keeps absurd configured or requested TTLs from overflowing.
+    private static let maxWindowMillis = Int64(UInt32.max)
+
+    /// An expiry `ttl` plus jitter from now, and the window (TTL + jitter) a sliding renewal grants.
+    private func expiry(ttl: Int64, now: Int64) -> (expiresAt: Int64, window: UInt32) {
+        // Jitter is uniform in [0, jitterMillis) so keys filled together do not expire together.
+        let jitter = config.jitterMillis > 0 ? Int64(random.next(below: UInt64(config.jitterMillis))) : 0
+        let cap = Group.maxWindowMillis
+        let window = min(min(ttl, cap) + min(jitter, cap), cap)
+        return (now + window, UInt32(window))
+    }
+}

@@ -1,0 +1,31 @@
+/// Counters of one `Group`, read by `/api/stats` and `/metrics`.
+///
+/// Every answered get is exactly one of a hit, a negative hit or a miss: `gets == hits + negativeHits + misses`.
+public struct GroupStats: Equatable, Sendable {
+    /// Lookups answered: fresh hits from `withFreshValue` plus every `get`.
+    public var gets: UInt64 = 0
+    /// Fresh positive hits, from either cache.
+    public var hits: UInt64 = 0
+    /// The part of `hits` found in the hot cache.
+    public var hotHits: UInt64 = 0
+    /// Gets that found nothing fresh and so started or joined a load.
+    public var misses: UInt64 = 0
+    /// Origin loads started (one per single-flight).
+    public var loads: UInt64 = 0
+    /// Loads that ended in `.failure`.
+    public var loadErrors: UInt64 = 0
+    /// Loads that ended in `.notFound`.
+    public var loadNotFound: UInt64 = 0
+    /// Gets answered "not found" from a negative entry, without a load.
+    public var negativeHits: UInt64 = 0
+    /// Waiters answered with an expired value because the reload failed (serve stale).
+    public var staleServed: UInt64 = 0
+    public var sets: UInt64 = 0
+    public var deletes: UInt64 = 0
+    /// Evictions and expirations of the main cache.
+    public var main = LRUCacheStats()
+    /// Evictions and expirations of the hot cache.
+    public var hot = LRUCacheStats()
+
+    public init() {}
+}
