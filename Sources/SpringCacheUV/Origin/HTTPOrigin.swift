@@ -1,0 +1,152 @@
+/// An origin reached over HTTP: a miss for `key` becomes `GET <template with {key} and {group} filled in>`.
+///
+/// Reply mapping (what the API reports, see `LoadError`): 200 → the body is the value; 404 → not found;
+/// any other status, a refused or reset connection or an unresolvable host → `.unavailable` (502);
+/// no answer within `timeoutMillis` → `.timedOut` (504). Loads run on the shared `CurlMulti`, so
+/// hundreds can be in flight at once; its `Settings.maxHostConnections` bounds the connections to the
+/// origin and curl queues the rest.
+public final class HTTPOrigin: OriginLoader {
+    private let template: URLTemplate
+    private let multi: CurlMulti
+    public let timeoutMillis: Int
+
+    /// - Throws: `URLTemplate.ParseError` when the template is not an http(s) URL containing `{key}`.
+    public init(urlTemplate: String, multi: CurlMulti, timeoutMillis: Int = 2000) throws {
+        self.template = try URLTemplate(urlTemplate)
+        self.multi = multi
+        self.timeoutMillis = timeoutMillis
+    }
+
+    /// The URL loaded for one key; exposed for tests and logs.
+    public func url(group: String, key: String) -> String {
+        template.expand(group: group, key: key)
+    }
+
+    public func load(group: String, key: String, completion: @escaping (LoadResult) -> Void) {
+        // The connect limit is the whole limit: an origin that cannot be reached in time is as late as one
+        // that does not answer, and both are reported the same way.
+        let request = CurlRequest(url: url(group: group, key: key), timeoutMillis: timeoutMillis,
+                                  connectTimeoutMillis: timeoutMillis)
+        let timeoutMillis = self.timeoutMillis
+        multi.perform(request) { outcome in
+            completion(HTTPOrigin.result(of: outcome, key: key, timeoutMillis: timeoutMillis))
+        }
+    }
+
+    /// The reply mapping described on the type.
+    static func result(of outcome: CurlOutcome, key: String, timeoutMillis: Int) -> LoadResult {
+        switch outcome {
+        case .response(status: 200, let body):
+            return .value(body)
+        case .response(status: 404, _):
+            return .notFound
+        case .response(let status, _):
+            return .failure(.unavailable("origin answered \(status) for key \(quoted(key))"))
+        case .failed(let failure):
+            switch failure.kind {
+            case .timedOut:
+                return .failure(.timedOut("origin did not answer within \(timeoutMillis) ms"))
+            case .connectFailed:
+                return .failure(.unavailable("origin could not be reached for key \(quoted(key)): \(failure.message)"))
+            case .responseTooLarge:
+                return .failure(.unavailable("origin value for key \(quoted(key)) is too large: \(failure.message)"))
+            case .other:
+                return .failure(.unavailable("origin request for key \(quoted(key)) failed: \(failure.message)"))
+            }
+        }
+    }
+
+    private static func quoted(_ key: String) -> String {
+        "\"" + key + "\""
+    }
+}
+
+/// An origin URL with `{key}` and optionally `{group}` placeholders, e.g. `http://db:8080/v/{group}/{key}`.
+///
+/// Each placeholder is replaced by the percent-encoded value (RFC 3986 §2.3: the unreserved characters
+/// A-Z a-z 0-9 - . _ ~ stay; every other byte of the UTF-8 form becomes %XX, uppercase hex per §2.1), so a
+/// key can never change the path's structure, add a query or reach another host.
+public struct URLTemplate: Equatable {
+    public struct ParseError: Error, Equatable, CustomStringConvertible {
+        public let message: String
+        public var description: String { message }
+    }
+
+    enum Part: Equatable {
+        case literal(String)
+        case key
+        case group
+    }
+
+    let parts: [Part]
+
+    public init(_ template: String) throws {
+        let lower = template.lowercased()
+        let scheme: String
+        if lower.hasPrefix("http://") {
+            scheme = "http://"
+        } else if lower.hasPrefix("https://") {
+            scheme = "https://"
+        } else {
+            throw ParseError(message: "origin URL template \"\(template)\" must start with http:// or https://")
+        }
+        let afterScheme = template.dropFirst(scheme.count)
+        if afterScheme.isEmpty || afterScheme.hasPrefix("/") || afterScheme.hasPrefix("{") {
+            throw ParseError(message: "origin URL template \"\(template)\" has no host after \(scheme)")
+        }
+        var parts: [Part] = []
+        var literal = ""
+        var rest = Substring(template)
+        while !rest.isEmpty {
+            if rest.hasPrefix("{key}") {
+                if !literal.isEmpty { parts.append(.literal(literal)); literal = "" }
+                parts.append(.key)
+                rest = rest.dropFirst(5)
+            } else if rest.hasPrefix("{group}") {
+                if !literal.isEmpty { parts.append(.literal(literal)); literal = "" }
+                parts.append(.group)
+                rest = rest.dropFirst(7)
+            } else {
+                literal.append(rest.removeFirst())
+            }
+        }
+        if !literal.isEmpty { parts.append(.literal(literal)) }
+        guard parts.contains(.key) else {
+            throw ParseError(message: "origin URL template \"\(template)\" must contain {key}, "
+                + "e.g. http://HOST:PORT/PATH/{key}")
+        }
+        self.parts = parts
+    }
+
+    public func expand(group: String, key: String) -> String {
+        var url = ""
+        for part in parts {
+            switch part {
+            case .literal(let text): url += text
+            case .key: url += URLTemplate.percentEncode(key)
+            case .group: url += URLTemplate.percentEncode(group)
+            }
+        }
+        return url
+    }
+
+    /// RFC 3986 percent-encoding of every byte but the unreserved ones.
+    public static func percentEncode(_ text: String) -> String {
+        let hex: [UInt8] = Array("0123456789ABCDEF".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(text.utf8.count)
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                 UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+                out.append(byte)
+            default:
+                out.append(UInt8(ascii: "%"))
+                out.append(hex[Int(byte >> 4)])
+                out.append(hex[Int(byte & 0x0F)])
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
