@@ -184,9 +184,13 @@ public struct PrometheusWriter {
     /// Appends one family per cache statistic, with a `cache` label per entry of `caches`.
     public mutating func caches(_ caches: [CacheMetricValues]) {
         family("springcache_cache_items", .gauge, help: "Entries held in the cache.")
-        for c in caches { sample("springcache_cache_items", labels: [PrometheusLabel("cache", c.name)], value: c.items) }
+        for c in caches {
+            sample("springcache_cache_items", labels: [PrometheusLabel("cache", c.name)], value: c.items)
+        }
         family("springcache_cache_bytes", .gauge, help: "Bytes charged to the cache (keys, values and overhead).")
-        for c in caches { sample("springcache_cache_bytes", labels: [PrometheusLabel("cache", c.name)], value: c.bytes) }
+        for c in caches {
+            sample("springcache_cache_bytes", labels: [PrometheusLabel("cache", c.name)], value: c.bytes)
+        }
         cacheCounter("springcache_cache_hits_total", "Lookups answered from the cache.", caches, \.hits)
         cacheCounter("springcache_cache_misses_total", "Lookups not found in the cache.", caches, \.misses)
         cacheCounter("springcache_cache_loads_total", "Misses filled from the origin or a peer.", caches, \.loads)
