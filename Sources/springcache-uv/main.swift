@@ -1,2 +1,168 @@
+// The springcache-uv executable: parses the command line, sets up logging, runs one node.
+import ArgumentParser
+import Logging
 import SpringCacheUV
-print("springcache-uv: under construction")
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct SpringCacheCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "springcache-uv",
+        abstract: "A distributed read-through cache node (springcache-compatible HTTP API).",
+        discussion: """
+            With no arguments, serves one node on 127.0.0.1:9999: group 'scores' backed by springcache's \
+            demo store (Tom 630, Jack 589, Sam 567).
+              curl 'http://127.0.0.1:9999/api/get?key=Tom'        -> value=630
+              curl -X POST http://127.0.0.1:9999/api/set -d 'key=lpc&value=185&expire=5&hot=false'   -> done
+            Sizes accept 65536, 512KiB, 64MiB, 1GiB; durations accept 500ms, 30s, 3m, 1h.
+            """)
+
+    // springcache's own flags.
+    @Option(help: "This node's name; its identity among cluster members.")
+    var name: String = "springcache-uv"
+    @Option(help: "The gRPC peer port (springcache's --port).")
+    var port: Int = 8888
+    @Option(help: ArgumentHelp("Cluster members: springcache's names 'a,b,c' (looked up in etcd) or NAME=HOST:PORT entries.",
+                               discussion: "Clustering is not built yet: the node logs what it would do and serves alone."))
+    var peer: String?
+    @Option(help: "etcd endpoints host:port, comma-separated (springcache's --etcd). Not used yet: discovery is not built.")
+    var etcd: String?
+
+    // Where and what to serve.
+    @Option(help: "HTTP API address HOST:PORT. Use 0.0.0.0:9999 for springcache's bind-all behaviour.")
+    var api: String = "127.0.0.1:9999"
+    @Option(help: "The cache group served at /api/get and /v1/cache/{group}/{key}.")
+    var group: String = "scores"
+    @Option(help: "Where misses are loaded from: 'demo' (springcache's example store) or an URL template http://HOST:PORT/PATH/{key}.")
+    var origin: String = "demo"
+    @Option(help: "How long an origin load may take before it fails with 504 (duration).")
+    var originTimeout: String = "2s"
+
+    // Cache semantics.
+    @Option(help: "Main cache bound: key + value + per-entry overhead (size).")
+    var cacheBytes: String = "64MiB"
+    @Option(help: "Hot cache bound (size).")
+    var hotBytes: String = "8MiB"
+    @Option(help: "Lifetime of loaded values and of /api/set with expire=0 (duration).")
+    var ttl: String = "30s"
+    @Option(help: "A random extra in [0, jitter) added to every expiry (duration; springcache used 3m; 0 = none).")
+    var jitter: String = "3m"
+    @Flag(inversion: .prefixedNo, help: "Whether a hit restarts the entry's lifetime (springcache's behaviour).")
+    var sliding: Bool = true
+    @Option(help: "How long an origin 'not found' is remembered (duration; 0 = off).")
+    var negativeTtl: String = "5s"
+    @Option(help: "Serve an entry expired less than this long ago when the origin fails (duration; 0 = off).")
+    var staleGrace: String = "0"
+
+    // Limits.
+    @Option(help: "Largest request line + headers (size); beyond it 414/431.")
+    var maxHeaderBytes: String = "8KiB"
+    @Option(help: "Largest request body, and so the largest value (size); beyond it 413.")
+    var maxBodyBytes: String = "1MiB"
+    @Option(help: "Open client connections; beyond it new ones get 503 and are closed at once.")
+    var maxConnections: Int = 10_000
+    @Option(help: "Time allowed to send a whole request, from its first byte (duration); then 408.")
+    var headerTimeout: String = "10s"
+    @Option(help: "An idle keep-alive connection is closed after this long (duration).")
+    var idleTimeout: String = "60s"
+    @Option(help: "Response bytes queued per connection before its requests stop being read (size).")
+    var maxOutputBytes: String = "4MiB"
+
+    @Option(help: "File holding a bearer token; mutating routes then require 'Authorization: Bearer <token>'.")
+    var authTokenFile: String?
+    @Option(help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        _ = try makeConfig()
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level expects trace, debug, info, notice, warning, error or critical, got '\(logLevel)'")
+        }
+    }
+
+    func makeConfig() throws -> NodeConfig {
+        var c = NodeConfig()
+        do {
+            c.api = try HostPort.parse(api)
+            guard !name.isEmpty else { throw ConfigError("--name must not be empty") }
+            c.name = name
+            guard (1...65535).contains(port) else { throw ConfigError("--port expects 1...65535, got \(port)") }
+            c.peerPort = port
+            c.peers = peer.map { $0.split(separator: ",").map { String($0).trimmingCharacters() } } ?? []
+            c.etcdEndpoints = etcd.map { $0.split(separator: ",").map { String($0).trimmingCharacters() } } ?? []
+            if let ip = getenv("IP_ADDRESS").map({ String(cString: $0) }), !ip.isEmpty { c.advertiseHost = ip }
+            guard !group.isEmpty else { throw ConfigError("--group must not be empty") }
+            c.group = group
+            c.origin = origin
+            c.originTimeoutMillis = try ValueParsing.durationMillis(originTimeout, flag: "--origin-timeout")
+            c.cache.cacheBytes = try ValueParsing.byteSize(cacheBytes, flag: "--cache-bytes")
+            c.cache.hotBytes = try ValueParsing.byteSize(hotBytes, flag: "--hot-bytes")
+            c.cache.ttlMillis = try ValueParsing.durationMillis(ttl, flag: "--ttl")
+            guard c.cache.ttlMillis > 0 else { throw ConfigError("--ttl must be greater than 0") }
+            c.cache.jitterMillis = try ValueParsing.durationMillis(jitter, flag: "--jitter")
+            c.cache.sliding = sliding
+            c.cache.negativeTTLMillis = try ValueParsing.durationMillis(negativeTtl, flag: "--negative-ttl")
+            c.cache.staleGraceMillis = try ValueParsing.durationMillis(staleGrace, flag: "--stale-grace")
+            c.http.limits.maxHeadBytes = try ValueParsing.byteSize(maxHeaderBytes, flag: "--max-header-bytes")
+            c.http.limits.maxBodyBytes = try ValueParsing.byteSize(maxBodyBytes, flag: "--max-body-bytes")
+            guard maxConnections > 0 else { throw ConfigError("--max-connections must be at least 1") }
+            c.http.maxConnections = maxConnections
+            c.http.headerTimeoutMillis = try ValueParsing.durationMillis(headerTimeout, flag: "--header-timeout")
+            c.http.idleTimeoutMillis = try ValueParsing.durationMillis(idleTimeout, flag: "--idle-timeout")
+            c.http.maxOutputBytesPerConnection = try ValueParsing.byteSize(maxOutputBytes, flag: "--max-output-bytes")
+            if let path = authTokenFile { c.authToken = try readToken(path) }
+        } catch let error as ConfigError {
+            throw ValidationError(error.description)
+        }
+        return c
+    }
+
+    private func readToken(_ path: String) throws -> [UInt8] {
+        guard let file = fopen(path, "r") else {
+            throw ConfigError("--auth-token-file: cannot read '\(path)': \(String(cString: strerror(errno)))")
+        }
+        defer { fclose(file) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = fread(&chunk, 1, chunk.count, file)
+            if n <= 0 { break }
+            bytes.append(contentsOf: chunk[0..<n])
+            if bytes.count > 4096 { throw ConfigError("--auth-token-file: '\(path)' is larger than 4 KiB") }
+        }
+        while let last = bytes.last, last == 10 || last == 13 || last == 32 || last == 9 { bytes.removeLast() }
+        while let first = bytes.first, first == 32 || first == 9 { bytes.removeFirst() }
+        guard !bytes.isEmpty else { throw ConfigError("--auth-token-file: '\(path)' is empty") }
+        return bytes
+    }
+
+    func run() throws {
+        let config = try makeConfig()
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "springcache-uv")
+        do {
+            let node = try Node(config: config, logger: logger)
+            try node.run()
+        } catch {
+            logger.critical("\(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+extension String {
+    fileprivate func trimmingCharacters() -> String {
+        var s = Substring(self)
+        while s.first == " " { s = s.dropFirst() }
+        while s.last == " " { s = s.dropLast() }
+        return String(s)
+    }
+}
+
+SpringCacheCommand.main()

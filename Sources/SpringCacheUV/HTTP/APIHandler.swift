@@ -1,0 +1,556 @@
+import CLibUV
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The node's HTTP API: springcache's routes (`/api/get`, `/api/set`, `/setpeer`) and ours
+/// (`/v1/cache/...`, `/api/delete`, `/api/stats`, `/api/peers`, `/metrics`, `/healthz`).
+///
+/// A hit is answered without allocating: the key is percent-decoded into `scratch`, looked up by its bytes,
+/// and `value=<V>\n` is appended to the shared output. Misses defer the answer until the group's load lands.
+public final class APIHandler: HTTPHandler {
+    let config: NodeConfig
+    let clock: Clock
+    let group: Group
+    weak var server: HTTPServer?
+    public private(set) var requestStats = RequestStats()
+    private var date = HTTPDate()
+    /// Decoded parameters of the current request; reset per request, never shrinks.
+    private var scratch = ByteBuffer(capacity: 8 << 10)
+    private let startedAtMillis: Int64
+
+    /// The largest `expire` of springcache's /api/set, in minutes (3 days).
+    static let maxExpireMinutes = 4320
+    /// The largest `ttl` of PUT /v1/cache, in seconds (the same 3 days).
+    static let maxTTLSeconds = 4320 * 60
+
+    init(config: NodeConfig, clock: Clock, group: Group) {
+        self.config = config
+        self.clock = clock
+        self.group = group
+        startedAtMillis = clock.nowMillis
+    }
+
+    func close() {
+        scratch.deallocate()
+    }
+
+    private var out: ResponseBuffer { server!.output }
+
+    // MARK: routing
+
+    public func handle(_ request: HTTPRequest, on connection: HTTPConnection) -> HTTPHandling {
+        date.update(unixSeconds: clock.nowMillis / 1000)
+        scratch.count = 0
+        let path = request.path
+        let method = request.head.method
+
+        if path.starts(with: "/v1/cache/") {
+            return handleV1(request, on: connection, rest: UnsafeRawBufferPointer(rebasing: path[10...]))
+        }
+        if path.equals("/api/get") {
+            guard method == .get || method == .head else { return methodNotAllowed(request, .get, "GET, HEAD") }
+            return handleGet(request, on: connection)
+        }
+        if path.equals("/api/set") {
+            guard method == .post else { return methodNotAllowed(request, .set, "POST") }
+            return handleSet(request)
+        }
+        if path.equals("/api/delete") {
+            guard method == .post else { return methodNotAllowed(request, .delete, "POST") }
+            return handleDelete(request)
+        }
+        if path.equals("/healthz") {
+            guard method == .get || method == .head else { return methodNotAllowed(request, .healthz, "GET, HEAD") }
+            return text(request, .healthz, 200, "ok")
+        }
+        if path.equals("/api/stats") {
+            guard method == .get || method == .head else { return methodNotAllowed(request, .stats, "GET, HEAD") }
+            return handleStats(request)
+        }
+        if path.equals("/metrics") {
+            guard method == .get || method == .head else { return methodNotAllowed(request, .metrics, "GET, HEAD") }
+            return handleMetrics(request)
+        }
+        if path.equals("/api/peers") {
+            guard method == .get || method == .head else { return methodNotAllowed(request, .peers, "GET, HEAD") }
+            return handlePeers(request)
+        }
+        if path.equals("/setpeer") {
+            guard method == .post else { return methodNotAllowed(request, .setpeer, "POST") }
+            return handleSetPeer(request)
+        }
+        return text(request, .other, 404, "no such route: \(String(decoding: path, as: UTF8.self))")
+    }
+
+    public func writeError(status: Int, reason: String, into out: ResponseBuffer) {
+        date.update(unixSeconds: clock.nowMillis / 1000)
+        HTTPResponse.appendText(to: &out.bytes, status: status, message: reason,
+                                framing: HTTPResponseFraming(keepAlive: false), date: date)
+        requestStats.record(route: .other, status: status)
+    }
+
+    // MARK: springcache's routes
+
+    /// `GET /api/get?key=K` → `value=<V>\n` (springcache's answer, byte for byte).
+    private func handleGet(_ request: HTTPRequest, on connection: HTTPConnection) -> HTTPHandling {
+        let key: Range<Int>
+        switch requiredField("key", in: request.query ?? UnsafeRawBufferPointer(start: nil, count: 0)) {
+        case .success(let range): key = range
+        case .failure(let message): return text(request, .get, 400, message)
+        }
+        let framing = HTTPResponseFraming(keepAlive: request.keepAlive, isHTTP10: request.head.isHTTP10,
+                                          omitBody: request.head.method == .head)
+        let keyBytes = UnsafeRawBufferPointer(start: scratch.base + key.lowerBound, count: key.count)
+        let hit: Bool? = group.withFreshValue(forKey: keyBytes) { view in
+            HTTPResponse.appendValue(to: &out.bytes, value: view.value, framing: framing, date: date)
+            return true
+        }
+        if hit != nil {
+            requestStats.record(route: .get, status: 200, latencyNanos: uv_hrtime() &- request.startNanos)
+            return .done
+        }
+        let keyString = String(decoding: keyBytes, as: UTF8.self)
+        let start = request.startNanos
+        return deferAnswer(connection) { [unowned self] finish in
+            self.group.get(key: keyString) { outcome in
+                let status: Int
+                switch outcome {
+                case .value(let value, _, _, let stale):
+                    value.withUnsafeBytes { v in
+                        HTTPResponse.appendValue(to: &self.out.bytes, value: v, framing: framing, date: self.date) {
+                            if stale { $0.append("Warning: 110 - \"Response is Stale\"\r\n") }
+                        }
+                    }
+                    status = 200
+                case .notFound:
+                    status = 404
+                    HTTPResponse.appendText(to: &self.out.bytes, status: 404,
+                                            message: "key \"\(keyString)\" not found in group \"\(self.group.name)\"",
+                                            framing: framing, date: self.date)
+                case .failure(let error):
+                    status = APIHandler.status(of: error)
+                    HTTPResponse.appendText(to: &self.out.bytes, status: status, message: error.message,
+                                            framing: framing, date: self.date)
+                }
+                self.requestStats.record(route: .get, status: status, latencyNanos: uv_hrtime() &- start)
+                finish()
+            }
+        }
+    }
+
+    /// `POST /api/set` form `key, value, expire, hot` → `done\n`, with springcache's validation.
+    private func handleSet(_ request: HTTPRequest) -> HTTPHandling {
+        if let denied = checkAuth(request, .set) { return denied }
+        let form = request.body
+        let key: Range<Int>
+        switch requiredField("key", in: form) {
+        case .success(let range): key = range
+        case .failure(let message): return text(request, .set, 400, message)
+        }
+        let value: Range<Int>
+        switch FormDecoder.field("value", in: form, into: &scratch) {
+        case .absent: return text(request, .set, 400, "missing form field \"value\"")
+        case .malformed(let message): return text(request, .set, 400, message)
+        case .value(let range): value = range
+        }
+        var ttlMillis: Int64? = nil
+        switch FormDecoder.field("expire", in: form, into: &scratch) {
+        case .absent: break
+        case .malformed(let message): return text(request, .set, 400, message)
+        case .value(let range):
+            let minutes = range.isEmpty ? 0 : parseDecimal(range, max: APIHandler.maxExpireMinutes)
+            guard let minutes else {
+                return text(request, .set, 400, "expire must be whole minutes from 0 to \(APIHandler.maxExpireMinutes)"
+                            + " (3 days; 0 = the default TTL), got \"\(scratchString(range))\"")
+            }
+            if minutes > 0 { ttlMillis = Int64(minutes) * 60_000 }
+        }
+        var hot = false
+        switch FormDecoder.field("hot", in: form, into: &scratch) {
+        case .absent: break
+        case .malformed(let message): return text(request, .set, 400, message)
+        case .value(let range):
+            switch scratchString(range) {
+            case "", "false": hot = false
+            case "true": hot = true
+            default: return text(request, .set, 400, "hot must be true, false or empty, got \"\(scratchString(range))\"")
+            }
+        }
+        let keyString = scratchString(key)
+        let valueBytes = Array(UnsafeRawBufferPointer(start: scratch.base + value.lowerBound, count: value.count))
+        guard group.set(key: keyString, value: valueBytes, ttlMillis: ttlMillis, hot: hot) else {
+            return text(request, .set, 413, "value of \(valueBytes.count) bytes does not fit in the "
+                        + (hot ? "hot" : "main") + " cache")
+        }
+        return text(request, .set, 200, "done")
+    }
+
+    /// `POST /api/delete` form `key` → `deleted\n`, or 404 if nothing was cached under it.
+    private func handleDelete(_ request: HTTPRequest) -> HTTPHandling {
+        if let denied = checkAuth(request, .delete) { return denied }
+        switch requiredField("key", in: request.body) {
+        case .failure(let message): return text(request, .delete, 400, message)
+        case .success(let key):
+            let keyString = scratchString(key)
+            if group.delete(key: keyString) { return text(request, .delete, 200, "deleted") }
+            return text(request, .delete, 404, "key \"\(keyString)\" was not cached")
+        }
+    }
+
+    /// `POST /setpeer` form `peer=NAME` (springcache's). A single node has no other peers to re-admit.
+    private func handleSetPeer(_ request: HTTPRequest) -> HTTPHandling {
+        if let denied = checkAuth(request, .setpeer) { return denied }
+        switch requiredField("peer", in: request.body) {
+        case .failure(let message): return text(request, .setpeer, 400, message)
+        case .success(let peer):
+            let name = scratchString(peer)
+            if name == config.name { return text(request, .setpeer, 200, "set peer \(name) successful") }
+            return text(request, .setpeer, 404, "no member named \"\(name)\": this node serves alone")
+        }
+    }
+
+    // MARK: /v1/cache/{group}/{key}
+
+    private func handleV1(_ request: HTTPRequest, on connection: HTTPConnection,
+                          rest: UnsafeRawBufferPointer) -> HTTPHandling {
+        let method = request.head.method
+        let route: APIRoute = method == .put ? .v1Put : method == .delete ? .v1Delete : .v1Get
+        guard let slash = rest.firstIndex(of: UInt8(ascii: "/")) else {
+            return text(request, route, 404, "expected /v1/cache/{group}/{key}")
+        }
+        guard let groupRange = FormDecoder.decodePathSegment(UnsafeRawBufferPointer(rebasing: rest[..<slash]),
+                                                             into: &scratch) else {
+            return text(request, route, 400, "the group in the path has a malformed percent-escape")
+        }
+        guard scratchEquals(groupRange, group.name) else {
+            return text(request, route, 404, "no such group \"\(scratchString(groupRange))\"")
+        }
+        guard let key = FormDecoder.decodePathSegment(UnsafeRawBufferPointer(rebasing: rest[(slash + 1)...]),
+                                                      into: &scratch) else {
+            return text(request, route, 400, "the key in the path has a malformed percent-escape")
+        }
+        guard !key.isEmpty else {
+            return text(request, route, 400, "the key in /v1/cache/{group}/{key} must not be empty")
+        }
+        switch method {
+        case .get, .head: return handleV1Get(request, on: connection, key: key)
+        case .put: return handleV1Put(request, key: key)
+        case .delete:
+            if let denied = checkAuth(request, .v1Delete) { return denied }
+            let keyString = scratchString(key)
+            if group.delete(key: keyString) { return empty(request, .v1Delete, 204) }
+            return text(request, .v1Delete, 404, "key \"\(keyString)\" was not cached")
+        default:
+            return methodNotAllowed(request, .v1Get, "GET, HEAD, PUT, DELETE")
+        }
+    }
+
+    private func handleV1Get(_ request: HTTPRequest, on connection: HTTPConnection, key: Range<Int>) -> HTTPHandling {
+        let framing = HTTPResponseFraming(keepAlive: request.keepAlive, isHTTP10: request.head.isHTTP10,
+                                          omitBody: request.head.method == .head)
+        let ifNoneMatch = request.head.ifNoneMatch.map { request.slice($0) }
+        let keyBytes = UnsafeRawBufferPointer(start: scratch.base + key.lowerBound, count: key.count)
+        let now = clock.nowMillis
+        let status: Int? = group.withFreshValue(forKey: keyBytes) { view in
+            writeRawValue(view.value, expiresAt: view.expiresAtMillis, etag: view.etag, now: now,
+                          ifNoneMatch: ifNoneMatch, framing: framing, stale: false)
+        }
+        if let status {
+            requestStats.record(route: .v1Get, status: status, latencyNanos: uv_hrtime() &- request.startNanos)
+            return .done
+        }
+        let keyString = scratchString(key)
+        let ifNoneMatchCopy = ifNoneMatch.map { Array($0) }
+        let start = request.startNanos
+        return deferAnswer(connection) { [unowned self] finish in
+            self.group.get(key: keyString) { outcome in
+                let status: Int
+                switch outcome {
+                case .value(let value, let expiresAt, let etag, let stale):
+                    status = value.withUnsafeBytes { v in
+                        if let inm = ifNoneMatchCopy {
+                            return inm.withUnsafeBytes { i in
+                                self.writeRawValue(v, expiresAt: expiresAt, etag: etag, now: self.clock.nowMillis,
+                                                   ifNoneMatch: i, framing: framing, stale: stale)
+                            }
+                        }
+                        return self.writeRawValue(v, expiresAt: expiresAt, etag: etag, now: self.clock.nowMillis,
+                                                  ifNoneMatch: nil, framing: framing, stale: stale)
+                    }
+                case .notFound:
+                    status = 404
+                    HTTPResponse.appendText(to: &self.out.bytes, status: 404,
+                                            message: "key \"\(keyString)\" not found in group \"\(self.group.name)\"",
+                                            framing: framing, date: self.date)
+                case .failure(let error):
+                    status = APIHandler.status(of: error)
+                    HTTPResponse.appendText(to: &self.out.bytes, status: status, message: error.message,
+                                            framing: framing, date: self.date)
+                }
+                self.requestStats.record(route: .v1Get, status: status, latencyNanos: uv_hrtime() &- start)
+                finish()
+            }
+        }
+    }
+
+    /// Writes a raw value with its validators; 304 when the client's If-None-Match names its ETag.
+    private func writeRawValue(_ value: UnsafeRawBufferPointer, expiresAt: Int64, etag: UInt64, now: Int64,
+                               ifNoneMatch: UnsafeRawBufferPointer?, framing: HTTPResponseFraming,
+                               stale: Bool) -> Int {
+        var tag = (UInt64(0), UInt64(0), UInt8(0), UInt8(0))  // "\"" + 16 hex + "\"" = 18 bytes
+        return withUnsafeMutableBytes(of: &tag) { tagBytes in
+            APIHandler.formatETag(etag, into: tagBytes)
+            let etagBytes = UnsafeRawBufferPointer(rebasing: tagBytes[0..<18])
+            let maxAge = max(0, (expiresAt - now) / 1000)
+            let notModified = ifNoneMatch.map { APIHandler.etagMatches($0, etagBytes) } ?? false
+            let status = notModified ? 304 : 200
+            HTTPResponse.append(to: &out.bytes, status: status, contentType: HTTPResponse.octetStream,
+                                body: value, framing: framing, date: date) { o in
+                HTTPResponse.appendHeader(to: &o, name: "ETag", value: etagBytes)
+                o.append("Cache-Control: max-age=")
+                o.appendDecimal(Int(maxAge))
+                o.append("\r\n")
+                if stale { o.append("Warning: 110 - \"Response is Stale\"\r\n") }
+            }
+            return status
+        }
+    }
+
+    private func handleV1Put(_ request: HTTPRequest, key: Range<Int>) -> HTTPHandling {
+        if let denied = checkAuth(request, .v1Put) { return denied }
+        let query = request.query ?? UnsafeRawBufferPointer(start: nil, count: 0)
+        var ttlMillis: Int64? = nil
+        switch FormDecoder.field("ttl", in: query, into: &scratch) {
+        case .absent: break
+        case .malformed(let m): return text(request, .v1Put, 400, m)
+        case .value(let range):
+            guard let seconds = parseDecimal(range, max: APIHandler.maxTTLSeconds) else {
+                return text(request, .v1Put, 400, "ttl must be whole seconds from 0 to \(APIHandler.maxTTLSeconds)"
+                            + " (3 days; 0 = the default TTL), got \"\(scratchString(range))\"")
+            }
+            if seconds > 0 { ttlMillis = Int64(seconds) * 1000 }
+        }
+        var hot = false
+        switch FormDecoder.field("hot", in: query, into: &scratch) {
+        case .absent: break
+        case .malformed(let m): return text(request, .v1Put, 400, m)
+        case .value(let range):
+            switch scratchString(range) {
+            case "", "false": hot = false
+            case "true": hot = true
+            default: return text(request, .v1Put, 400, "hot must be true, false or empty, got \"\(scratchString(range))\"")
+            }
+        }
+        let value = Array(request.body)
+        guard group.set(key: scratchString(key), value: value, ttlMillis: ttlMillis, hot: hot) else {
+            return text(request, .v1Put, 413, "value of \(value.count) bytes does not fit in the "
+                        + (hot ? "hot" : "main") + " cache")
+        }
+        return empty(request, .v1Put, 204)
+    }
+
+    // MARK: observability
+
+    private func handleStats(_ request: HTTPRequest) -> HTTPHandling {
+        var json = ByteBuffer(capacity: 2048)
+        defer { json.deallocate() }
+        StatsReport.writeJSON(into: &json, node: config, group: group, requests: requestStats,
+                              connections: server?.stats ?? ConnectionStats(),
+                              openConnections: server?.openConnections ?? 0,
+                              uptimeMillis: clock.nowMillis - startedAtMillis)
+        return bytes(request, .stats, 200, "application/json", json.readable)
+    }
+
+    private func handleMetrics(_ request: HTTPRequest) -> HTTPHandling {
+        var text = ByteBuffer(capacity: 8192)
+        defer { text.deallocate() }
+        StatsReport.writePrometheus(into: &text, node: config, group: group, requests: requestStats,
+                                    connections: server?.stats ?? ConnectionStats(),
+                                    openConnections: server?.openConnections ?? 0,
+                                    uptimeMillis: clock.nowMillis - startedAtMillis)
+        return bytes(request, .metrics, 200, "text/plain; version=0.0.4; charset=utf-8", text.readable)
+    }
+
+    private func handlePeers(_ request: HTTPRequest) -> HTTPHandling {
+        var json = ByteBuffer(capacity: 512)
+        defer { json.deallocate() }
+        StatsReport.writePeersJSON(into: &json, node: config, apiPort: server?.boundPort ?? config.api.port)
+        return bytes(request, .peers, 200, "application/json", json.readable)
+    }
+
+    // MARK: helpers
+
+    /// Runs `start`, which must call `finish` exactly once after writing the answer to `out`; copes with
+    /// `finish` being called before `start` returns (the demo store answers at once).
+    private func deferAnswer(_ connection: HTTPConnection,
+                             _ start: (@escaping () -> Void) -> Void) -> HTTPHandling {
+        var inside = true
+        var finishedInside = false
+        start {
+            if inside { finishedInside = true } else { connection.finishDeferred() }
+        }
+        inside = false
+        return finishedInside ? .done : .deferred
+    }
+
+    private enum FieldResult { case success(Range<Int>), failure(String) }
+
+    /// A field that must be present and non-empty (springcache's `key` and `peer`).
+    private func requiredField(_ name: StaticString, in form: UnsafeRawBufferPointer) -> FieldResult {
+        switch FormDecoder.field(name, in: form, into: &scratch) {
+        case .absent: return .failure("missing parameter \"\(name)\"")
+        case .malformed(let message): return .failure(message)
+        case .value(let range):
+            if range.isEmpty { return .failure("parameter \"\(name)\" must not be empty") }
+            return .success(range)
+        }
+    }
+
+    private func scratchString(_ range: Range<Int>) -> String {
+        String(decoding: UnsafeRawBufferPointer(start: scratch.base + range.lowerBound, count: range.count),
+               as: UTF8.self)
+    }
+
+    private func scratchEquals(_ range: Range<Int>, _ s: String) -> Bool {
+        var s = s
+        return s.withUTF8 { u in
+            u.count == range.count && (u.count == 0 || memcmp(u.baseAddress!, scratch.base + range.lowerBound, u.count) == 0)
+        }
+    }
+
+    /// Parses a non-negative decimal in `range` of the scratch; nil if not all digits or above `max`.
+    private func parseDecimal(_ range: Range<Int>, max: Int) -> Int? {
+        guard !range.isEmpty, range.count <= 10 else { return nil }
+        var n = 0
+        for i in range {
+            let d = scratch.base[i] &- UInt8(ascii: "0")
+            guard d <= 9 else { return nil }
+            n = n * 10 + Int(d)
+        }
+        return n <= max ? n : nil
+    }
+
+    /// 401 unless the request carries the configured bearer token; nil when allowed.
+    private func checkAuth(_ request: HTTPRequest, _ route: APIRoute) -> HTTPHandling? {
+        guard let token = config.authToken else { return nil }
+        if let header = request.head.authorization {
+            let value = request.slice(header)
+            if value.count > 7, value.starts(with: "Bearer ") || value.starts(with: "bearer "),
+               APIHandler.constantTimeEquals(UnsafeRawBufferPointer(rebasing: value[7...]), token) {
+                return nil
+            }
+        }
+        let framing = HTTPResponseFraming(keepAlive: request.keepAlive, isHTTP10: request.head.isHTTP10,
+                                          omitBody: request.head.method == .head)
+        HTTPResponse.appendText(to: &out.bytes, status: 401,
+                                message: "this route requires the header \"Authorization: Bearer <token>\"",
+                                framing: framing, date: date) {
+            $0.append("WWW-Authenticate: Bearer\r\n")
+        }
+        requestStats.record(route: route, status: 401, latencyNanos: uv_hrtime() &- request.startNanos)
+        return .done
+    }
+
+    /// Compares in time that depends only on the lengths, so the token cannot be guessed byte by byte.
+    static func constantTimeEquals(_ a: UnsafeRawBufferPointer, _ b: [UInt8]) -> Bool {
+        var diff = UInt8(a.count == b.count ? 0 : 1)
+        let n = Swift.max(a.count, b.count)
+        for i in 0..<n {
+            let x = i < a.count ? a[i] : 0
+            let y = i < b.count ? b[i] : 0xFF
+            diff |= x ^ y
+        }
+        return diff == 0
+    }
+
+    static func status(of error: LoadError) -> Int {
+        switch error {
+        case .unavailable: return 502
+        case .timedOut: return 504
+        }
+    }
+
+    private static let hexDigits: StaticString = "0123456789abcdef"
+
+    static func formatETag(_ etag: UInt64, into bytes: UnsafeMutableRawBufferPointer) {
+        bytes[0] = UInt8(ascii: "\"")
+        for i in 0..<16 {
+            let nibble = Int((etag >> UInt64(60 - 4 * i)) & 0xF)
+            bytes[1 + i] = hexDigits.utf8Start[nibble]
+        }
+        bytes[17] = UInt8(ascii: "\"")
+    }
+
+    /// RFC 9110 §13.1.2: If-None-Match is `*` or a list of entity tags, compared weakly.
+    static func etagMatches(_ header: UnsafeRawBufferPointer, _ etag: UnsafeRawBufferPointer) -> Bool {
+        var i = 0
+        let n = header.count
+        while i < n {
+            while i < n && (header[i] == UInt8(ascii: " ") || header[i] == UInt8(ascii: ",")) { i += 1 }
+            if i < n && header[i] == UInt8(ascii: "*") { return true }
+            if i + 1 < n && header[i] == UInt8(ascii: "W") && header[i + 1] == UInt8(ascii: "/") { i += 2 }
+            var j = i
+            while j < n && header[j] != UInt8(ascii: ",") { j += 1 }
+            var end = j
+            while end > i && header[end - 1] == UInt8(ascii: " ") { end -= 1 }
+            if end - i == etag.count && memcmp(header.baseAddress! + i, etag.baseAddress!, etag.count) == 0 {
+                return true
+            }
+            i = j + 1
+        }
+        return false
+    }
+
+    private func text(_ request: HTTPRequest, _ route: APIRoute, _ status: Int, _ message: String) -> HTTPHandling {
+        let framing = HTTPResponseFraming(keepAlive: request.keepAlive, isHTTP10: request.head.isHTTP10,
+                                          omitBody: request.head.method == .head)
+        HTTPResponse.appendText(to: &out.bytes, status: status, message: message, framing: framing, date: date)
+        requestStats.record(route: route, status: status, latencyNanos: uv_hrtime() &- request.startNanos)
+        return .done
+    }
+
+    private func empty(_ request: HTTPRequest, _ route: APIRoute, _ status: Int) -> HTTPHandling {
+        let framing = HTTPResponseFraming(keepAlive: request.keepAlive, isHTTP10: request.head.isHTTP10,
+                                          omitBody: true)
+        HTTPResponse.appendHead(to: &out.bytes, status: status, contentType: nil, contentLength: 0,
+                                framing: framing, date: date)
+        requestStats.record(route: route, status: status, latencyNanos: uv_hrtime() &- request.startNanos)
+        return .done
+    }
+
+    private func bytes(_ request: HTTPRequest, _ route: APIRoute, _ status: Int, _ contentType: StaticString,
+                       _ body: UnsafeRawBufferPointer) -> HTTPHandling {
+        let framing = HTTPResponseFraming(keepAlive: request.keepAlive, isHTTP10: request.head.isHTTP10,
+                                          omitBody: request.head.method == .head)
+        HTTPResponse.append(to: &out.bytes, status: status, contentType: contentType, body: body,
+                            framing: framing, date: date)
+        requestStats.record(route: route, status: status, latencyNanos: uv_hrtime() &- request.startNanos)
+        return .done
+    }
+
+    private func methodNotAllowed(_ request: HTTPRequest, _ route: APIRoute, _ allow: StaticString) -> HTTPHandling {
+        let framing = HTTPResponseFraming(keepAlive: request.keepAlive, isHTTP10: request.head.isHTTP10,
+                                          omitBody: request.head.method == .head)
+        HTTPResponse.appendText(to: &out.bytes, status: 405, message: "method not allowed; use \(allow)",
+                                framing: framing, date: date) {
+            HTTPResponse.appendHeader(to: &$0, name: "Allow", value: allow)
+        }
+        requestStats.record(route: route, status: 405, latencyNanos: uv_hrtime() &- request.startNanos)
+        return .done
+    }
+}
+
+extension UnsafeRawBufferPointer {
+    /// Whether these bytes equal `s` exactly.
+    @inline(__always)
+    func equals(_ s: StaticString) -> Bool {
+        count == s.utf8CodeUnitCount && (count == 0 || memcmp(baseAddress!, s.utf8Start, count) == 0)
+    }
+
+    /// Whether these bytes start with `s`.
+    @inline(__always)
+    func starts(with s: StaticString) -> Bool {
+        count >= s.utf8CodeUnitCount && memcmp(baseAddress!, s.utf8Start, s.utf8CodeUnitCount) == 0
+    }
+}

@@ -1,0 +1,390 @@
+import CLibUV
+
+/// One client connection: reads requests, hands them to the handler in order, writes their responses.
+///
+/// Lifecycle (libuv's): the object retains itself in the handle's `data` from `init` until the close
+/// callback, which is the only place it is released and removed from the server. A connection that must
+/// die is marked closing and freed from that callback, never in the middle of its own callback.
+///
+/// Ordering: requests are answered strictly in order. When a handler defers (a miss waiting for the
+/// origin), processing stops until it finishes; pipelined requests behind it wait in `pendingInput`.
+public final class HTTPConnection {
+    unowned let server: HTTPServer
+    let tcp: UnsafeMutablePointer<uv_tcp_t>
+    var index = -1
+
+    /// Deadline (loop ms) and what happens when it passes.
+    var deadline: Int64 = .max
+    private var deadlineKind = DeadlineKind.idle
+
+    private var parser: HTTPParser
+    /// Unprocessed input that did not fit in one read or waits behind a deferred request.
+    private var pendingInput: ByteBuffer?
+    /// Output waiting for the socket: `writing` is in flight with `writeRequest`, `queued` comes after it.
+    private var writing: ByteBuffer?
+    private var queued: ByteBuffer?
+    private var writeRequest: UnsafeMutablePointer<uv_write_t>?
+    private var writeInFlight = false
+
+    private var reading = false
+    private var deferred = false
+    private var closeAfterFlush = false
+    private var draining = false
+    private var lingering = false
+    private var closing = false
+    private var batchStart: UInt64 = 0
+
+    private enum DeadlineKind { case idle, request, linger }
+
+    init(server: HTTPServer, tcp: UnsafeMutablePointer<uv_tcp_t>, now: Int64) {
+        self.server = server
+        self.tcp = tcp
+        parser = HTTPParser(limits: server.config.limits)
+        deadline = now + server.config.idleTimeoutMillis
+        sc_uv_handle_set_data(tcp, Unmanaged.passRetained(self).toOpaque())
+        uv_tcp_nodelay(tcp, 1)
+    }
+
+    deinit {
+        precondition(closing, "HTTPConnection released without close()")
+        pendingInput?.deallocate()
+        writing?.deallocate()
+        queued?.deallocate()
+        writeRequest?.deallocate()
+        tcp.deallocate()
+    }
+
+    private var stream: UnsafeMutablePointer<uv_stream_t> {
+        UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_stream_t.self)
+    }
+
+    private static func owner(_ handle: UnsafeRawPointer) -> HTTPConnection {
+        Unmanaged<HTTPConnection>.fromOpaque(sc_uv_handle_get_data(handle)!).takeUnretainedValue()
+    }
+
+    /// Answers a connection over the limit with a 503 it can read, then closes it. The write is
+    /// best effort (`uv_try_write`), so a refused client never costs buffers.
+    static func refuse(_ tcp: UnsafeMutablePointer<uv_tcp_t>, reason: String) {
+        var message = ByteBuffer(capacity: 256)
+        let body = reason + "\n"
+        message.append("HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n")
+        message.append("Connection: close\r\nContent-Length: ")
+        message.appendDecimal(body.utf8.count)
+        message.append("\r\n\r\n")
+        message.append(body)
+        var buf = uv_buf_init(UnsafeMutableRawPointer(message.base).assumingMemoryBound(to: CChar.self),
+                              UInt32(message.count))
+        _ = uv_try_write(UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_stream_t.self), &buf, 1)
+        message.deallocate()
+        uv_close(UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_handle_t.self)) { h in
+            UnsafeMutableRawPointer(h!).assumingMemoryBound(to: uv_tcp_t.self).deallocate()
+        }
+    }
+
+    // MARK: reading
+
+    func startReading() {
+        guard !reading, !closing else { return }
+        reading = true
+        let status = uv_read_start(stream, { handle, suggested, buf in
+            HTTPConnection.owner(handle!).allocate(buf!)
+        }, { handle, nread, buf in
+            HTTPConnection.owner(handle!).didRead(nread)
+        })
+        if status < 0 { close() }
+    }
+
+    private func stopReading() {
+        guard reading else { return }
+        reading = false
+        uv_read_stop(stream)
+    }
+
+    /// Reads land in the server's shared buffer unless this connection already holds unprocessed
+    /// input, in which case they are appended to it (a request split across reads).
+    private func allocate(_ buf: UnsafeMutablePointer<uv_buf_t>) {
+        if var pending = pendingInput, !pending.isEmpty {
+            pending.reserve(16 << 10)
+            pendingInput = pending
+            buf.pointee = uv_buf_init(
+                UnsafeMutableRawPointer(pending.base + pending.count).assumingMemoryBound(to: CChar.self),
+                UInt32(pending.capacity - pending.count))
+        } else {
+            buf.pointee = uv_buf_init(UnsafeMutableRawPointer(server.sharedReadBuffer)
+                                        .assumingMemoryBound(to: CChar.self), UInt32(server.sharedReadCapacity))
+        }
+    }
+
+    private func didRead(_ nread: Int) {
+        if nread < 0 {
+            // EOF or error. A client that half-closes after its last request still gets its answers.
+            stopReading()
+            if lingering || (!deferred && !writeInFlight) || nread != Int(UV_EOF.rawValue) {
+                close()
+            } else {
+                closeAfterFlush = true
+            }
+            return
+        }
+        if nread == 0 { return }
+        server.stats.bytesIn += UInt64(nread)
+        if lingering { return }  // draining what the client still sends after our final answer
+        batchStart = uv_hrtime()
+        if var pending = pendingInput, !pending.isEmpty {
+            pending.count += nread
+            pendingInput = pending
+            processPendingInput()
+        } else {
+            let bytes = UnsafeRawBufferPointer(start: server.sharedReadBuffer, count: nread)
+            let used = process(bytes)
+            if used < nread { keep(UnsafeRawBufferPointer(rebasing: bytes[used...])) }
+        }
+        flush()
+        afterBatch()
+    }
+
+    /// Copies input that could not be processed now into this connection's own buffer.
+    private func keep(_ bytes: UnsafeRawBufferPointer) {
+        var pending = pendingInput ?? ByteBuffer(capacity: max(bytes.count, 4096))
+        pending.append(bytes)
+        pendingInput = pending
+    }
+
+    private func processPendingInput() {
+        guard var pending = pendingInput else { return }
+        let used = process(UnsafeRawBufferPointer(start: pending.base, count: pending.count))
+        pending.discardFront(used)
+        if pending.isEmpty {
+            // Why free it: an idle connection should hold no buffers at all.
+            pending.deallocate()
+            pendingInput = nil
+        } else {
+            pendingInput = pending
+        }
+    }
+
+    /// Parses and handles whole requests from `bytes`; returns how many bytes were consumed.
+    private func process(_ bytes: UnsafeRawBufferPointer) -> Int {
+        var offset = 0
+        while offset < bytes.count && !deferred && !closeAfterFlush && !closing {
+            if outputBacklog > server.config.maxOutputBytesPerConnection {
+                flush()
+                if outputBacklog > server.config.maxOutputBytesPerConnection {
+                    // Backpressure: the client is not reading its answers; stop reading its requests.
+                    server.stats.backpressurePauses += 1
+                    stopReading()
+                    break
+                }
+            }
+            let request = UnsafeRawBufferPointer(rebasing: bytes[offset...])
+            switch parser.parse(request) {
+            case .needMore(let sendContinue):
+                if sendContinue {
+                    server.output.bytes.append("HTTP/1.1 100 Continue\r\n\r\n")
+                }
+                if deadlineKind != .request {
+                    deadlineKind = .request
+                    deadline = server.loop.clock.nowMillis + server.config.headerTimeoutMillis
+                }
+                return offset
+            case .request(let head, _, let consumed):
+                parser.reset()
+                let keepAlive = head.keepAlive && !draining
+                let req = HTTPRequest(head: head, bytes: UnsafeRawBufferPointer(rebasing: request[..<consumed]),
+                                      keepAlive: keepAlive, startNanos: batchStart)
+                offset += consumed
+                deadlineKind = .idle
+                if !keepAlive { closeAfterFlush = true }
+                if server.handler.handle(req, on: self) == .deferred {
+                    deferred = true
+                    stopReading()
+                }
+            case .error(let error):
+                server.stats.parseErrors += 1
+                server.handler.writeError(status: error.status, reason: error.reason, into: server.output)
+                closeAfterFlush = true
+                return bytes.count
+            }
+        }
+        return offset
+    }
+
+    /// Sets the deadline that fits the state after a batch, and closes if the last answer was final.
+    private func afterBatch() {
+        if closing { return }
+        if closeAfterFlush && !deferred {
+            if !writeInFlight { finishAndLinger() }
+            return
+        }
+        if deferred { deadline = .max; return }
+        if deadlineKind == .idle {
+            if draining && (pendingInput?.isEmpty ?? true) && !writeInFlight { close(); return }
+            deadline = server.loop.clock.nowMillis + server.config.idleTimeoutMillis
+        }
+    }
+
+    /// Completes a request the handler deferred: its response is already in `server.output`.
+    public func finishDeferred() {
+        precondition(deferred, "finishDeferred without a deferred request")
+        deferred = false
+        if closing {
+            server.output.bytes.count = 0
+            return
+        }
+        batchStart = uv_hrtime()
+        // Requests that arrived behind the deferred one are answered now, in order.
+        processPendingInput()
+        flush()
+        if !closeAfterFlush && !deferred && !closing && outputBacklog <= server.config.maxOutputBytesPerConnection {
+            startReading()
+        }
+        afterBatch()
+    }
+
+    /// Whether this connection is closed or closing (a deferred answer is then dropped).
+    public var isClosing: Bool { closing }
+
+    // MARK: writing
+
+    private var outputBacklog: Int { (writing?.count ?? 0) + (queued?.count ?? 0) }
+
+    /// Sends what the current callback produced in `server.output`: one `uv_try_write` for the whole
+    /// batch; only the part the kernel does not take is copied and written asynchronously.
+    private func flush() {
+        let out = server.output
+        guard out.bytes.count > 0 else { return }
+        defer { out.bytes.count = 0 }
+        if closing { return }
+        server.stats.bytesOut += UInt64(out.bytes.count)
+        if writeInFlight {
+            var q = queued ?? ByteBuffer(capacity: max(out.bytes.count, 4096))
+            q.append(out.bytes.readable)
+            queued = q
+            return
+        }
+        var buf = uv_buf_init(UnsafeMutableRawPointer(out.bytes.base).assumingMemoryBound(to: CChar.self),
+                              UInt32(out.bytes.count))
+        let n = Int(uv_try_write(stream, &buf, 1))
+        if n == out.bytes.count { return }
+        if n < 0 && n != Int(UV_EAGAIN.rawValue) {
+            close()
+            return
+        }
+        let written = max(n, 0)
+        var w = writing ?? ByteBuffer(capacity: max(out.bytes.count - written, 4096))
+        w.count = 0
+        w.append(UnsafeRawBufferPointer(rebasing: out.bytes.readable[written...]))
+        writing = w
+        startWrite()
+    }
+
+    private func startWrite() {
+        guard let w = writing, w.count > 0 else { return }
+        if writeRequest == nil { writeRequest = .allocate(capacity: 1) }
+        sc_uv_req_set_data(writeRequest!, Unmanaged.passUnretained(self).toOpaque())
+        var buf = uv_buf_init(UnsafeMutableRawPointer(w.base).assumingMemoryBound(to: CChar.self), UInt32(w.count))
+        let status = uv_write(writeRequest!, stream, &buf, 1) { req, status in
+            let c = Unmanaged<HTTPConnection>.fromOpaque(sc_uv_req_get_data(req!)!).takeUnretainedValue()
+            c.didWrite(status)
+        }
+        if status < 0 {
+            close()
+            return
+        }
+        writeInFlight = true
+    }
+
+    private func didWrite(_ status: Int32) {
+        writeInFlight = false
+        writing?.count = 0
+        if status < 0 || closing {
+            close()
+            return
+        }
+        if let q = queued, q.count > 0 {
+            // The queued bytes become the next write; the drained buffer becomes the queue.
+            let drained = writing
+            writing = q
+            queued = drained
+            startWrite()
+            return
+        }
+        // Why free them: buffers that grew for one large answer should not stay with an idle connection.
+        if let w = writing, w.capacity > 64 << 10 { var w = w; w.deallocate(); writing = nil }
+        if let q = queued, q.capacity > 64 << 10 { var q = q; q.deallocate(); queued = nil }
+        if closeAfterFlush && !deferred {
+            finishAndLinger()
+            return
+        }
+        if draining && !deferred && (pendingInput?.isEmpty ?? true) {
+            close()
+            return
+        }
+        if !reading && !deferred {
+            // Backpressure released: answer what is buffered, then read again.
+            batchStart = uv_hrtime()
+            processPendingInput()
+            flush()
+            if !closeAfterFlush && !deferred && !writeInFlight { startReading() }
+            afterBatch()
+        }
+    }
+
+    // MARK: closing
+
+    /// After the final answer is written: send FIN, then read and discard until the client closes or
+    /// `lingerMillis` passes, so unread input does not make the kernel reset the connection and destroy
+    /// the answer before the client reads it.
+    private func finishAndLinger() {
+        guard !closing, !lingering else { return }
+        lingering = true
+        pendingInput?.deallocate()
+        pendingInput = nil
+        let req = UnsafeMutablePointer<uv_shutdown_t>.allocate(capacity: 1)
+        let status = uv_shutdown(req, stream) { req, _ in req!.deallocate() }
+        if status < 0 {
+            req.deallocate()
+            close()
+            return
+        }
+        deadlineKind = .linger
+        deadline = server.loop.clock.nowMillis + server.config.lingerMillis
+        startReading()
+    }
+
+    func deadlinePassed(now: Int64) {
+        switch deadlineKind {
+        case .idle, .linger:
+            close()
+        case .request:
+            server.stats.timeouts += 1
+            guard !closing, !deferred else { return }
+            server.handler.writeError(status: 408, reason: "request not received within \(server.config.headerTimeoutMillis) ms",
+                                      into: server.output)
+            closeAfterFlush = true
+            deadlineKind = .idle
+            flush()
+            afterBatch()
+        }
+    }
+
+    /// Graceful stop of the node: idle connections close now, busy ones after their current answer.
+    func beginDraining() {
+        draining = true
+        if !deferred && !writeInFlight && (pendingInput?.isEmpty ?? true) {
+            close()
+        }
+    }
+
+    func close() {
+        guard !closing else { return }
+        closing = true
+        stopReading()
+        uv_close(UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_handle_t.self)) { h in
+            let unmanaged = Unmanaged<HTTPConnection>.fromOpaque(sc_uv_handle_get_data(h!)!)
+            let c = unmanaged.takeUnretainedValue()
+            c.server.remove(c)
+            unmanaged.release()
+        }
+    }
+}

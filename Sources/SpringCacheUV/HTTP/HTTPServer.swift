@@ -1,0 +1,176 @@
+// HTTP/: the HTTP/1.1 API — parser, response writer, connections, router and handlers.
+import CLibUV
+
+/// One parsed request as a handler sees it. The bytes are valid only during `HTTPHandler.handle`:
+/// a handler that answers later must copy what it needs first.
+public struct HTTPRequest {
+    public let head: HTTPRequestHead
+    /// The whole request, head and body; `head`'s ranges index into it.
+    public let bytes: UnsafeRawBufferPointer
+    /// Whether the connection stays open after this response (false on `Connection: close`,
+    /// HTTP/1.0 without keep-alive, or while the node is stopping).
+    public let keepAlive: Bool
+    /// When the read that completed this request arrived (uv_hrtime), for the latency histogram.
+    public let startNanos: UInt64
+
+    @inline(__always)
+    public func slice(_ range: Range<Int>) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(rebasing: bytes[range])
+    }
+
+    public var path: UnsafeRawBufferPointer { slice(head.path) }
+    public var query: UnsafeRawBufferPointer? { head.query.map { slice($0) } }
+    public var body: UnsafeRawBufferPointer {
+        slice(head.headLength..<(head.headLength + head.contentLength))
+    }
+}
+
+/// Whether a handler answered at once or will answer later through `HTTPConnection.finishDeferred`.
+public enum HTTPHandling {
+    case done
+    case deferred
+}
+
+/// The seam between connections and the API: routes one request and writes its response.
+public protocol HTTPHandler: AnyObject {
+    /// Appends the response to `connection.server.output` and returns `.done`, or returns `.deferred`
+    /// and later writes the response and calls `connection.finishDeferred()` exactly once.
+    func handle(_ request: HTTPRequest, on connection: HTTPConnection) -> HTTPHandling
+    /// Writes an error response for a request that could not be parsed or timed out.
+    func writeError(status: Int, reason: String, into out: ResponseBuffer)
+}
+
+/// The bytes of the responses being produced by the current callback; shared by every connection.
+///
+/// Why shared: every response produced by one read is written with one `uv_try_write` from here, and
+/// only what the kernel does not take at once is copied into the connection's own queue. So the hot
+/// path neither allocates nor copies, and an idle connection holds no buffers. It is empty at every
+/// callback boundary.
+public final class ResponseBuffer {
+    public var bytes = ByteBuffer(capacity: 64 << 10)
+}
+
+/// Counters about connections and requests that the server owns; read by /api/stats and /metrics.
+public struct ConnectionStats {
+    public var accepted: UInt64 = 0
+    public var rejected: UInt64 = 0
+    public var closed: UInt64 = 0
+    public var parseErrors: UInt64 = 0
+    public var timeouts: UInt64 = 0
+    public var bytesIn: UInt64 = 0
+    public var bytesOut: UInt64 = 0
+    public var backpressurePauses: UInt64 = 0
+}
+
+/// The HTTP/1.1 server of one node: the listener, every open connection, their timeouts, and graceful stop.
+public final class HTTPServer {
+    public let loop: EventLoop
+    public let config: HTTPServerConfig
+    public let handler: HTTPHandler
+    public let output = ResponseBuffer()
+    public internal(set) var stats = ConnectionStats()
+    public var openConnections: Int { connections.count }
+    public private(set) var boundPort = 0
+
+    /// Where every read lands first (see `ResponseBuffer` for why one per loop is enough).
+    let sharedReadBuffer: UnsafeMutablePointer<UInt8>
+    let sharedReadCapacity = 64 << 10
+
+    private var listener: TCPListener?
+    private var connections: [HTTPConnection] = []
+    private var tick: LoopTimer?
+    private var stopping = false
+    private var stopDeadline: Int64 = 0
+    private var onStopped: (() -> Void)?
+
+    public init(loop: EventLoop, config: HTTPServerConfig, handler: HTTPHandler) {
+        self.loop = loop
+        self.config = config
+        self.handler = handler
+        sharedReadBuffer = .allocate(capacity: sharedReadCapacity)
+    }
+
+    deinit {
+        sharedReadBuffer.deallocate()
+        output.bytes.deallocate()
+    }
+
+    public func start(address: HostPort, reusePort: Bool) throws {
+        listener = try TCPListener(loop: loop, address: address, reusePort: reusePort,
+                                   backlog: config.backlog) { [unowned self] tcp in
+            self.accept(tcp)
+        }
+        boundPort = listener!.boundPort
+        let timer = LoopTimer(loop: loop) { [unowned self] in self.checkDeadlines() }
+        // Why a coarse tick: per-connection timers would be re-armed on every request (a heap operation);
+        // a deadline is a plain integer store, and one scan a second is cheap even at 10,000 connections.
+        timer.start(timeoutMillis: 250, repeatMillis: 250)
+        tick = timer
+    }
+
+    private func accept(_ tcp: UnsafeMutablePointer<uv_tcp_t>) {
+        if connections.count >= config.maxConnections || stopping {
+            // Refused at once, not queued: a short answer the client can read, then close.
+            stats.rejected += 1
+            HTTPConnection.refuse(tcp, reason: stopping ? "the node is shutting down"
+                                  : "too many connections (limit \(config.maxConnections))")
+            return
+        }
+        stats.accepted += 1
+        let connection = HTTPConnection(server: self, tcp: tcp, now: loop.clock.nowMillis)
+        connection.index = connections.count
+        connections.append(connection)
+        connection.startReading()
+    }
+
+    /// Called from a connection's close callback.
+    func remove(_ connection: HTTPConnection) {
+        let i = connection.index
+        guard i >= 0, i < connections.count, connections[i] === connection else { return }
+        let last = connections.removeLast()
+        if i < connections.count {
+            connections[i] = last
+            last.index = i
+        }
+        connection.index = -1
+        stats.closed += 1
+        if stopping && connections.isEmpty { finishStop() }
+    }
+
+    private func checkDeadlines() {
+        let now = loop.clock.nowMillis
+        var i = 0
+        while i < connections.count {
+            let c = connections[i]
+            // A connection may close itself (and leave the array) from inside `deadlinePassed`.
+            if c.deadline <= now { c.deadlinePassed(now: now) }
+            if i < connections.count && connections[i] === c { i += 1 }
+        }
+        if stopping && now >= stopDeadline {
+            for c in connections { c.close() }
+        }
+    }
+
+    /// Graceful stop: stop accepting, close idle connections, let responses in flight finish (each then
+    /// closes), and close whatever is left after `shutdownGraceMillis`. Calls `completion` once all are closed.
+    public func stop(completion: @escaping () -> Void) {
+        guard !stopping else { return }
+        stopping = true
+        onStopped = completion
+        stopDeadline = loop.clock.nowMillis + config.shutdownGraceMillis
+        listener?.close()
+        listener = nil
+        for c in connections { c.beginDraining() }
+        if connections.isEmpty { finishStop() }
+    }
+
+    public var isStopping: Bool { stopping }
+
+    private func finishStop() {
+        tick?.close()
+        tick = nil
+        let done = onStopped
+        onStopped = nil
+        done?()
+    }
+}

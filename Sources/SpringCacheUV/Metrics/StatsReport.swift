@@ -1,0 +1,126 @@
+// Metrics/: counters each subsystem owns, and their rendering for /api/stats (JSON) and /metrics (Prometheus).
+
+/// Renders a node's counters; /api/stats and /metrics read the same numbers.
+enum StatsReport {
+    /// The request counters with the server's connection counters folded in.
+    static func merged(_ requests: RequestStats, _ connections: ConnectionStats, open: Int) -> RequestStats {
+        var r = requests
+        r.connectionsAccepted = connections.accepted
+        r.connectionsClosed = connections.closed
+        r.connectionsRejected = connections.rejected
+        r.currentConnections = open
+        r.bytesIn = connections.bytesIn
+        r.bytesOut = connections.bytesOut
+        r.parseErrors = connections.parseErrors
+        return r
+    }
+
+    static func cacheValues(_ group: Group) -> [CacheMetricValues] {
+        let s = group.stats
+        return [
+            CacheMetricValues(name: "main", items: group.mainItems, bytes: group.mainBytes,
+                              hits: s.hits - s.hotHits, misses: s.misses, loads: s.loads, loadErrors: s.loadErrors,
+                              evictions: s.main.evictions, expirations: s.main.expirations),
+            CacheMetricValues(name: "hot", items: group.hotItems, bytes: group.hotBytes, hits: s.hotHits,
+                              misses: 0, loads: 0, loadErrors: 0,
+                              evictions: s.hot.evictions, expirations: s.hot.expirations),
+        ]
+    }
+
+    static func writePrometheus(into out: inout ByteBuffer, node: NodeConfig, group: Group, requests: RequestStats,
+                                connections: ConnectionStats, openConnections: Int, uptimeMillis: Int64) {
+        let s = group.stats
+        PrometheusWriter.write(into: &out, constantLabels: [PrometheusLabel("node", node.name)]) { p in
+            p.caches(cacheValues(group))
+            p.counter("springcache_gets_total", help: "Lookups of the group (hits, negative hits and misses).",
+                      value: s.gets)
+            p.counter("springcache_load_not_found_total", help: "Origin loads that answered 'not found'.",
+                      value: s.loadNotFound)
+            p.counter("springcache_negative_hits_total", help: "Lookups answered 'not found' from the negative cache.",
+                      value: s.negativeHits)
+            p.counter("springcache_stale_served_total", help: "Expired values served because a reload failed.",
+                      value: s.staleServed)
+            p.counter("springcache_sets_total", help: "Values stored through the API.", value: s.sets)
+            p.counter("springcache_deletes_total", help: "Deletes through the API.", value: s.deletes)
+            p.gauge("springcache_loads_in_flight", help: "Origin loads under way now.", value: group.loadsInFlight)
+            p.requestStats(merged(requests, connections, open: openConnections))
+            p.counter("springcache_http_timeouts_total", help: "Requests not received within the header timeout.",
+                      value: connections.timeouts)
+            p.counter("springcache_http_backpressure_pauses_total",
+                      help: "Times a connection's reading stopped because its answers were not being read.",
+                      value: connections.backpressurePauses)
+            p.gauge("springcache_uptime_seconds", help: "Seconds since the node started.", value: Int(uptimeMillis / 1000))
+        }
+    }
+
+    static func writeJSON(into out: inout ByteBuffer, node: NodeConfig, group: Group, requests: RequestStats,
+                          connections: ConnectionStats, openConnections: Int, uptimeMillis: Int64) {
+        let s = group.stats
+        let r = merged(requests, connections, open: openConnections)
+        JSONWriter.write(into: &out) { j in
+            j.object { j in
+                j.field("name", node.name)
+                j.field("group", group.name)
+                j.field("uptime_seconds", Int(uptimeMillis / 1000))
+                j.field("gets", s.gets)
+                j.field("hits", s.hits)
+                j.field("hot_hits", s.hotHits)
+                j.field("misses", s.misses)
+                j.field("loads", s.loads)
+                j.field("load_errors", s.loadErrors)
+                j.field("load_not_found", s.loadNotFound)
+                j.field("negative_hits", s.negativeHits)
+                j.field("stale_served", s.staleServed)
+                j.field("sets", s.sets)
+                j.field("deletes", s.deletes)
+                j.field("loads_in_flight", group.loadsInFlight)
+                j.key("caches")
+                j.object { j in
+                    for c in cacheValues(group) {
+                        j.key(c.name)
+                        j.object { j in
+                            j.field("items", c.items)
+                            j.field("bytes", c.bytes)
+                            j.field("capacity_bytes", c.name == "main" ? group.mainCapacityBytes
+                                                                     : group.hotCapacityBytes)
+                            j.field("evictions", c.evictions)
+                            j.field("expirations", c.expirations)
+                        }
+                    }
+                }
+                j.key("http")
+                j.object { j in
+                    j.field("requests", r.totalRequests)
+                    j.field("connections_open", r.currentConnections)
+                    j.field("connections_accepted", r.connectionsAccepted)
+                    j.field("connections_rejected", r.connectionsRejected)
+                    j.field("parse_errors", r.parseErrors)
+                    j.field("timeouts", connections.timeouts)
+                    j.field("bytes_in", r.bytesIn)
+                    j.field("bytes_out", r.bytesOut)
+                }
+            }
+        }
+    }
+
+    /// The membership as /api/peers shows it; until clustering lands, a cluster of one.
+    static func writePeersJSON(into out: inout ByteBuffer, node: NodeConfig, apiPort: Int) {
+        let host = node.advertiseHost ?? node.api.host
+        JSONWriter.write(into: &out) { j in
+            j.object { j in
+                j.field("self", node.name)
+                j.key("members")
+                j.array { j in
+                    j.object { j in
+                        j.field("name", node.name)
+                        j.field("api", HostPort(host: host, port: apiPort).description)
+                        j.field("peer", HostPort(host: host, port: node.peerPort).description)
+                        j.field("state", "up")
+                        j.field("share", 1.0)
+                        j.field("self", true)
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,30 @@
+/// Everything one node is told at start-up; the command line fills it in, tests build it directly.
+public struct NodeConfig {
+    /// Where the HTTP API listens. springcache bound 0.0.0.0:9999; we bind loopback unless told otherwise.
+    public var api = HostPort(host: "127.0.0.1", port: 9999)
+    /// This node's name (its identity on the ring once clustering lands).
+    public var name = "springcache-uv"
+    /// The gRPC peer port (springcache's `--port`, default 8888).
+    public var peerPort = 8888
+    /// springcache's `--peer` entries as given: names, or NAME=HOST:PORT.
+    public var peers: [String] = []
+    /// etcd endpoints (`--etcd`, comma-separated).
+    public var etcdEndpoints: [String] = []
+    /// The address other nodes use to reach this one (springcache's `IP_ADDRESS`).
+    public var advertiseHost: String?
+    /// The cache group served at /api/get and /v1/cache/{group}/...
+    public var group = "scores"
+    /// `demo`, or an URL template `http://HOST:PORT/PATH/{key}`.
+    public var origin = "demo"
+    public var originTimeoutMillis: Int64 = 2_000
+    public var cache = CacheConfig()
+    public var http = HTTPServerConfig()
+    /// With `--auth-token-file`: mutating routes require `Authorization: Bearer <token>`.
+    public var authToken: [UInt8]?
+    /// Share the API port with other processes (workers) through SO_REUSEPORT.
+    public var reusePort = false
+    /// How often the cache's backstop sweep runs.
+    public var sweepIntervalMillis: UInt64 = 1_000
+
+    public init() {}
+}
