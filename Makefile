@@ -21,11 +21,11 @@ run: build
 test:
 	@scripts/ensure-deps test
 	$(SWIFT) build -c release --scratch-path $(BUILD_DIR) --product springcache-uv
-	$(SWIFT) test --scratch-path $(BUILD_DIR)
+	$(SWIFT) test --scratch-path $(BUILD_DIR) --disable-swift-testing
 	SPRINGCACHE_BIN=$(abspath $(BIN)) python3 -m pytest -q Tests/integration
 
 unit: deps
-	$(SWIFT) test --scratch-path $(BUILD_DIR)
+	$(SWIFT) test --scratch-path $(BUILD_DIR) --disable-swift-testing
 
 integration: build
 	@scripts/ensure-deps test
