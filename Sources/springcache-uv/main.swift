@@ -89,8 +89,8 @@ struct SpringCacheCommand: ParsableCommand {
             c.name = name
             guard (1...65535).contains(port) else { throw ConfigError("--port expects 1...65535, got \(port)") }
             c.peerPort = port
-            c.peers = peer.map { $0.split(separator: ",").map { String($0).trimmingCharacters() } } ?? []
-            c.etcdEndpoints = etcd.map { $0.split(separator: ",").map { String($0).trimmingCharacters() } } ?? []
+            c.peers = peer.map(ValueParsing.list) ?? []
+            c.etcdEndpoints = etcd.map(ValueParsing.list) ?? []
             if let ip = getenv("IP_ADDRESS").map({ String(cString: $0) }), !ip.isEmpty { c.advertiseHost = ip }
             guard !group.isEmpty else { throw ConfigError("--group must not be empty") }
             c.group = group
@@ -153,15 +153,6 @@ struct SpringCacheCommand: ParsableCommand {
             logger.critical("\(error)")
             throw ExitCode(1)
         }
-    }
-}
-
-extension String {
-    fileprivate func trimmingCharacters() -> String {
-        var s = Substring(self)
-        while s.first == " " { s = s.dropFirst() }
-        while s.last == " " { s = s.dropLast() }
-        return String(s)
     }
 }
 

@@ -123,15 +123,8 @@ public final class APIHandler: HTTPHandler {
                         }
                     }
                     status = 200
-                case .notFound:
-                    status = 404
-                    HTTPResponse.appendText(to: &self.out.bytes, status: 404,
-                                            message: "key \"\(keyString)\" not found in group \"\(self.group.name)\"",
-                                            framing: framing, date: self.date)
-                case .failure(let error):
-                    status = APIHandler.status(of: error)
-                    HTTPResponse.appendText(to: &self.out.bytes, status: status, message: error.message,
-                                            framing: framing, date: self.date)
+                case .notFound, .failure:
+                    status = self.writeMiss(outcome, key: keyString, framing: framing)
                 }
                 self.requestStats.record(route: .get, status: status, latencyNanos: uv_hrtime() &- start)
                 finish()
@@ -171,11 +164,10 @@ public final class APIHandler: HTTPHandler {
         case .absent: break
         case .malformed(let message): return text(request, .set, 400, message)
         case .value(let range):
-            switch scratchString(range) {
-            case "", "false": hot = false
-            case "true": hot = true
-            default: return text(request, .set, 400, "hot must be true, false or empty, got \"\(scratchString(range))\"")
+            guard let parsed = parseHot(range) else {
+                return text(request, .set, 400, "hot must be true, false or empty, got \"\(scratchString(range))\"")
             }
+            hot = parsed
         }
         let keyString = scratchString(key)
         let valueBytes = Array(UnsafeRawBufferPointer(start: scratch.base + value.lowerBound, count: value.count))
@@ -278,15 +270,8 @@ public final class APIHandler: HTTPHandler {
                         return self.writeRawValue(v, expiresAt: expiresAt, etag: etag, now: self.clock.nowMillis,
                                                   ifNoneMatch: nil, framing: framing, stale: stale)
                     }
-                case .notFound:
-                    status = 404
-                    HTTPResponse.appendText(to: &self.out.bytes, status: 404,
-                                            message: "key \"\(keyString)\" not found in group \"\(self.group.name)\"",
-                                            framing: framing, date: self.date)
-                case .failure(let error):
-                    status = APIHandler.status(of: error)
-                    HTTPResponse.appendText(to: &self.out.bytes, status: status, message: error.message,
-                                            framing: framing, date: self.date)
+                case .notFound, .failure:
+                    status = self.writeMiss(outcome, key: keyString, framing: framing)
                 }
                 self.requestStats.record(route: .v1Get, status: status, latencyNanos: uv_hrtime() &- start)
                 finish()
@@ -336,11 +321,10 @@ public final class APIHandler: HTTPHandler {
         case .absent: break
         case .malformed(let m): return text(request, .v1Put, 400, m)
         case .value(let range):
-            switch scratchString(range) {
-            case "", "false": hot = false
-            case "true": hot = true
-            default: return text(request, .v1Put, 400, "hot must be true, false or empty, got \"\(scratchString(range))\"")
+            guard let parsed = parseHot(range) else {
+                return text(request, .v1Put, 400, "hot must be true, false or empty, got \"\(scratchString(range))\"")
             }
+            hot = parsed
         }
         let value = Array(request.body)
         guard group.set(key: scratchString(key), value: value, ttlMillis: ttlMillis, hot: hot) else {
@@ -377,6 +361,31 @@ public final class APIHandler: HTTPHandler {
         defer { json.deallocate() }
         StatsReport.writePeersJSON(into: &json, node: config, apiPort: server?.boundPort ?? config.api.port)
         return bytes(request, .peers, 200, "application/json", json.readable)
+    }
+
+    /// Writes the answer to a get that found no value: 404, or 502/504 when the load failed.
+    private func writeMiss(_ outcome: GetOutcome, key: String, framing: HTTPResponseFraming) -> Int {
+        let status: Int
+        let message: String
+        switch outcome {
+        case .failure(let error):
+            status = APIHandler.status(of: error)
+            message = error.message
+        default:
+            status = 404
+            message = "key \"\(key)\" not found in group \"\(group.name)\""
+        }
+        HTTPResponse.appendText(to: &out.bytes, status: status, message: message, framing: framing, date: date)
+        return status
+    }
+
+    /// springcache's `hot`: true, false or empty; nil for anything else.
+    private func parseHot(_ range: Range<Int>) -> Bool? {
+        switch scratchString(range) {
+        case "", "false": return false
+        case "true": return true
+        default: return nil
+        }
     }
 
     // MARK: helpers

@@ -51,6 +51,11 @@ public enum ValueParsing {
         return total
     }
 
+    /// A comma-separated list (`--peer a,b`, `--etcd h1:2379,h2:2379`), entries trimmed, empty ones dropped.
+    public static func list(_ text: String) -> [String] {
+        text.split(separator: ",").map { String($0).trimmingSpaces() }.filter { !$0.isEmpty }
+    }
+
     /// Formats milliseconds the way durations are written on the command line.
     public static func formatDuration(_ millis: Int64) -> String {
         if millis == 0 { return "0" }
