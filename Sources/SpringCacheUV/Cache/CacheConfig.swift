@@ -17,6 +17,9 @@ public struct CacheConfig: Equatable, Sendable {
     public var staleGraceMillis: Int64
     /// Slots each cache examines per `Group.sweep()` call.
     public var sweepBudget: Int
+    /// A value fetched from its owner becomes a hot copy with probability 1 in this (groupcache's 10);
+    /// 1 = always, 0 = never.
+    public var hotCopyOneIn: Int = 10
 
     public init(cacheBytes: Int = 64 << 20,
                 hotBytes: Int = 8 << 20,

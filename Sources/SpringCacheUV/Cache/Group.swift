@@ -39,7 +39,13 @@ public final class Group {
     private let main: LRUCache
     private let hot: LRUCache
     private var flights: [String: Flight] = [:]
+    /// Fetches from owners in flight, apart from origin loads: a node answering a peer's Get loads locally
+    /// and must never wait behind its own fetch from that peer (rings that disagree would deadlock).
+    private var remoteFlights: [String: Flight] = [:]
     private var counters = GroupStats()
+
+    /// The cluster: who owns a key and how to reach it. nil for a single node.
+    public weak var router: PeerRouter?
 
     /// A load in flight for one key and the gets waiting for it (groupcache's singleflight `call`).
     private final class Flight {
@@ -92,6 +98,8 @@ public final class Group {
     public var hotCapacityBytes: Int { hot.capacityBytes }
     /// Keys with an origin load in flight.
     public var loadsInFlight: Int { flights.count }
+    /// Keys with a fetch from their owner in flight.
+    public var fetchesInFlight: Int { remoteFlights.count }
 
     // MARK: Lookups
 
@@ -127,19 +135,32 @@ public final class Group {
     /// Full read-through get. `completion` is called exactly once, possibly before `get` returns.
     ///
     /// A fresh entry answers at once; otherwise the get joins the key's load in flight or starts one.
-    public func get(key: String, completion: @escaping (GetOutcome) -> Void) {
+    ///
+    /// With a router and `forward` (the default), a miss for a key owned by another member is fetched from
+    /// that owner; if the owner fails, the key is loaded locally (springcache's fallback). `forward` is false
+    /// when answering a peer's Get: that node never forwards again, so disagreeing rings cannot loop.
+    public func get(key: String, forward: Bool = true, completion: @escaping (GetOutcome) -> Void) {
         counters.gets += 1
         if let outcome = answerFromCache(key) {
             completion(outcome)
             return
         }
         counters.misses += 1
+        if forward, let router, let owner = router.owner(of: key) {
+            fetchRemote(key: key, from: owner, router: router, completion: completion)
+            return
+        }
+        loadLocally(key: key, waiters: [completion])
+    }
+
+    /// Joins the key's origin load in flight or starts one (single-flight).
+    private func loadLocally(key: String, waiters: [(GetOutcome) -> Void]) {
         if let flight = flights[key] {
-            flight.waiters.append(completion)
+            flight.waiters.append(contentsOf: waiters)
             return
         }
         let flight = Flight()
-        flight.waiters.append(completion)
+        flight.waiters = waiters
         flights[key] = flight
         counters.loads += 1
         // The group stays alive while a load is in flight: the closure holds it until the loader answers,
@@ -147,6 +168,131 @@ public final class Group {
         loader.load(group: name, key: key) { result in
             self.land(key: key, flight: flight, result: result)
         }
+    }
+
+    /// Joins the key's fetch from its owner in flight or starts one (single-flight across the cluster:
+    /// the owner's own single-flight then protects the origin).
+    private func fetchRemote(key: String, from owner: PeerID, router: PeerRouter,
+                             completion: @escaping (GetOutcome) -> Void) {
+        if let flight = remoteFlights[key] {
+            flight.waiters.append(completion)
+            return
+        }
+        let flight = Flight()
+        flight.waiters.append(completion)
+        remoteFlights[key] = flight
+        counters.peerFetches += 1
+        router.fetch(from: owner, group: name, key: key) { result in
+            self.landRemote(key: key, flight: flight, result: result)
+        }
+    }
+
+    private func landRemote(key: String, flight: Flight, result: PeerFetchResult) {
+        guard !flight.landed else {
+            assertionFailure("PeerRouter answered twice for key \(key) of group \(name)")
+            return
+        }
+        flight.landed = true
+        if remoteFlights[key] === flight { remoteFlights[key] = nil }
+        let waiters = flight.waiters
+        flight.waiters = []
+        if case .set(let outcome)? = flight.override {
+            // A set through this node landed while the fetch was in flight: it is newer than the fetch.
+            for waiter in waiters { waiter(outcome) }
+            return
+        }
+        let now = clock.nowMillis
+        let answer: GetOutcome
+        switch result {
+        case .failed:
+            // The owner is unreachable (the router has dropped it from the ring): serve the key by
+            // loading it here, springcache's behaviour. The origin's single-flight still applies.
+            counters.peerFetchErrors += 1
+            counters.fallbackLoads += 1
+            loadLocally(key: key, waiters: waiters)
+            return
+        case .notFound:
+            answer = .notFound
+        case .value(let value, let ownerExpiry):
+            // A copy never outlives the owner's entry; an owner that did not say (springcache) bounds it
+            // by our own TTL.
+            let expiresAt = ownerExpiry > 0 ? min(ownerExpiry, now + config.ttlMillis) : now + config.ttlMillis
+            if flight.override == nil, expiresAt > now, shouldCopyHot() {
+                if storeHotCopy(key: key, value: value, expiresAtMillis: expiresAt) { counters.hotCopies += 1 }
+            }
+            answer = .value(value, expiresAtMillis: max(expiresAt, now), etag: LRUCache.valueHash(value), stale: false)
+        }
+        for waiter in waiters { waiter(answer) }
+    }
+
+    /// Whether a value fetched from its owner becomes a local hot copy: groupcache's chance, 1 in
+    /// `hotCopyOneIn`, so keys fetched often (the popular ones) soon get a copy and rare ones do not
+    /// crowd the hot cache.
+    private func shouldCopyHot() -> Bool {
+        switch config.hotCopyOneIn {
+        case ...0: return false
+        case 1: return true
+        default: return random.next(below: UInt64(config.hotCopyOneIn)) == 0
+        }
+    }
+
+    /// Stores a value where it belongs: at the key's owner when that is another member (hot == false),
+    /// else here. `completion(false)` when the value cannot be stored (larger than the cache). If the owner
+    /// is unreachable, the value is stored here instead (the router has dropped the owner, so this node now
+    /// owns the key). A value stored by its owner makes the other members drop their copies.
+    public func store(key: String, value: [UInt8], ttlMillis: Int64?, hot toHot: Bool,
+                      completion: @escaping (Bool) -> Void) {
+        guard !toHot, let router, let owner = router.owner(of: key) else {
+            let stored = set(key: key, value: value, ttlMillis: ttlMillis, hot: toHot)
+            if stored && !toHot { router?.invalidate(group: name, key: key) }
+            completion(stored)
+            return
+        }
+        counters.forwardedSets += 1
+        dropLocalCopies(key: key, newValue: nil)
+        let now = clock.nowMillis
+        let expireSeconds = ttlMillis.map { $0 > 0 ? (now + $0 + 999) / 1000 : 0 } ?? 0
+        router.store(at: owner, group: name, key: key, value: value, expireUnixSeconds: expireSeconds,
+                     hot: false) { result in
+            switch result {
+            case .done(let stored):
+                completion(stored)
+            case .failed:
+                self.counters.fallbackSets += 1
+                completion(self.set(key: key, value: value, ttlMillis: ttlMillis, hot: false))
+            }
+        }
+    }
+
+    /// Deletes a key where it lives: at its owner when that is another member (which then invalidates every
+    /// copy), and here. `completion(true)` when something was removed anywhere.
+    public func remove(key: String, completion: @escaping (Bool) -> Void) {
+        guard let router, let owner = router.owner(of: key) else {
+            let removed = delete(key: key)
+            router?.invalidate(group: name, key: key)
+            completion(removed)
+            return
+        }
+        counters.forwardedDeletes += 1
+        let removedHere = delete(key: key)
+        router.remove(at: owner, group: name, key: key) { result in
+            switch result {
+            case .done(let removed): completion(removed || removedHere)
+            case .failed: completion(removedHere)
+            }
+        }
+    }
+
+    /// Drops this node's copies of a key that changed elsewhere (an owner's invalidation, or a set
+    /// forwarded from here); a fetch in flight for it will not make a copy.
+    private func dropLocalCopies(key: String, newValue: GetOutcome?) {
+        var keyCopy = key
+        keyCopy.withUTF8 { utf8 in
+            let rawKey = UnsafeRawBufferPointer(utf8)
+            remove(rawKey, from: main)
+            remove(rawKey, from: hot)
+        }
+        remoteFlights[key]?.override = newValue.map { .set($0) } ?? .deleted
     }
 
     // MARK: Mutations
@@ -174,13 +320,13 @@ public final class Group {
                 target.insert(key: rawKey, value: $0, expiresAt: expiresAt, window: window, valueHash: etag)
             }
         }
-        if let flight = flights[key] {
-            // Why the set wins: the load may have read the origin before this write; storing its result
-            // later would silently overwrite newer data (springcache lost such sets).
-            flight.override = stored
-                ? .set(.value(value, expiresAtMillis: expiresAt, etag: etag, stale: false))
-                : .deleted
-        }
+        // Why the set wins: a load (or fetch) in flight may have read the old value before this write;
+        // storing its result later would silently overwrite newer data (springcache lost such sets).
+        let override: Override = stored
+            ? .set(.value(value, expiresAtMillis: expiresAt, etag: etag, stale: false))
+            : .deleted
+        flights[key]?.override = override
+        remoteFlights[key]?.override = override
         return stored
     }
 
@@ -216,6 +362,7 @@ public final class Group {
         // Why: the load may have read the value before the delete reached the origin; storing it would
         // resurrect deleted data. Its waiters still get what it loaded.
         flights[key]?.override = .deleted
+        remoteFlights[key]?.override = .deleted
         return removed
     }
 

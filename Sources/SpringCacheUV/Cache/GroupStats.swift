@@ -20,6 +20,17 @@ public struct GroupStats: Equatable, Sendable {
     public var negativeHits: UInt64 = 0
     /// Waiters answered with an expired value because the reload failed (serve stale).
     public var staleServed: UInt64 = 0
+    /// Misses fetched from the key's owner (one per single-flight), and those that failed.
+    public var peerFetches: UInt64 = 0
+    public var peerFetchErrors: UInt64 = 0
+    /// Keys loaded here because their owner could not be reached.
+    public var fallbackLoads: UInt64 = 0
+    /// Values fetched from an owner that became hot copies here.
+    public var hotCopies: UInt64 = 0
+    /// Sets and deletes sent to the key's owner, and sets stored here because the owner failed.
+    public var forwardedSets: UInt64 = 0
+    public var forwardedDeletes: UInt64 = 0
+    public var fallbackSets: UInt64 = 0
     public var sets: UInt64 = 0
     public var deletes: UInt64 = 0
     /// Evictions and expirations of the main cache.

@@ -54,11 +54,11 @@ public final class APIHandler: HTTPHandler {
         }
         if path.equals("/api/set") {
             guard method == .post else { return methodNotAllowed(request, .set, "POST") }
-            return handleSet(request)
+            return handleSet(request, on: connection)
         }
         if path.equals("/api/delete") {
             guard method == .post else { return methodNotAllowed(request, .delete, "POST") }
-            return handleDelete(request)
+            return handleDelete(request, on: connection)
         }
         if path.equals("/healthz") {
             guard method == .get || method == .head else { return methodNotAllowed(request, .healthz, "GET, HEAD") }
@@ -99,8 +99,7 @@ public final class APIHandler: HTTPHandler {
         case .success(let range): key = range
         case .failure(let message): return text(request, .get, 400, message)
         }
-        let framing = HTTPResponseFraming(keepAlive: request.keepAlive, isHTTP10: request.head.isHTTP10,
-                                          omitBody: request.head.method == .head)
+        let framing = ReplyContext(request).framing
         let keyBytes = UnsafeRawBufferPointer(start: scratch.base + key.lowerBound, count: key.count)
         let hit: Bool? = group.withFreshValue(forKey: keyBytes) { view in
             HTTPResponse.appendValue(to: &out.bytes, value: view.value, framing: framing, date: date)
@@ -133,7 +132,7 @@ public final class APIHandler: HTTPHandler {
     }
 
     /// `POST /api/set` form `key, value, expire, hot` → `done\n`, with springcache's validation.
-    private func handleSet(_ request: HTTPRequest) -> HTTPHandling {
+    private func handleSet(_ request: HTTPRequest, on connection: HTTPConnection) -> HTTPHandling {
         if let denied = checkAuth(request, .set) { return denied }
         let form = request.body
         let key: Range<Int>
@@ -171,22 +170,38 @@ public final class APIHandler: HTTPHandler {
         }
         let keyString = scratchString(key)
         let valueBytes = Array(UnsafeRawBufferPointer(start: scratch.base + value.lowerBound, count: value.count))
-        guard group.set(key: keyString, value: valueBytes, ttlMillis: ttlMillis, hot: hot) else {
-            return text(request, .set, 413, "value of \(valueBytes.count) bytes does not fit in the "
-                        + (hot ? "hot" : "main") + " cache")
+        let reply = ReplyContext(request)
+        return deferAnswer(connection) { [unowned self] finish in
+            self.group.store(key: keyString, value: valueBytes, ttlMillis: ttlMillis, hot: hot) { stored in
+                if stored {
+                    self.text(reply, .set, 200, "done")
+                } else {
+                    self.text(reply, .set, 413, "value of \(valueBytes.count) bytes does not fit in the "
+                              + (hot ? "hot" : "main") + " cache")
+                }
+                finish()
+            }
         }
-        return text(request, .set, 200, "done")
     }
 
     /// `POST /api/delete` form `key` → `deleted\n`, or 404 if nothing was cached under it.
-    private func handleDelete(_ request: HTTPRequest) -> HTTPHandling {
+    private func handleDelete(_ request: HTTPRequest, on connection: HTTPConnection) -> HTTPHandling {
         if let denied = checkAuth(request, .delete) { return denied }
         switch requiredField("key", in: request.body) {
         case .failure(let message): return text(request, .delete, 400, message)
         case .success(let key):
             let keyString = scratchString(key)
-            if group.delete(key: keyString) { return text(request, .delete, 200, "deleted") }
-            return text(request, .delete, 404, "key \"\(keyString)\" was not cached")
+            let reply = ReplyContext(request)
+            return deferAnswer(connection) { [unowned self] finish in
+                self.group.remove(key: keyString) { removed in
+                    if removed {
+                        self.text(reply, .delete, 200, "deleted")
+                    } else {
+                        self.text(reply, .delete, 404, "key \"\(keyString)\" was not cached")
+                    }
+                    finish()
+                }
+            }
         }
     }
 
@@ -227,20 +242,28 @@ public final class APIHandler: HTTPHandler {
         }
         switch method {
         case .get, .head: return handleV1Get(request, on: connection, key: key)
-        case .put: return handleV1Put(request, key: key)
+        case .put: return handleV1Put(request, on: connection, key: key)
         case .delete:
             if let denied = checkAuth(request, .v1Delete) { return denied }
             let keyString = scratchString(key)
-            if group.delete(key: keyString) { return empty(request, .v1Delete, 204) }
-            return text(request, .v1Delete, 404, "key \"\(keyString)\" was not cached")
+            let reply = ReplyContext(request)
+            return deferAnswer(connection) { [unowned self] finish in
+                self.group.remove(key: keyString) { removed in
+                    if removed {
+                        self.empty(reply, .v1Delete, 204)
+                    } else {
+                        self.text(reply, .v1Delete, 404, "key \"\(keyString)\" was not cached")
+                    }
+                    finish()
+                }
+            }
         default:
             return methodNotAllowed(request, .v1Get, "GET, HEAD, PUT, DELETE")
         }
     }
 
     private func handleV1Get(_ request: HTTPRequest, on connection: HTTPConnection, key: Range<Int>) -> HTTPHandling {
-        let framing = HTTPResponseFraming(keepAlive: request.keepAlive, isHTTP10: request.head.isHTTP10,
-                                          omitBody: request.head.method == .head)
+        let framing = ReplyContext(request).framing
         let ifNoneMatch = request.head.ifNoneMatch.map { request.slice($0) }
         let keyBytes = UnsafeRawBufferPointer(start: scratch.base + key.lowerBound, count: key.count)
         let now = clock.nowMillis
@@ -302,7 +325,7 @@ public final class APIHandler: HTTPHandler {
         }
     }
 
-    private func handleV1Put(_ request: HTTPRequest, key: Range<Int>) -> HTTPHandling {
+    private func handleV1Put(_ request: HTTPRequest, on connection: HTTPConnection, key: Range<Int>) -> HTTPHandling {
         if let denied = checkAuth(request, .v1Put) { return denied }
         let query = request.query ?? UnsafeRawBufferPointer(start: nil, count: 0)
         var ttlMillis: Int64? = nil
@@ -327,11 +350,19 @@ public final class APIHandler: HTTPHandler {
             hot = parsed
         }
         let value = Array(request.body)
-        guard group.set(key: scratchString(key), value: value, ttlMillis: ttlMillis, hot: hot) else {
-            return text(request, .v1Put, 413, "value of \(value.count) bytes does not fit in the "
-                        + (hot ? "hot" : "main") + " cache")
+        let keyString = scratchString(key)
+        let reply = ReplyContext(request)
+        return deferAnswer(connection) { [unowned self] finish in
+            self.group.store(key: keyString, value: value, ttlMillis: ttlMillis, hot: hot) { stored in
+                if stored {
+                    self.empty(reply, .v1Put, 204)
+                } else {
+                    self.text(reply, .v1Put, 413, "value of \(value.count) bytes does not fit in the "
+                              + (hot ? "hot" : "main") + " cache")
+                }
+                finish()
+            }
         }
-        return empty(request, .v1Put, 204)
     }
 
     // MARK: observability
@@ -450,8 +481,7 @@ public final class APIHandler: HTTPHandler {
                 return nil
             }
         }
-        let framing = HTTPResponseFraming(keepAlive: request.keepAlive, isHTTP10: request.head.isHTTP10,
-                                          omitBody: request.head.method == .head)
+        let framing = ReplyContext(request).framing
         HTTPResponse.appendText(to: &out.bytes, status: 401,
                                 message: "this route requires the header \"Authorization: Bearer <token>\"",
                                 framing: framing, date: date) {
@@ -511,27 +541,42 @@ public final class APIHandler: HTTPHandler {
         return false
     }
 
+    /// What answering a request later needs from it: its framing and arrival time.
+    private struct ReplyContext {
+        let framing: HTTPResponseFraming
+        let startNanos: UInt64
+
+        init(_ request: HTTPRequest, omitBody: Bool? = nil) {
+            framing = HTTPResponseFraming(keepAlive: request.keepAlive, isHTTP10: request.head.isHTTP10,
+                                          omitBody: omitBody ?? (request.head.method == .head))
+            startNanos = request.startNanos
+        }
+    }
+
+    @discardableResult
     private func text(_ request: HTTPRequest, _ route: APIRoute, _ status: Int, _ message: String) -> HTTPHandling {
-        let framing = HTTPResponseFraming(keepAlive: request.keepAlive, isHTTP10: request.head.isHTTP10,
-                                          omitBody: request.head.method == .head)
-        HTTPResponse.appendText(to: &out.bytes, status: status, message: message, framing: framing, date: date)
-        requestStats.record(route: route, status: status, latencyNanos: uv_hrtime() &- request.startNanos)
+        text(ReplyContext(request), route, status, message)
+    }
+
+    @discardableResult
+    private func text(_ reply: ReplyContext, _ route: APIRoute, _ status: Int, _ message: String) -> HTTPHandling {
+        HTTPResponse.appendText(to: &out.bytes, status: status, message: message, framing: reply.framing, date: date)
+        requestStats.record(route: route, status: status, latencyNanos: uv_hrtime() &- reply.startNanos)
         return .done
     }
 
-    private func empty(_ request: HTTPRequest, _ route: APIRoute, _ status: Int) -> HTTPHandling {
-        let framing = HTTPResponseFraming(keepAlive: request.keepAlive, isHTTP10: request.head.isHTTP10,
-                                          omitBody: true)
+    /// A response without a body (204).
+    private func empty(_ reply: ReplyContext, _ route: APIRoute, _ status: Int) {
+        var framing = reply.framing
+        framing.omitBody = true
         HTTPResponse.appendHead(to: &out.bytes, status: status, contentType: nil, contentLength: 0,
                                 framing: framing, date: date)
-        requestStats.record(route: route, status: status, latencyNanos: uv_hrtime() &- request.startNanos)
-        return .done
+        requestStats.record(route: route, status: status, latencyNanos: uv_hrtime() &- reply.startNanos)
     }
 
     private func bytes(_ request: HTTPRequest, _ route: APIRoute, _ status: Int, _ contentType: StaticString,
                        _ body: UnsafeRawBufferPointer) -> HTTPHandling {
-        let framing = HTTPResponseFraming(keepAlive: request.keepAlive, isHTTP10: request.head.isHTTP10,
-                                          omitBody: request.head.method == .head)
+        let framing = ReplyContext(request).framing
         HTTPResponse.append(to: &out.bytes, status: status, contentType: contentType, body: body,
                             framing: framing, date: date)
         requestStats.record(route: route, status: status, latencyNanos: uv_hrtime() &- request.startNanos)
@@ -539,8 +584,7 @@ public final class APIHandler: HTTPHandler {
     }
 
     private func methodNotAllowed(_ request: HTTPRequest, _ route: APIRoute, _ allow: StaticString) -> HTTPHandling {
-        let framing = HTTPResponseFraming(keepAlive: request.keepAlive, isHTTP10: request.head.isHTTP10,
-                                          omitBody: request.head.method == .head)
+        let framing = ReplyContext(request).framing
         HTTPResponse.appendText(to: &out.bytes, status: 405, message: "method not allowed; use \(allow)",
                                 framing: framing, date: date) {
             HTTPResponse.appendHeader(to: &$0, name: "Allow", value: allow)

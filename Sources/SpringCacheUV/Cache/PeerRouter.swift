@@ -1,0 +1,42 @@
+/// The seam between a `Group` and the cluster (groupcache's PeerPicker): who owns a key, and how to ask
+/// that owner. The Cluster layer implements it over the hash ring and gRPC; a single node has none.
+///
+/// Contract: every completion is called exactly once, on the loop, never before the call returns. A
+/// router that sees a peer fail (refused, reset, deadline) drops it from its ring before completing with
+/// `.failed`, so the group's fallback to a local load does not pick the same dead peer again.
+public protocol PeerRouter: AnyObject {
+    /// The member that owns `key`, or nil when this node does (or has no peers).
+    func owner(of key: String) -> PeerID?
+    /// Asks `peer` for the value of `key` (gRPC Get). The peer answers from its cache or its origin and
+    /// never forwards the request again.
+    func fetch(from peer: PeerID, group: String, key: String, completion: @escaping (PeerFetchResult) -> Void)
+    /// Stores a value at its owner (gRPC Set). `expireUnixSeconds` 0 = the owner's default TTL.
+    func store(at peer: PeerID, group: String, key: String, value: [UInt8], expireUnixSeconds: Int64,
+               hot: Bool, completion: @escaping (PeerCallResult) -> Void)
+    /// Deletes a key at its owner (gRPC Delete); the owner then invalidates everyone's copies.
+    func remove(at peer: PeerID, group: String, key: String, completion: @escaping (PeerCallResult) -> Void)
+    /// Tells every other member to drop its copies of `key` (best effort, fire and forget).
+    func invalidate(group: String, key: String)
+}
+
+/// A member of the cluster as the router knows it (its name on the ring).
+public struct PeerID: Hashable, Sendable, CustomStringConvertible {
+    public let name: String
+    public init(_ name: String) { self.name = name }
+    public var description: String { name }
+}
+
+/// What an owner answered to a fetch.
+public enum PeerFetchResult: Equatable {
+    /// The value and when the owner's entry expires (unix ms; 0 if the owner did not say).
+    case value([UInt8], expiresAtMillis: Int64)
+    case notFound
+    /// The call failed (unreachable, deadline, error status); the message says why.
+    case failed(String)
+}
+
+/// What an owner answered to a store or remove: `done(true)` when something was stored or removed.
+public enum PeerCallResult: Equatable {
+    case done(Bool)
+    case failed(String)
+}
