@@ -84,7 +84,7 @@ struct SpringCacheCommand: ParsableCommand {
     func makeConfig() throws -> NodeConfig {
         var c = NodeConfig()
         do {
-            c.api = try HostPort.parse(api)
+            c.api = try HostPort.parse(api, flag: "--api")
             guard !name.isEmpty else { throw ConfigError("--name must not be empty") }
             c.name = name
             guard (1...65535).contains(port) else { throw ConfigError("--port expects 1...65535, got \(port)") }

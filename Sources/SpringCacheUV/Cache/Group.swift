@@ -355,8 +355,9 @@ public final class Group {
         var keyCopy = key
         let removed = keyCopy.withUTF8 { utf8 -> Bool in
             let rawKey = UnsafeRawBufferPointer(utf8)
-            let fromMain = remove(rawKey, from: main)
-            let fromHot = remove(rawKey, from: hot)
+            // A remembered "not found" is dropped too, but it was no value: it does not count as removed.
+            let fromMain = removeValue(rawKey, from: main)
+            let fromHot = removeValue(rawKey, from: hot)
             return fromMain || fromHot
         }
         // Why: the load may have read the value before the delete reached the origin; storing it would
@@ -535,6 +536,14 @@ public final class Group {
                 return (.failure(error), false)
             }
         }
+    }
+
+    /// Removes the key from `cache` if present; returns whether it held a value (not a negative entry).
+    private func removeValue(_ key: UnsafeRawBufferPointer, from cache: LRUCache) -> Bool {
+        guard let slot = cache.find(key: key) else { return false }
+        let wasValue = !cache.flags(at: slot).contains(.negative)
+        cache.remove(slot)
+        return wasValue
     }
 
     /// Removes the key from `cache` if present; returns whether it was.

@@ -13,9 +13,10 @@ public struct HostPort: Equatable, CustomStringConvertible, Sendable {
         self.port = port
     }
 
-    /// Parses `HOST:PORT`; the error says what form is expected.
-    public static func parse(_ text: String) throws -> HostPort {
-        let bad = ConfigError("expected HOST:PORT (e.g. 127.0.0.1:9999 or [::1]:9999), got '\(text)'")
+    /// Parses `HOST:PORT`; the error names `flag` and says what form is expected.
+    public static func parse(_ text: String, flag: String = "address") throws -> HostPort {
+        let bad = ConfigError("\(flag) expects HOST:PORT with a port from 0 to 65535 (e.g. 127.0.0.1:9999 or "
+                              + "[::1]:9999), got '\(text)'")
         var host: Substring
         var portText: Substring
         if text.hasPrefix("[") {
