@@ -1,0 +1,294 @@
+/// The six messages of the peer protocol (proto/springcachepb.proto), encoded and decoded by hand.
+///
+/// Proto3 semantics, as Go's and Python's protobuf implement them:
+/// - fields holding their default value (empty, 0, false) are not encoded;
+/// - fields are written in field-number order, so our bytes equal protoc-generated code's bytes
+///   (checked against golden vectors in Tests/SpringCacheUVTests/Peer/ProtoGoldenTests.swift);
+/// - on decode the last occurrence of a field wins (scalars and strings/bytes alike), fields may come in any
+///   order, and unknown fields of every non-group wire type are skipped.
+///
+/// Keys and group names are `String`: proto3 requires them to be valid UTF-8, the decoder checks it, and
+/// `Group` keys by `String`. Their bytes are reachable without copying through `String.withUTF8`.
+/// Values are `[UInt8]`. Decoding allocates only the message's own strings and arrays.
+
+/// A message of the peer protocol: its encoded size, its encoding, and its decoder.
+public protocol ProtoMessage: Equatable {
+    /// Bytes `encode(into:)` will append (for the gRPC length prefix, written before the message).
+    var encodedSize: Int { get }
+    /// Appends the message's proto3 encoding.
+    func encode(into buffer: inout ByteBuffer)
+    /// Decodes one whole message; throws `ProtoDecodeError` on malformed input (never traps).
+    static func decode(_ bytes: UnsafeRawBufferPointer) throws -> Self
+}
+
+extension ProtoMessage {
+    /// The encoding as a new array (tests and cold paths; the hot path uses `encode(into:)`).
+    public func encoded() -> [UInt8] {
+        var buffer = ByteBuffer(capacity: encodedSize)
+        defer { buffer.deallocate() }
+        encode(into: &buffer)
+        return Array(buffer.readable)
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws -> Self {
+        try bytes.withUnsafeBytes { try decode($0) }
+    }
+}
+
+@inline(__always)
+private func utf8Count(_ s: String) -> Int { s.utf8.count }
+
+// MARK: - Get
+
+/// Asks the owner of `key` in `group` for its value.
+public struct GetRequest: ProtoMessage, Sendable {
+    /// Field 1: the cache group's name.
+    public var group: String
+    /// Field 2: the key.
+    public var key: String
+
+    public init(group: String = "", key: String = "") {
+        self.group = group
+        self.key = key
+    }
+
+    public var encodedSize: Int {
+        ProtoWriter.sizeOfBytesField(1, count: utf8Count(group))
+            + ProtoWriter.sizeOfBytesField(2, count: utf8Count(key))
+    }
+
+    public func encode(into buffer: inout ByteBuffer) {
+        buffer.reserve(encodedSize)
+        ProtoWriter.appendStringField(1, group, to: &buffer)
+        ProtoWriter.appendStringField(2, key, to: &buffer)
+    }
+
+    public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> GetRequest {
+        var message = GetRequest()
+        var reader = ProtoReader(bytes)
+        while let (field, wireType) = try reader.nextTag() {
+            switch field {
+            case 1:
+                try reader.expect(.lengthDelimited, got: wireType, in: "GetRequest")
+                message.group = try reader.readString(in: "GetRequest")
+            case 2:
+                try reader.expect(.lengthDelimited, got: wireType, in: "GetRequest")
+                message.key = try reader.readString(in: "GetRequest")
+            default:
+                try reader.skip(wireType)
+            }
+        }
+        return message
+    }
+}
+
+/// The owner's answer to a `GetRequest`.
+public struct GetResponse: ProtoMessage, Sendable {
+    /// Field 1: the value's bytes.
+    public var value: [UInt8]
+    /// Field 2 (new): when the owner's entry expires, unix milliseconds; 0 = unknown (e.g. springcache).
+    public var expireMillis: Int64
+
+    public init(value: [UInt8] = [], expireMillis: Int64 = 0) {
+        self.value = value
+        self.expireMillis = expireMillis
+    }
+
+    public var encodedSize: Int {
+        ProtoWriter.sizeOfBytesField(1, count: value.count)
+            + ProtoWriter.sizeOfVarintField(2, UInt64(bitPattern: expireMillis))
+    }
+
+    public func encode(into buffer: inout ByteBuffer) {
+        buffer.reserve(encodedSize)
+        ProtoWriter.appendBytesField(1, value, to: &buffer)
+        ProtoWriter.appendVarintField(2, UInt64(bitPattern: expireMillis), to: &buffer)
+    }
+
+    public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> GetResponse {
+        var message = GetResponse()
+        var reader = ProtoReader(bytes)
+        while let (field, wireType) = try reader.nextTag() {
+            switch field {
+            case 1:
+                try reader.expect(.lengthDelimited, got: wireType, in: "GetResponse")
+                message.value = try reader.readBytes()
+            case 2:
+                try reader.expect(.varint, got: wireType, in: "GetResponse")
+                message.expireMillis = Int64(bitPattern: try reader.readVarint())
+            default:
+                try reader.skip(wireType)
+            }
+        }
+        return message
+    }
+}
+
+// MARK: - Set
+
+/// Stores a value at the owner (springcache's Set).
+public struct SetRequest: ProtoMessage, Sendable {
+    /// Field 1: the cache group's name.
+    public var group: String
+    /// Field 2: the key.
+    public var key: String
+    /// Field 3: the value's bytes.
+    public var value: [UInt8]
+    /// Field 4: the absolute expiry time in unix SECONDS (springcache's meaning); 0 = the owner's default TTL.
+    public var expireSeconds: Int64
+    /// Field 5: store in the hot cache instead of the main cache.
+    public var isHot: Bool
+
+    public init(group: String = "", key: String = "", value: [UInt8] = [], expireSeconds: Int64 = 0,
+                isHot: Bool = false) {
+        self.group = group
+        self.key = key
+        self.value = value
+        self.expireSeconds = expireSeconds
+        self.isHot = isHot
+    }
+
+    public var encodedSize: Int {
+        ProtoWriter.sizeOfBytesField(1, count: utf8Count(group))
+            + ProtoWriter.sizeOfBytesField(2, count: utf8Count(key))
+            + ProtoWriter.sizeOfBytesField(3, count: value.count)
+            + ProtoWriter.sizeOfVarintField(4, UInt64(bitPattern: expireSeconds))
+            + ProtoWriter.sizeOfVarintField(5, isHot ? 1 : 0)
+    }
+
+    public func encode(into buffer: inout ByteBuffer) {
+        buffer.reserve(encodedSize)
+        ProtoWriter.appendStringField(1, group, to: &buffer)
+        ProtoWriter.appendStringField(2, key, to: &buffer)
+        ProtoWriter.appendBytesField(3, value, to: &buffer)
+        ProtoWriter.appendVarintField(4, UInt64(bitPattern: expireSeconds), to: &buffer)
+        ProtoWriter.appendVarintField(5, isHot ? 1 : 0, to: &buffer)
+    }
+
+    public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> SetRequest {
+        var message = SetRequest()
+        var reader = ProtoReader(bytes)
+        while let (field, wireType) = try reader.nextTag() {
+            switch field {
+            case 1:
+                try reader.expect(.lengthDelimited, got: wireType, in: "SetRequest")
+                message.group = try reader.readString(in: "SetRequest")
+            case 2:
+                try reader.expect(.lengthDelimited, got: wireType, in: "SetRequest")
+                message.key = try reader.readString(in: "SetRequest")
+            case 3:
+                try reader.expect(.lengthDelimited, got: wireType, in: "SetRequest")
+                message.value = try reader.readBytes()
+            case 4:
+                try reader.expect(.varint, got: wireType, in: "SetRequest")
+                message.expireSeconds = Int64(bitPattern: try reader.readVarint())
+            case 5:
+                try reader.expect(.varint, got: wireType, in: "SetRequest")
+                message.isHot = try reader.readVarint() != 0   // any non-zero varint is true, as in Go
+            default:
+                try reader.skip(wireType)
+            }
+        }
+        return message
+    }
+}
+
+/// The owner's answer to a `SetRequest`.
+public struct SetResponse: ProtoMessage, Sendable {
+    /// Field 1: the value was stored.
+    public var ok: Bool
+
+    public init(ok: Bool = false) {
+        self.ok = ok
+    }
+
+    public var encodedSize: Int { ProtoWriter.sizeOfVarintField(1, ok ? 1 : 0) }
+
+    public func encode(into buffer: inout ByteBuffer) {
+        ProtoWriter.appendVarintField(1, ok ? 1 : 0, to: &buffer)
+    }
+
+    public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> SetResponse {
+        SetResponse(ok: try decodeOK(bytes, in: "SetResponse"))
+    }
+}
+
+// MARK: - Delete
+
+/// Removes a key at the owner (new; springcache has no Delete).
+public struct DeleteRequest: ProtoMessage, Sendable {
+    /// Field 1: the cache group's name.
+    public var group: String
+    /// Field 2: the key.
+    public var key: String
+
+    public init(group: String = "", key: String = "") {
+        self.group = group
+        self.key = key
+    }
+
+    public var encodedSize: Int {
+        ProtoWriter.sizeOfBytesField(1, count: utf8Count(group))
+            + ProtoWriter.sizeOfBytesField(2, count: utf8Count(key))
+    }
+
+    public func encode(into buffer: inout ByteBuffer) {
+        buffer.reserve(encodedSize)
+        ProtoWriter.appendStringField(1, group, to: &buffer)
+        ProtoWriter.appendStringField(2, key, to: &buffer)
+    }
+
+    public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> DeleteRequest {
+        // Same fields as GetRequest; decoded separately so errors name the right message.
+        var message = DeleteRequest()
+        var reader = ProtoReader(bytes)
+        while let (field, wireType) = try reader.nextTag() {
+            switch field {
+            case 1:
+                try reader.expect(.lengthDelimited, got: wireType, in: "DeleteRequest")
+                message.group = try reader.readString(in: "DeleteRequest")
+            case 2:
+                try reader.expect(.lengthDelimited, got: wireType, in: "DeleteRequest")
+                message.key = try reader.readString(in: "DeleteRequest")
+            default:
+                try reader.skip(wireType)
+            }
+        }
+        return message
+    }
+}
+
+/// The owner's answer to a `DeleteRequest`.
+public struct DeleteResponse: ProtoMessage, Sendable {
+    /// Field 1: the delete was applied.
+    public var ok: Bool
+
+    public init(ok: Bool = false) {
+        self.ok = ok
+    }
+
+    public var encodedSize: Int { ProtoWriter.sizeOfVarintField(1, ok ? 1 : 0) }
+
+    public func encode(into buffer: inout ByteBuffer) {
+        ProtoWriter.appendVarintField(1, ok ? 1 : 0, to: &buffer)
+    }
+
+    public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> DeleteResponse {
+        DeleteResponse(ok: try decodeOK(bytes, in: "DeleteResponse"))
+    }
+}
+
+/// Decodes `bool ok = 1;`, the only field of SetResponse and DeleteResponse.
+private func decodeOK(_ bytes: UnsafeRawBufferPointer, in message: String) throws -> Bool {
+    var ok = false
+    var reader = ProtoReader(bytes)
+    while let (field, wireType) = try reader.nextTag() {
+        if field == 1 {
+            try reader.expect(.varint, got: wireType, in: message)
+            ok = try reader.readVarint() != 0
+        } else {
+            try reader.skip(wireType)
+        }
+    }
+    return ok
+}
