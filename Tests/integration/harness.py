@@ -1,0 +1,345 @@
+"""Helpers for the black-box tests: run the real springcache-uv binary, a real HTTP origin, raw sockets.
+
+Nothing here mocks the server: every test talks to a real process over real TCP on 127.0.0.1.
+"""
+import http.client
+import http.server
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+
+SERVING_RE = re.compile(rb"serving http://127\.0\.0\.1:(\d+)")
+START_TIMEOUT = 5.0
+STOP_TIMEOUT = 5.0
+
+
+def binary_path():
+    path = os.environ.get("SPRINGCACHE_BIN")
+    if not path:
+        here = os.path.dirname(os.path.abspath(__file__))
+        path = os.path.join(here, "..", "..", ".build", "release", "springcache-uv")
+    return os.path.abspath(path)
+
+
+class Node:
+    """One springcache-uv process started on an ephemeral API port; stderr goes to a temp file."""
+
+    def __init__(self, *args):
+        self.args = [binary_path(), "--api", "127.0.0.1:0", "--jitter", "0", *[str(a) for a in args]]
+        self.log = tempfile.NamedTemporaryFile(prefix="springcache-it-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
+        self.port = None
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            m = SERVING_RE.search(self.log_text(raw=True))
+            if m:
+                self.port = int(m.group(1))
+                break
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.01)
+        if self.port is None:
+            self.kill()
+            raise RuntimeError("springcache-uv did not log 'serving http://127.0.0.1:PORT' within %ss; "
+                               "args=%r rc=%r log:\n%s" % (START_TIMEOUT, self.args, self.proc.returncode,
+                                                           self.log_text()[-4000:]))
+        self.base = "http://127.0.0.1:%d" % self.port
+        self.addr = ("127.0.0.1", self.port)
+
+    def log_text(self, raw=False):
+        with open(self.log.name, "rb") as f:
+            data = f.read()
+        return data if raw else data.decode("utf-8", "replace")
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def send_signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, sig=signal.SIGTERM, timeout=STOP_TIMEOUT):
+        """Sends sig and waits; returns the exit code (None if it had to be killed)."""
+        if self.proc.poll() is not None:
+            return self.proc.returncode
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def cleanup(self):
+        self.kill()
+        try:
+            os.unlink(self.log.name)
+        except OSError:
+            pass
+
+    # --- clients -------------------------------------------------------------------------------
+
+    def conn(self, timeout=10):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def request(self, method, path, body=None, headers=None, timeout=10):
+        """One request on a fresh connection; returns (status, headers dict lower-cased, body bytes, response)."""
+        c = self.conn(timeout)
+        try:
+            c.request(method, path, body=body, headers=headers or {})
+            r = c.getresponse()
+            data = r.read()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, data, r
+        finally:
+            c.close()
+
+    def get(self, key, **kw):
+        return self.request("GET", "/api/get?key=" + urllib.parse.quote(key, safe=""), **kw)
+
+    def form(self, path, fields, headers=None):
+        body = urllib.parse.urlencode(fields)
+        h = {"Content-Type": "application/x-www-form-urlencoded"}
+        h.update(headers or {})
+        return self.request("POST", path, body=body, headers=h)
+
+    def set(self, key, value, expire="0", hot="false", headers=None):
+        return self.form("/api/set", {"key": key, "value": value, "expire": expire, "hot": hot}, headers)
+
+    def raw(self, timeout=10):
+        s = socket.create_connection(self.addr, timeout=timeout)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return RawConn(s)
+
+
+def v1(key, group="scores"):
+    return "/v1/cache/%s/%s" % (group, urllib.parse.quote(key, safe=""))
+
+
+class RawConn:
+    """A raw TCP client with a minimal HTTP/1.1 response reader (Content-Length framed answers)."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def _fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise EOFError("connection closed by server; buffered %r" % self.buf[:200])
+        self.buf += chunk
+
+    def read_response(self, head=False):
+        """Reads one response; returns (status, headers dict lower-cased, body, reason)."""
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head_bytes, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head_bytes.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ", 2)
+        assert parts[0] in ("HTTP/1.1", "HTTP/1.0"), "bad status line %r" % lines[0]
+        status = int(parts[1])
+        reason = parts[2] if len(parts) > 2 else ""
+        headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        body = b""
+        if not head and status >= 200 and status not in (204, 304):
+            assert "transfer-encoding" not in headers, "unexpected chunked response: %r" % headers
+            n = int(headers.get("content-length", "0"))
+            while len(self.buf) < n:
+                self._fill()
+            body, self.buf = self.buf[:n], self.buf[n:]
+        return status, headers, body, reason
+
+    def closed_by_peer(self, timeout=2.0):
+        """True if the server closes the connection (EOF or reset) within timeout and sent nothing more."""
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(65536)
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+        if data:
+            self.buf += data
+            return False
+        return True
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+# --- a real HTTP origin ----------------------------------------------------------------------------
+
+
+class Origin:
+    """A ThreadingHTTPServer on 127.0.0.1:0 answering GET /v/{key}.
+
+    values[key] -> 200 with those bytes; status[key] -> that status; delay[key] -> sleep first;
+    keys starting with 'slow' sleep slow_delay (0.5 s). Unknown keys -> 404. counts[key] counts requests.
+    """
+
+    def __init__(self):
+        self.values = {}
+        self.status = {}
+        self.delay = {}
+        self.slow_delay = 0.5
+        self.counts = {}
+        self.lock = threading.Lock()
+        origin = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                path = urllib.parse.urlsplit(self.path).path
+                if not path.startswith("/v/"):
+                    self._answer(400, b"bad path")
+                    return
+                key = urllib.parse.unquote(path[len("/v/"):])
+                with origin.lock:
+                    origin.counts[key] = origin.counts.get(key, 0) + 1
+                    delay = origin.delay.get(key, origin.slow_delay if key.startswith("slow") else 0)
+                    status = origin.status.get(key)
+                    value = origin.values.get(key)
+                if delay:
+                    time.sleep(delay)
+                if status is not None:
+                    self._answer(status, b"origin says %d" % status)
+                elif value is not None:
+                    self._answer(200, value)
+                else:
+                    self._answer(404, b"no such key")
+
+            def _answer(self, status, body):
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/octet-stream")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 512
+
+            def handle_error(self, request, client_address):
+                pass
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.url = "http://127.0.0.1:%d/v/{key}" % self.port
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+        self.thread.start()
+        self.running = True
+
+    def count(self, key):
+        with self.lock:
+            return self.counts.get(key, 0)
+
+    def stop(self):
+        if self.running:
+            self.running = False
+            self.server.shutdown()
+            self.server.server_close()
+
+
+# --- Prometheus text format --------------------------------------------------------------------
+
+_METRIC_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+_LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*"'
+_SAMPLE_RE = re.compile(r"^(%s)(\{(?:%s)(?:,%s)*,?\}|\{\})?[ \t]+(\S+)(?:[ \t]+-?\d+)?$" % (_METRIC_NAME, _LABEL, _LABEL))
+_LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\.)*)"')
+_TYPES = {"counter", "gauge", "histogram", "summary", "untyped"}
+
+
+def parse_prometheus(text):
+    """Parses Prometheus text exposition format 0.0.4 strictly.
+
+    Returns (types {family: type}, samples [(name, {labels}, float)]). Raises AssertionError on a bad line.
+    """
+    types = {}
+    samples = []
+    for n, line in enumerate(text.split("\n"), 1):
+        if line == "":
+            continue
+        if line.startswith("#"):
+            parts = line.split(None, 3)
+            if len(parts) >= 2 and parts[1] == "TYPE":
+                assert len(parts) == 4 and parts[3].strip() in _TYPES, "line %d: bad TYPE: %r" % (n, line)
+                assert re.fullmatch(_METRIC_NAME, parts[2]), "line %d: bad name %r" % (n, line)
+                assert parts[2] not in types, "line %d: TYPE repeated for %s" % (n, parts[2])
+                types[parts[2]] = parts[3].strip()
+            elif len(parts) >= 2 and parts[1] == "HELP":
+                assert len(parts) >= 3 and re.fullmatch(_METRIC_NAME, parts[2]), "line %d: bad HELP %r" % (n, line)
+            continue
+        m = _SAMPLE_RE.match(line)
+        assert m, "line %d is not a Prometheus sample: %r" % (n, line)
+        value = m.group(3)
+        try:
+            v = float(value)  # accepts NaN, +Inf, -Inf
+        except ValueError:
+            raise AssertionError("line %d: bad value %r" % (n, line))
+        labels = dict(_LABEL_RE.findall(m.group(2) or ""))
+        samples.append((m.group(1), labels, v))
+    return types, samples
+
+
+def metric_sum(samples, name, **labels):
+    """Sum of all samples called name whose labels include the given ones."""
+    return sum(v for (n, ls, v) in samples
+               if n == name and all(ls.get(k) == val for k, val in labels.items()))
+
+
+# --- JSON stats ----------------------------------------------------------------------------------
+
+def find_numbers(obj, name, path=""):
+    """All numeric fields called `name` anywhere in a JSON value, as [(path, number)]."""
+    out = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            p = path + "." + k
+            if k == name and isinstance(v, (int, float)) and not isinstance(v, bool):
+                out.append((p, v))
+            out.extend(find_numbers(v, name, p))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out.extend(find_numbers(v, name, "%s[%d]" % (path, i)))
+    return out
+
+
+def find_dicts_with(obj, *names):
+    """All dicts anywhere in a JSON value having every one of the given numeric fields."""
+    out = []
+    if isinstance(obj, dict):
+        if all(isinstance(obj.get(n), (int, float)) for n in names):
+            out.append(obj)
+        for v in obj.values():
+            out.extend(find_dicts_with(v, *names))
+    elif isinstance(obj, list):
+        for v in obj:
+            out.extend(find_dicts_with(v, *names))
+    return out
