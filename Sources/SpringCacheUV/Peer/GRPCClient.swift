@@ -1,0 +1,449 @@
+import CLibUV
+import CNGHTTP2
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Limits and timing of a `GRPCClient`; every bound is named here (STYLE habit 8).
+public struct GRPCClientSettings {
+    /// Largest response message accepted (RESOURCE_EXHAUSTED beyond it) and largest request sent.
+    public var maxMessageBytes = 4 << 20
+    /// SETTINGS_INITIAL_WINDOW_SIZE we advertise: a 1 MiB response arrives without waiting for WINDOW_UPDATE.
+    public var initialWindowSize: Int32 = 4 << 20
+    /// The connection-level receive window (raised with WINDOW_UPDATE at start).
+    public var connectionWindowSize: Int32 = 16 << 20
+    /// Requests waiting for the socket before we stop pulling more from nghttp2 (it queues the rest).
+    public var maxOutputBytes = 4 << 20
+    /// A connect attempt that has not completed by then fails like a refused one.
+    public var connectTimeoutMillis: Int64 = 2000
+    /// Backoff after the first failed connect attempt; doubled after each further failure, up to the max.
+    /// During backoff calls fail at once with UNAVAILABLE instead of waiting for a connection.
+    public var initialBackoffMillis: Int64 = 100
+    public var maxBackoffMillis: Int64 = 5000
+    public var userAgent = "springcache-uv"
+
+    public init() {}
+}
+
+/// Counters of one client (one peer); read by /api/stats and /metrics.
+public struct GRPCClientStats {
+    public var calls: UInt64 = 0
+    public var succeeded: UInt64 = 0
+    /// Failed calls by status (index = code).
+    public var failures = [UInt64](repeating: 0, count: GRPCStatus.definedCount)
+    public var connectAttempts: UInt64 = 0
+    public var connectFailures: UInt64 = 0
+    /// Connections established; `reconnects` counts those after the first.
+    public var connections: UInt64 = 0
+    public var reconnects: UInt64 = 0
+    /// Established connections that failed (reset, EOF, protocol error, GOAWAY with an error).
+    public var connectionsLost: UInt64 = 0
+    /// Calls started and not yet completed.
+    public var inFlight = 0
+
+    public init() {}
+
+    public var failed: UInt64 { failures.reduce(0, +) }
+}
+
+/// One unary call of a client, from `unary` to its completion.
+final class GRPCClientCall: GRPCDeadlineTracked {
+    let path: String
+    /// The request message until it has been handed to nghttp2, then released.
+    var request: [UInt8]
+    var requestOffset = 0
+    let metadata: [(String, String)]
+    let expiresAtMillis: Int64
+    var deadlineSlot = -1
+    var completion: ((GRPCResult) -> Void)?
+    var result: GRPCResult?
+    var isDone = false
+    var streamID: Int32 = -1
+    var connection: GRPCClientConnection?
+
+    // The response as it arrives.
+    var httpStatus = 0
+    var contentTypeOK = false
+    var grpcStatus: Int?
+    var grpcMessage: String?
+    var decoder: GRPCMessageDecoder
+
+    init(path: String, request: [UInt8], metadata: [(String, String)], expiresAtMillis: Int64, maxMessageBytes: Int,
+         completion: @escaping (GRPCResult) -> Void) {
+        self.path = path
+        self.request = request
+        self.metadata = metadata
+        self.expiresAtMillis = expiresAtMillis
+        self.completion = completion
+        decoder = GRPCMessageDecoder(maxMessageBytes: maxMessageBytes, maxMessages: 1)
+    }
+
+    /// The result once the stream has closed (PROTOCOL-HTTP2.md; statuscodes.md for the library's own codes).
+    func outcome(resetCode: UInt32) -> GRPCResult {
+        if let status = grpcStatus {
+            if status != 0 {
+                return .failure(GRPCCallError(status: GRPCStatus(rawValue: status), message: grpcMessage ?? ""))
+            }
+            if let failure = decoder.finish() {
+                return .failure(GRPCCallError(status: failure.clientStatus, message: failure.message))
+            }
+            guard decoder.messages.count == 1 else {
+                // Response cardinality violation → UNIMPLEMENTED (statuscodes.md).
+                return .failure(GRPCCallError(status: .unimplemented,
+                                              message: "status OK with \(decoder.messages.count) response messages"))
+            }
+            return .success(decoder.messages[0])
+        }
+        if httpStatus != 0 && httpStatus != 200 {
+            return .failure(GRPCCallError(status: .fromHTTPStatus(httpStatus),
+                                          message: "HTTP status \(httpStatus) without grpc-status"))
+        }
+        switch resetCode {
+        case NGHTTP2_NO_ERROR.rawValue:
+            break
+        case NGHTTP2_REFUSED_STREAM.rawValue:
+            // The server did not process the stream (RFC 9113 §8.7): safe to retry elsewhere.
+            return .failure(GRPCCallError(status: .unavailable, message: "stream refused by the server"))
+        case NGHTTP2_CANCEL.rawValue:
+            return .failure(GRPCCallError(status: .cancelled, message: "stream cancelled by the server"))
+        default:
+            return .failure(GRPCCallError(status: .internal,
+                                          message: "stream reset: \(String(cString: nghttp2_http2_strerror(resetCode)))"))
+        }
+        if httpStatus == 200 && !contentTypeOK {
+            return .failure(GRPCCallError(status: .internal, message: "response content-type is not application/grpc"))
+        }
+        return .failure(GRPCCallError(status: .internal, message: "response ended without grpc-status"))
+    }
+}
+
+/// A gRPC client for one peer: ONE HTTP/2 connection, opened lazily on the first call, with every call a
+/// stream multiplexed on it.
+///
+/// Failure semantics (the cluster layer relies on them):
+/// - A connection that is refused, reset, closed (EOF), times out connecting, breaks the protocol, or gets a
+///   GOAWAY with an error fails every call in flight on it AT ONCE with UNAVAILABLE; the message says why.
+/// - A GOAWAY with NO_ERROR (graceful shutdown of the peer) stops new calls from using the connection; calls
+///   the server did not take (stream id above its last-stream-id) fail at once with UNAVAILABLE, the others
+///   may still finish (their deadlines still apply), and the connection then closes.
+/// - New calls open a new connection. Failed connect attempts are spaced by exponential backoff
+///   (`initialBackoffMillis` doubling to `maxBackoffMillis`); during backoff calls fail at once with
+///   UNAVAILABLE "peer X unreachable; retrying in N ms". A successful connect resets the backoff.
+/// - Every call has a deadline (`timeoutMillis`, sent as `grpc-timeout` and enforced here too): when it
+///   passes the stream is reset (RST_STREAM CANCEL) and the call fails with DEADLINE_EXCEEDED.
+/// - `close()` fails the calls still in flight with CANCELLED ("client closed"): the caller gave up, the
+///   peer did not fail.
+///
+/// Completions run exactly once, from the loop, never inside `unary` and never inside an nghttp2 callback.
+/// Targets are numeric IPv4/IPv6 addresses (or `localhost`): peers advertise addresses, not names.
+public final class GRPCClient {
+    public let loop: EventLoop
+    public let target: HostPort
+    public let settings: GRPCClientSettings
+    public var stats: GRPCClientStats {
+        var s = statsStorage
+        s.inFlight = deadlines.count
+        return s
+    }
+    /// Whether a connection is established and usable for new calls.
+    public var isConnected: Bool { if case .ready = state { return true } else { return false } }
+
+    let buffers = HTTP2IOBuffers()
+    let headers = HTTP2HeaderBlock()
+
+    private enum State {
+        case idle
+        case connecting
+        case ready
+        case backoff(until: Int64)
+    }
+
+    private var statsStorage = GRPCClientStats()
+    private var state = State.idle
+    /// The connection new calls use (connecting or ready).
+    private var connection: GRPCClientConnection?
+    /// Every connection not yet closed, including ones finishing after a GOAWAY.
+    private var connections: [GRPCClientConnection] = []
+    private var waiting: [GRPCClientCall] = []
+    private var completed: [GRPCClientCall] = []
+    private var dirty: [GRPCClientConnection] = []
+    private var deadlines = GRPCDeadlineQueue<GRPCClientCall>()
+    private var deadlineTimerAt = Int64.max
+    private var backoffMillis: Int64 = 0
+    private var closed = false
+    private var address = sockaddr_storage()
+    private var addressError: String?
+
+    private var deadlineTimer: LoopTimer!
+    private var connectTimer: LoopTimer!
+    private var work: HTTP2DeferredWork!
+
+    public init(loop: EventLoop, target: HostPort, settings: GRPCClientSettings = GRPCClientSettings()) {
+        self.loop = loop
+        self.target = target
+        self.settings = settings
+        addressError = GRPCClient.parseAddress(target, into: &address)
+        deadlineTimer = LoopTimer(loop: loop) { [unowned self] in self.deadlineTimerFired() }
+        connectTimer = LoopTimer(loop: loop) { [unowned self] in self.connectTimedOut() }
+        // Strong on purpose: completions queued by `close()` still run after the owner has dropped the client;
+        // the cycle ends when the work handle closes (after that last drain).
+        work = HTTP2DeferredWork(loop: loop) { self.runDeferredWork() }
+    }
+
+    deinit {
+        precondition(closed, "GRPCClient released without close()")
+    }
+
+    private static func parseAddress(_ target: HostPort, into storage: inout sockaddr_storage) -> String? {
+        let host = target.host == "localhost" ? "127.0.0.1" : target.host
+        return withUnsafeMutableBytes(of: &storage) { raw -> String? in
+            let status = host.contains(":")
+                ? uv_ip6_addr(host, Int32(target.port), raw.baseAddress!.assumingMemoryBound(to: sockaddr_in6.self))
+                : uv_ip4_addr(host, Int32(target.port), raw.baseAddress!.assumingMemoryBound(to: sockaddr_in.self))
+            return status == 0 ? nil : "'\(target)' is not a numeric address"
+        }
+    }
+
+    // MARK: calls
+
+    /// Starts a unary call: `message` (without the gRPC prefix) to `path`, e.g. `/springcachepb.SpringCache/Get`.
+    /// `completion` runs exactly once, later, with the response message or a `GRPCCallError`.
+    /// `metadata` names are sent lower-cased (e.g. `("authorization", "Bearer …")`).
+    public func unary(path: String, message: [UInt8], timeoutMillis: Int, metadata: [(String, String)] = [],
+                      completion: @escaping (GRPCResult) -> Void) {
+        statsStorage.calls += 1
+        let now = loop.clock.nowMillis
+        let call = GRPCClientCall(path: path, request: message, metadata: metadata,
+                                  expiresAtMillis: now + Int64(timeoutMillis),
+                                  maxMessageBytes: settings.maxMessageBytes, completion: completion)
+        if closed {
+            finish(call, .failure(GRPCCallError(status: .cancelled, message: "client closed")))
+            return
+        }
+        if timeoutMillis <= 0 {
+            finish(call, .failure(GRPCCallError(status: .deadlineExceeded, message: "timeout \(timeoutMillis) ms")))
+            return
+        }
+        if message.count > settings.maxMessageBytes {
+            finish(call, .failure(GRPCCallError(
+                status: .resourceExhausted,
+                message: "request of \(message.count) bytes exceeds the limit of \(settings.maxMessageBytes) bytes")))
+            return
+        }
+        if let addressError {
+            finish(call, .failure(GRPCCallError(status: .unavailable, message: addressError)))
+            return
+        }
+        deadlines.insert(call)
+        armDeadlineTimer()
+        switch state {
+        case .ready:
+            connection!.start(call)
+            scheduleFlush(connection!)
+        case .connecting:
+            waiting.append(call)
+        case .backoff(let until) where until > now:
+            finish(call, .failure(GRPCCallError(status: .unavailable,
+                                                message: "peer \(target) unreachable; retrying in \(until - now) ms")))
+        case .idle, .backoff:
+            waiting.append(call)
+            connect()
+        }
+    }
+
+    /// Completes a call: queued, and run from the loop (see `runCompletions`).
+    func finish(_ call: GRPCClientCall, _ result: GRPCResult) {
+        guard !call.isDone else { return }
+        call.isDone = true
+        call.result = result
+        call.connection = nil
+        call.request = []
+        deadlines.remove(call)
+        switch result {
+        case .success: statsStorage.succeeded += 1
+        case .failure(let error): statsStorage.failures[error.status.statsIndex] += 1
+        }
+        completed.append(call)
+        if let work {
+            work.schedule()
+        } else {
+            // Called after the client closed: a one-off idle handle keeps "never synchronously" true.
+            let calls = completed
+            completed.removeAll()
+            HTTP2DeferredWork.once(loop: loop) { for c in calls { c.runCompletion() } }
+        }
+    }
+
+    /// Runs the completions queued so far; ones queued meanwhile wait for the next loop iteration, so a
+    /// completion that starts a call that fails at once cannot keep us here.
+    func runCompletions() {
+        guard !completed.isEmpty else { return }
+        let batch = completed
+        completed.removeAll(keepingCapacity: true)
+        for call in batch { call.runCompletion() }
+    }
+
+    // MARK: connection management
+
+    private func connect() {
+        statsStorage.connectAttempts += 1
+        state = .connecting
+        let tcp = UnsafeMutablePointer<uv_tcp_t>.allocate(capacity: 1)
+        uv_tcp_init(loop.uv, tcp)
+        let conn = GRPCClientConnection(client: self, tcp: tcp)
+        connection = conn
+        connections.append(conn)
+        guard conn.session != nil else {
+            connectFailed(conn, reason: "cannot create an HTTP/2 session")
+            return
+        }
+        let status = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { conn.connect(to: $0) }
+        }
+        if status < 0 {
+            connectFailed(conn, reason: String(cString: uv_strerror(status)))
+            return
+        }
+        connectTimer.start(timeoutMillis: UInt64(max(settings.connectTimeoutMillis, 1)))
+    }
+
+    private func connectTimedOut() {
+        guard case .connecting = state, let conn = connection else { return }
+        connectFailed(conn, reason: "connect timed out after \(settings.connectTimeoutMillis) ms")
+    }
+
+    func connected(_ conn: GRPCClientConnection) {
+        guard conn === connection, case .connecting = state else {
+            conn.close(reason: "connection no longer wanted")
+            return
+        }
+        connectTimer.stop()
+        state = .ready
+        backoffMillis = 0
+        statsStorage.connections += 1
+        if statsStorage.connections > 1 { statsStorage.reconnects += 1 }
+        conn.open()
+        let calls = waiting
+        waiting.removeAll()
+        for call in calls where !call.isDone { conn.start(call) }
+        conn.flush()
+    }
+
+    func connectFailed(_ conn: GRPCClientConnection, reason: String) {
+        guard conn === connection else { return }
+        connectTimer.stop()
+        connection = nil
+        statsStorage.connectFailures += 1
+        backoffMillis = backoffMillis == 0 ? settings.initialBackoffMillis
+            : min(backoffMillis * 2, settings.maxBackoffMillis)
+        state = .backoff(until: loop.clock.nowMillis + backoffMillis)
+        let calls = waiting
+        waiting.removeAll()
+        let error = GRPCCallError(status: .unavailable,
+                                  message: "cannot connect to peer \(target): \(reason); retrying in \(backoffMillis) ms")
+        for call in calls { finish(call, .failure(error)) }
+        conn.close(reason: reason)
+    }
+
+    /// A GOAWAY arrived: new calls go to a new connection; this one finishes what the server took.
+    func retire(_ conn: GRPCClientConnection) {
+        guard conn === connection else { return }
+        connection = nil
+        state = .idle
+    }
+
+    /// An established (or connecting) connection failed: every call on it fails now.
+    func connectionLost(_ conn: GRPCClientConnection, reason: String, calls: [GRPCClientCall]) {
+        if conn === connection {
+            connection = nil
+            if case .ready = state { statsStorage.connectionsLost += 1 }
+            state = .idle
+            // Calls still waiting for this connection (it never connected) fail with it.
+            let queued = waiting
+            waiting.removeAll()
+            for call in queued { finish(call, .failure(GRPCCallError(status: .unavailable,
+                                                                     message: "peer \(target): \(reason)"))) }
+        } else if conn.wasConnected && !closed {
+            statsStorage.connectionsLost += 1
+        }
+        let error = GRPCCallError(status: .unavailable, message: "connection to peer \(target) lost: \(reason)")
+        for call in calls { finish(call, .failure(error)) }
+    }
+
+    func connectionClosed(_ conn: GRPCClientConnection) {
+        if let i = connections.firstIndex(where: { $0 === conn }) { connections.remove(at: i) }
+    }
+
+    // MARK: deadlines
+
+    private func armDeadlineTimer() {
+        guard let earliest = deadlines.earliest, earliest < deadlineTimerAt, !closed else { return }
+        deadlineTimerAt = earliest
+        deadlineTimer.start(timeoutMillis: UInt64(max(earliest - loop.clock.nowMillis, 0)))
+    }
+
+    private func deadlineTimerFired() {
+        deadlineTimerAt = .max
+        let now = loop.clock.nowMillis
+        while let call = deadlines.popExpired(now: now) {
+            let conn = call.connection
+            finish(call, .failure(GRPCCallError(status: .deadlineExceeded, message: "deadline exceeded")))
+            if let conn {
+                conn.cancel(call)
+                scheduleFlush(conn)
+            }
+        }
+        armDeadlineTimer()
+    }
+
+    // MARK: batching
+
+    /// Requests (and resets) submitted outside a read are written in the next loop iteration, all together.
+    func scheduleFlush(_ conn: GRPCClientConnection) {
+        guard !conn.processingInput, !conn.isDirty else { return }
+        conn.isDirty = true
+        dirty.append(conn)
+        work?.schedule()
+    }
+
+    private func runDeferredWork() {
+        let batch = dirty
+        dirty.removeAll(keepingCapacity: true)
+        for conn in batch {
+            conn.isDirty = false
+            conn.flush()
+        }
+        runCompletions()
+        if closed && completed.isEmpty {
+            work.close()
+            work = nil
+        }
+    }
+
+    // MARK: closing
+
+    /// Fails the calls in flight with CANCELLED ("client closed"), closes the connections and handles.
+    /// Their completions still run (from the loop); the loop then has nothing of this client left.
+    public func close() {
+        guard !closed else { return }
+        closed = true
+        let error = GRPCCallError(status: .cancelled, message: "client closed")
+        for call in waiting { finish(call, .failure(error)) }
+        waiting.removeAll()
+        for call in deadlines.removeAll() { finish(call, .failure(error)) }
+        connection = nil
+        for conn in connections { conn.close(reason: "client closed") }
+        deadlineTimer.close()
+        connectTimer.close()
+        dirty.removeAll()
+        work.schedule()
+    }
+}
+
+extension GRPCClientCall {
+    func runCompletion() {
+        guard let completion, let result else { return }
+        self.completion = nil
+        completion(result)
+    }
+}

@@ -1,0 +1,165 @@
+/// gRPC's Length-Prefixed-Message framing and `grpc-timeout` values (gRPC PROTOCOL-HTTP2.md).
+///
+/// Pure logic: no sockets, no nghttp2; both the server and the client feed DATA payloads through it.
+
+/// Why a decoded stream of messages must stop, and the status each side reports for it.
+enum GRPCFramingFailure: Equatable {
+    /// Compressed-Flag 1 without a `grpc-encoding` header: a protocol error (INTERNAL).
+    case compressedWithoutEncoding
+    /// Compressed-Flag 1 with an encoding we do not implement (we accept `identity` only).
+    case compressionUnsupported
+    /// Compressed-Flag other than 0 or 1.
+    case invalidFlag(UInt8)
+    /// A message longer than the configured limit (RESOURCE_EXHAUSTED on both sides, statuscodes.md).
+    case tooLarge(length: Int, limit: Int)
+    /// More messages than the method takes (a unary call takes one): a cardinality violation.
+    case tooManyMessages(limit: Int)
+    /// END_STREAM inside a message or its prefix.
+    case truncated
+
+    /// The status a server answers with when a request fails this way.
+    var serverStatus: GRPCStatus {
+        switch self {
+        case .compressedWithoutEncoding, .invalidFlag, .truncated: return .internal
+        case .compressionUnsupported, .tooManyMessages: return .unimplemented
+        case .tooLarge: return .resourceExhausted
+        }
+    }
+
+    /// The status a client reports when a response fails this way.
+    var clientStatus: GRPCStatus {
+        switch self {
+        case .compressedWithoutEncoding, .invalidFlag, .truncated, .compressionUnsupported: return .internal
+        case .tooManyMessages: return .unimplemented
+        case .tooLarge: return .resourceExhausted
+        }
+    }
+
+    var message: String {
+        switch self {
+        case .compressedWithoutEncoding: return "message has the compressed flag set but no grpc-encoding was sent"
+        case .compressionUnsupported: return "compressed messages are not supported (grpc-accept-encoding: identity)"
+        case .invalidFlag(let flag): return "invalid compressed flag \(flag) in message prefix"
+        case .tooLarge(let length, let limit): return "message of \(length) bytes exceeds the limit of \(limit) bytes"
+        case .tooManyMessages(let limit): return "more than \(limit) message(s) on a unary call"
+        case .truncated: return "stream ended inside a message"
+        }
+    }
+}
+
+/// Reassembles Length-Prefixed-Messages (1 byte compressed flag, 4 bytes big-endian length, message)
+/// from DATA payloads that may split them anywhere.
+struct GRPCMessageDecoder {
+    let maxMessageBytes: Int
+    let maxMessages: Int
+    /// Whether the peer sent a `grpc-encoding` other than `identity`: decides how a set flag is reported.
+    let encodingDeclared: Bool
+
+    private(set) var messages: [[UInt8]] = []
+    private var prefixFill = 0
+    private var flag: UInt8 = 0
+    private var length = 0
+    private var current: [UInt8] = []
+    private var inMessage = false
+
+    init(maxMessageBytes: Int, maxMessages: Int, encodingDeclared: Bool = false) {
+        self.maxMessageBytes = maxMessageBytes
+        self.maxMessages = maxMessages
+        self.encodingDeclared = encodingDeclared
+    }
+
+    /// Consumes `bytes`; complete messages are appended to `messages`. A failure ends the stream: the
+    /// decoder must not be fed again.
+    mutating func feed(_ bytes: UnsafeRawBufferPointer) -> GRPCFramingFailure? {
+        var i = 0
+        let n = bytes.count
+        while i < n {
+            if inMessage {
+                let take = min(length - current.count, n - i)
+                current.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[i..<(i + take)]))
+                i += take
+                if current.count == length { completeMessage() }
+                continue
+            }
+            if prefixFill == 0 && messages.count >= maxMessages { return .tooManyMessages(limit: maxMessages) }
+            let b = bytes[i]
+            i += 1
+            if prefixFill == 0 {
+                flag = b
+                length = 0
+            } else {
+                length = length << 8 | Int(b)
+            }
+            prefixFill += 1
+            guard prefixFill == 5 else { continue }
+            prefixFill = 0
+            if flag == 1 { return encodingDeclared ? .compressionUnsupported : .compressedWithoutEncoding }
+            if flag != 0 { return .invalidFlag(flag) }
+            if length > maxMessageBytes { return .tooLarge(length: length, limit: maxMessageBytes) }
+            inMessage = true
+            current = []
+            current.reserveCapacity(length)
+            if length == 0 { completeMessage() }
+        }
+        return nil
+    }
+
+    /// Called at END_STREAM: fails if the stream stopped inside a message.
+    func finish() -> GRPCFramingFailure? {
+        inMessage || prefixFill > 0 ? .truncated : nil
+    }
+
+    private mutating func completeMessage() {
+        messages.append(current)
+        current = []
+        inMessage = false
+    }
+
+    /// The 5-byte prefix of an uncompressed message of `length` bytes, byte `index` of it.
+    @inline(__always)
+    static func prefixByte(_ index: Int, length: Int) -> UInt8 {
+        index == 0 ? 0 : UInt8(truncatingIfNeeded: length >> (8 * (4 - index)))
+    }
+}
+
+/// `grpc-timeout` (PROTOCOL-HTTP2.md): `TimeoutValue TimeoutUnit`, a positive integer of at most 8 ASCII
+/// digits and one of `H M S m u n`.
+enum GRPCTimeout {
+    /// Milliseconds, rounded up so a sub-millisecond timeout is not treated as none; nil if malformed.
+    static func parse(_ bytes: UnsafeRawBufferPointer) -> Int64? {
+        guard bytes.count >= 2, bytes.count <= 9 else { return nil }
+        var value: Int64 = 0
+        for i in 0..<(bytes.count - 1) {
+            let c = bytes[i]
+            guard c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9") else { return nil }
+            value = value * 10 + Int64(c - UInt8(ascii: "0"))
+        }
+        switch bytes[bytes.count - 1] {
+        case UInt8(ascii: "H"): return value * 3_600_000
+        case UInt8(ascii: "M"): return value * 60_000
+        case UInt8(ascii: "S"): return value * 1000
+        case UInt8(ascii: "m"): return value
+        case UInt8(ascii: "u"): return (value + 999) / 1000
+        case UInt8(ascii: "n"): return (value + 999_999) / 1_000_000
+        default: return nil
+        }
+    }
+
+    static func parse(_ text: String) -> Int64? {
+        var text = text
+        return text.withUTF8 { parse(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// The header value for a timeout in milliseconds: `m` while it fits in 8 digits, then coarser units
+    /// rounded up (a deadline must never be shortened by encoding it).
+    static func encode(millis: Int64) -> String {
+        let limit: Int64 = 99_999_999
+        let m = max(millis, 0)
+        if m <= limit { return "\(m)m" }
+        let seconds = (m + 999) / 1000
+        if seconds <= limit { return "\(seconds)S" }
+        let minutes = (seconds + 59) / 60
+        if minutes <= limit { return "\(minutes)M" }
+        return "\(min((minutes + 59) / 60, limit))H"
+    }
+}

@@ -1,0 +1,321 @@
+// Peer/: gRPC over HTTP/2 cleartext (h2c, prior knowledge) between nodes — server, client, framing.
+import CLibUV
+import CNGHTTP2
+
+/// Limits and HTTP/2 settings of a `GRPCServer`; every bound is named here (STYLE habit 8).
+public struct GRPCServerSettings {
+    /// Connections beyond this are closed as soon as they are accepted.
+    public var maxConnections = 1024
+    /// SETTINGS_MAX_CONCURRENT_STREAMS: streams a client may have open on one connection; nghttp2 refuses
+    /// more with RST_STREAM(REFUSED_STREAM), which gRPC clients retry.
+    public var maxConcurrentStreams: UInt32 = 1000
+    /// SETTINGS_INITIAL_WINDOW_SIZE: how much a client may send on one stream before we consume it.
+    /// Large enough that a 1 MiB value (plus framing) arrives without waiting for a WINDOW_UPDATE.
+    public var initialWindowSize: Int32 = 4 << 20
+    /// The connection-level receive window (raised with WINDOW_UPDATE at start).
+    public var connectionWindowSize: Int32 = 16 << 20
+    /// Largest request message accepted, and largest response sent (RESOURCE_EXHAUSTED beyond it).
+    public var maxMessageBytes = 4 << 20
+    /// SETTINGS_MAX_HEADER_LIST_SIZE: header bytes per request.
+    public var maxHeaderListBytes: UInt32 = 16 << 10
+    /// Output waiting for one slow peer before we stop pulling answers from nghttp2 and stop reading it.
+    public var maxOutputBytesPerConnection = 4 << 20
+    /// How long `close` waits for answers in flight before closing connections anyway.
+    public var shutdownGraceMillis: Int64 = 2000
+    public var backlog: Int32 = 511
+    public var reusePort = false
+
+    public init() {}
+}
+
+/// Counters of one server; read by /api/stats and /metrics.
+public struct GRPCServerStats {
+    public var connectionsAccepted: UInt64 = 0
+    public var connectionsRejected: UInt64 = 0
+    public var connectionsClosed: UInt64 = 0
+    /// Connections closed because nghttp2 rejected their input (not HTTP/2, bad frames, floods).
+    public var protocolErrors: UInt64 = 0
+    /// Complete unary requests handed to the handler.
+    public var calls: UInt64 = 0
+    /// Answers sent, by grpc-status (index = code).
+    public var answers = [UInt64](repeating: 0, count: GRPCStatus.definedCount)
+    /// Calls whose deadline passed before the handler answered (answered DEADLINE_EXCEEDED).
+    public var deadlineExceeded: UInt64 = 0
+    /// Calls whose stream was reset or whose connection closed before the handler answered.
+    public var cancelled: UInt64 = 0
+    public var bytesIn: UInt64 = 0
+    public var bytesOut: UInt64 = 0
+
+    public init() {}
+}
+
+/// The seam between the transport and the service: one method for every complete unary call.
+public protocol GRPCServiceHandler: AnyObject {
+    /// Called once per complete unary call; the call must be answered exactly once (now or later) with
+    /// `call.respond(message:)` or `call.fail(status:message:)`. If the stream is reset, the connection
+    /// closes, or the deadline passes first, the answer is dropped (`call.isCancelled` becomes true).
+    func handle(_ call: GRPCServerCall)
+}
+
+/// One unary call as the handler sees it: what was asked, and the one way to answer it.
+public final class GRPCServerCall: GRPCDeadlineTracked {
+    /// The HTTP/2 `:path`, e.g. `/springcachepb.SpringCache/Get`.
+    public let path: String
+    /// The request message (without the 5-byte prefix).
+    public let message: [UInt8]
+    /// When the client stops waiting (loop clock, unix ms), from `grpc-timeout`; nil if none was sent.
+    public let deadlineMillis: Int64?
+    /// The `authorization` header, if any (e.g. `Bearer …`).
+    public let authorization: String?
+    /// True once the answer can no longer be delivered: stream reset, connection closed, deadline passed.
+    public private(set) var isCancelled = false
+    /// True once `respond` or `fail` was called (or the deadline answered for the handler).
+    public private(set) var isAnswered = false
+    /// Called once if the call is cancelled before it is answered (e.g. to stop work done for it).
+    public var onCancel: (() -> Void)?
+
+    /// The stream to answer on; nil once answered or cancelled (the invariant that keeps `unowned` safe:
+    /// a stream is detached from its call before its connection can go away).
+    var stream: GRPCServerStream?
+    let server: GRPCServer
+    var expiresAtMillis: Int64 { deadlineMillis ?? .max }
+    var deadlineSlot = -1
+
+    init(path: String, message: [UInt8], deadlineMillis: Int64?, authorization: String?, stream: GRPCServerStream,
+         server: GRPCServer) {
+        self.path = path
+        self.message = message
+        self.deadlineMillis = deadlineMillis
+        self.authorization = authorization
+        self.stream = stream
+        self.server = server
+    }
+
+    /// Answers with one response message and status OK.
+    public func respond(message: [UInt8]) {
+        guard let stream = claimAnswer() else { return }
+        stream.connection.respond(stream, message: message)
+    }
+
+    /// Answers with a non-OK status; `message` is sent percent-encoded in `grpc-message`.
+    public func fail(status: GRPCStatus, message: String) {
+        guard let stream = claimAnswer() else { return }
+        stream.connection.sendStatus(stream, status: status, message: message)
+    }
+
+    /// Marks the call answered and detaches it; nil if the answer is to be dropped.
+    private func claimAnswer() -> GRPCServerStream? {
+        assert(!isAnswered, "GRPCServerCall answered twice (\(path))")
+        guard !isAnswered else { return nil }
+        isAnswered = true
+        server.callFinished(self)
+        guard !isCancelled, let stream else { return nil }
+        self.stream = nil
+        stream.call = nil
+        onCancel = nil
+        return stream
+    }
+
+    /// The stream went away (reset, connection closed) before an answer.
+    func cancel() {
+        guard !isAnswered, !isCancelled else { return }
+        isCancelled = true
+        server.callFinished(self)
+        server.stats.cancelled += 1
+        stream?.call = nil
+        stream = nil
+        let callback = onCancel
+        onCancel = nil
+        callback?()
+    }
+
+    /// The deadline passed: answer DEADLINE_EXCEEDED for the handler, then drop its late answer.
+    func expire() {
+        guard !isAnswered, !isCancelled, let stream else { return }
+        server.stats.deadlineExceeded += 1
+        stream.connection.sendStatus(stream, status: .deadlineExceeded, message: "deadline exceeded before the server answered")
+        isCancelled = true
+        stream.call = nil
+        self.stream = nil
+        let callback = onCancel
+        onCancel = nil
+        callback?()
+    }
+}
+
+/// A gRPC server on the loop: the listener, one nghttp2 server session per connection, deadlines, and
+/// graceful close. Unary calls only (all springcache's methods are unary).
+public final class GRPCServer {
+    public let loop: EventLoop
+    public let settings: GRPCServerSettings
+    public let handler: GRPCServiceHandler
+    public internal(set) var stats = GRPCServerStats()
+    public private(set) var boundPort = 0
+    public var openConnections: Int { connections.count }
+    public private(set) var isClosing = false
+
+    let buffers = HTTP2IOBuffers()
+    let headers = HTTP2HeaderBlock()
+
+    private var listener: TCPListener?
+    private var connections: [GRPCServerConnection] = []
+    private var deadlines = GRPCDeadlineQueue<GRPCServerCall>()
+    private var deadlineTimer: LoopTimer?
+    private var deadlineTimerAt = Int64.max
+    private var flushWork: HTTP2DeferredWork?
+    private var dirty: [GRPCServerConnection] = []
+    private var graceTimer: LoopTimer?
+    private var onClosed: (() -> Void)?
+
+    public init(loop: EventLoop, settings: GRPCServerSettings = GRPCServerSettings(), handler: GRPCServiceHandler) {
+        self.loop = loop
+        self.settings = settings
+        self.handler = handler
+    }
+
+    deinit {
+        precondition(listener == nil && deadlineTimer == nil && flushWork == nil, "GRPCServer released without close()")
+    }
+
+    /// Binds and listens on `address` (port 0 picks a free port: see `boundPort`).
+    public func start(address: HostPort) throws {
+        precondition(listener == nil && !isClosing, "GRPCServer.start called twice")
+        listener = try TCPListener(loop: loop, address: address, reusePort: settings.reusePort,
+                                   backlog: settings.backlog) { [unowned self] tcp in
+            self.accept(tcp)
+        }
+        boundPort = listener!.boundPort
+        deadlineTimer = LoopTimer(loop: loop) { [unowned self] in self.deadlineTimerFired() }
+        flushWork = HTTP2DeferredWork(loop: loop) { [unowned self] in self.flushDirty() }
+    }
+
+    private func accept(_ tcp: UnsafeMutablePointer<uv_tcp_t>) {
+        if connections.count >= settings.maxConnections || isClosing {
+            // Refused at once: holding it open would cost a session and buffers for nothing.
+            stats.connectionsRejected += 1
+            uv_close(UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_handle_t.self)) { h in
+                UnsafeMutableRawPointer(h!).assumingMemoryBound(to: uv_tcp_t.self).deallocate()
+            }
+            return
+        }
+        stats.connectionsAccepted += 1
+        let connection = GRPCServerConnection(server: self, tcp: tcp)
+        connection.index = connections.count
+        connections.append(connection)
+        connection.open()
+    }
+
+    /// Called from a connection's close callback.
+    func remove(_ connection: GRPCServerConnection) {
+        stats.connectionsClosed += 1
+        stats.bytesIn += connection.bytesIn
+        stats.bytesOut += connection.bytesOut
+        let i = connection.index
+        guard i >= 0, i < connections.count, connections[i] === connection else { return }
+        let last = connections.removeLast()
+        if i < connections.count {
+            connections[i] = last
+            last.index = i
+        }
+        connection.index = -1
+        if isClosing && connections.isEmpty { finishClose() }
+    }
+
+    // MARK: calls
+
+    /// Hands a complete request to the handler; tracks its deadline if it is not answered at once.
+    func dispatch(_ call: GRPCServerCall) {
+        stats.calls += 1
+        if let deadline = call.deadlineMillis, deadline <= loop.clock.nowMillis {
+            // Why not call the handler: the client has already given up; work done now would be wasted.
+            call.expire()
+            return
+        }
+        handler.handle(call)
+        if !call.isAnswered && !call.isCancelled && call.deadlineMillis != nil {
+            deadlines.insert(call)
+            armDeadlineTimer()
+        }
+    }
+
+    /// A call was answered or cancelled: it no longer needs its deadline watched.
+    func callFinished(_ call: GRPCServerCall) {
+        deadlines.remove(call)
+    }
+
+    func countAnswer(_ status: GRPCStatus) {
+        stats.answers[status.statsIndex] += 1
+    }
+
+    private func armDeadlineTimer() {
+        guard let earliest = deadlines.earliest, earliest < deadlineTimerAt, let timer = deadlineTimer else { return }
+        deadlineTimerAt = earliest
+        timer.start(timeoutMillis: UInt64(max(earliest - loop.clock.nowMillis, 0)))
+    }
+
+    private func deadlineTimerFired() {
+        deadlineTimerAt = .max
+        let now = loop.clock.nowMillis
+        while let call = deadlines.popExpired(now: now) {
+            call.expire()
+        }
+        armDeadlineTimer()
+    }
+
+    // MARK: flushing answers given outside a read
+
+    /// An answer was submitted outside the connection's own read processing (the handler answered later):
+    /// flush it in the next loop iteration, together with every other answer given before then.
+    func scheduleFlush(_ connection: GRPCServerConnection) {
+        guard !connection.isDirty else { return }
+        connection.isDirty = true
+        dirty.append(connection)
+        flushWork?.schedule()
+    }
+
+    private func flushDirty() {
+        let batch = dirty
+        dirty.removeAll(keepingCapacity: true)
+        for connection in batch {
+            connection.isDirty = false
+            connection.flush()
+        }
+    }
+
+    // MARK: closing
+
+    /// Graceful close: stop listening, send GOAWAY (streams already started may finish), close each
+    /// connection once its answers are written, and close the rest after `shutdownGraceMillis`
+    /// (their unanswered calls are cancelled). `completion` runs once every connection is closed;
+    /// the server's own handles are then closing and the loop finishes them.
+    public func close(completion: @escaping () -> Void) {
+        guard !isClosing else { return }
+        isClosing = true
+        onClosed = completion
+        listener?.close()
+        listener = nil
+        if connections.isEmpty {
+            finishClose()
+            return
+        }
+        let timer = LoopTimer(loop: loop) { [unowned self] in
+            for c in self.connections { c.close(reason: "server closing: grace period over") }
+        }
+        timer.start(timeoutMillis: UInt64(max(settings.shutdownGraceMillis, 0)))
+        graceTimer = timer
+        for c in connections { c.goAway() }
+    }
+
+    private func finishClose() {
+        graceTimer?.close()
+        graceTimer = nil
+        deadlineTimer?.close()
+        deadlineTimer = nil
+        flushWork?.close()
+        flushWork = nil
+        dirty.removeAll()
+        let done = onClosed
+        onClosed = nil
+        done?()
+    }
+}

@@ -1,0 +1,117 @@
+import XCTest
+
+@testable import SpringCacheUV
+
+final class GRPCFramingTests: XCTestCase {
+    private func framed(_ message: [UInt8], flag: UInt8 = 0) -> [UInt8] {
+        let n = message.count
+        return [flag, UInt8(n >> 24 & 0xFF), UInt8(n >> 16 & 0xFF), UInt8(n >> 8 & 0xFF), UInt8(n & 0xFF)] + message
+    }
+
+    func testDecoderReassemblesAcrossEverySplit() {
+        let message = Array("hello, springcache".utf8)
+        let bytes = framed(message)
+        for split in 0...bytes.count {
+            var d = GRPCMessageDecoder(maxMessageBytes: 1024, maxMessages: 1)
+            bytes.withUnsafeBytes { raw in
+                XCTAssertNil(d.feed(UnsafeRawBufferPointer(rebasing: raw[..<split])))
+                XCTAssertNil(d.feed(UnsafeRawBufferPointer(rebasing: raw[split...])))
+            }
+            XCTAssertNil(d.finish())
+            XCTAssertEqual(d.messages, [message], "split at \(split)")
+        }
+    }
+
+    func testDecoderFailures() {
+        struct Case { let bytes: [UInt8]; let encoding: Bool; let feed: GRPCFramingFailure?; let finish: GRPCFramingFailure? }
+        let cases: [Case] = [
+            Case(bytes: framed([1, 2], flag: 1), encoding: false, feed: .compressedWithoutEncoding, finish: nil),
+            Case(bytes: framed([1, 2], flag: 1), encoding: true, feed: .compressionUnsupported, finish: nil),
+            Case(bytes: framed([1, 2], flag: 7), encoding: false, feed: .invalidFlag(7), finish: nil),
+            Case(bytes: framed([UInt8](repeating: 0, count: 11)), encoding: false,
+                 feed: .tooLarge(length: 11, limit: 10), finish: nil),
+            Case(bytes: framed([1]) + framed([2]), encoding: false, feed: .tooManyMessages(limit: 1), finish: nil),
+            Case(bytes: Array(framed([1, 2, 3]).dropLast()), encoding: false, feed: nil, finish: .truncated),
+            Case(bytes: [0, 0, 0], encoding: false, feed: nil, finish: .truncated),
+            Case(bytes: framed([]), encoding: false, feed: nil, finish: nil),
+        ]
+        for (i, c) in cases.enumerated() {
+            var d = GRPCMessageDecoder(maxMessageBytes: 10, maxMessages: 1, encodingDeclared: c.encoding)
+            let failure = c.bytes.withUnsafeBytes { d.feed($0) }
+            XCTAssertEqual(failure, c.feed, "case \(i)")
+            if failure == nil { XCTAssertEqual(d.finish(), c.finish, "case \(i)") }
+        }
+        XCTAssertEqual(GRPCFramingFailure.tooLarge(length: 1, limit: 0).serverStatus, .resourceExhausted)
+        XCTAssertEqual(GRPCFramingFailure.tooManyMessages(limit: 1).serverStatus, .unimplemented)
+        XCTAssertEqual(GRPCFramingFailure.compressedWithoutEncoding.serverStatus, .internal)
+    }
+
+    func testPrefixBytes() {
+        let n = 0x0102_0304
+        XCTAssertEqual((0..<5).map { GRPCMessageDecoder.prefixByte($0, length: n) }, [0, 1, 2, 3, 4])
+    }
+
+    func testTimeoutParsing() {
+        let cases: [(String, Int64?)] = [
+            ("2S", 2000), ("100m", 100), ("5000u", 5), ("5001u", 6), ("1n", 1), ("0m", 0), ("1H", 3_600_000),
+            ("3M", 180_000), ("99999999m", 99_999_999), ("123456789m", nil), ("m", nil), ("10", nil),
+            ("10x", nil), ("-1S", nil), ("", nil), ("1 S", nil),
+        ]
+        for (text, expected) in cases {
+            XCTAssertEqual(GRPCTimeout.parse(text), expected, text)
+        }
+        XCTAssertEqual(GRPCTimeout.encode(millis: 2000), "2000m")
+        XCTAssertEqual(GRPCTimeout.encode(millis: 100_000_000), "100000S")
+        XCTAssertEqual(GRPCTimeout.encode(millis: -5), "0m")
+        for millis: Int64 in [1, 999, 99_999_999, 100_000_001, 400_000_000_000] {
+            XCTAssertGreaterThanOrEqual(GRPCTimeout.parse(GRPCTimeout.encode(millis: millis))!, millis)
+        }
+    }
+
+    func testStatusMessagePercentEncoding() {
+        let cases: [(String, String)] = [
+            ("no such key", "no such key"),
+            ("100% sure", "100%25 sure"),
+            ("line\nbreak", "line%0Abreak"),
+            ("café ✓", "caf%C3%A9 %E2%9C%93"),
+        ]
+        for (plain, encoded) in cases {
+            XCTAssertEqual(GRPCStatusMessage.encode(plain), encoded)
+            XCTAssertEqual(GRPCStatusMessage.decode(encoded), plain)
+        }
+        // Lenient decoding: a bad escape stays as it is.
+        XCTAssertEqual(GRPCStatusMessage.decode("50%zz %4"), "50%zz %4")
+        XCTAssertEqual(GRPCStatusMessage.decode("%FF"), "\u{FFFD}")
+    }
+
+    func testHTTPStatusMapping() {
+        let cases: [(Int, GRPCStatus)] = [(400, .internal), (401, .unauthenticated), (403, .permissionDenied),
+                                          (404, .unimplemented), (429, .unavailable), (502, .unavailable),
+                                          (503, .unavailable), (504, .unavailable), (500, .unknown)]
+        for (http, status) in cases { XCTAssertEqual(GRPCStatus.fromHTTPStatus(http), status, "\(http)") }
+        XCTAssertEqual(GRPCStatus.notFound.name, "NOT_FOUND")
+    }
+
+    final class Item: GRPCDeadlineTracked {
+        let expiresAtMillis: Int64
+        var deadlineSlot = -1
+        init(_ t: Int64) { expiresAtMillis = t }
+    }
+
+    func testDeadlineQueueOrdersAndRemoves() {
+        var q = GRPCDeadlineQueue<Item>()
+        var rng = SystemRandomNumberGenerator()
+        let items = (0..<200).map { _ in Item(Int64.random(in: 0..<1000, using: &rng)) }
+        for item in items { q.insert(item) }
+        let removed = Set(items.indices.filter { $0 % 3 == 0 })
+        for i in removed { q.remove(items[i]); q.remove(items[i]) }
+        var popped: [Int64] = []
+        while let item = q.popExpired(now: 500) { popped.append(item.expiresAtMillis) }
+        XCTAssertEqual(popped, popped.sorted())
+        let expected = items.indices.filter { !removed.contains($0) && items[$0].expiresAtMillis <= 500 }.count
+        XCTAssertEqual(popped.count, expected)
+        XCTAssertTrue(q.earliest.map { $0 > 500 } ?? true)
+        XCTAssertEqual(q.removeAll().count, items.count - removed.count - expected)
+        XCTAssertTrue(q.isEmpty)
+    }
+}
