@@ -23,11 +23,18 @@ struct SpringCacheCommand: ParsableCommand {
     var name: String = "springcache-uv"
     @Option(help: "The gRPC peer port (springcache's --port).")
     var port: Int = 8888
-    @Option(help: ArgumentHelp("Cluster members: springcache's names 'a,b,c' (looked up in etcd) or NAME=HOST:PORT entries.",
-                               discussion: "Clustering is not built yet: the node logs what it would do and serves alone."))
+    @Option(help: ArgumentHelp(
+        "Cluster members, this node included: NAME=HOST:PORT entries (peer addresses), or springcache's plain names 'a,b,c' to look up in etcd.",
+        valueName: "members"))
     var peer: String?
-    @Option(help: "etcd endpoints host:port, comma-separated (springcache's --etcd). Not used yet: discovery is not built.")
+    @Option(help: "etcd endpoints host:port, comma-separated (springcache's --etcd). Discovery through etcd is not built yet.")
     var etcd: String?
+    @Option(help: "A peer call slower than this fails and the key is loaded locally (duration; springcache's 2s).")
+    var peerTimeout: String = "2s"
+    @Option(help: "A value fetched from its owner becomes a local hot copy with probability 1 in N (groupcache's 10; 1 = always, 0 = never).")
+    var hotCopyOneIn: Int = 10
+    @Option(help: "File holding a token peers must send as 'authorization: Bearer <token>' (and that this node sends).")
+    var peerTokenFile: String?
 
     // Where and what to serve.
     @Option(help: "HTTP API address HOST:PORT. Use 0.0.0.0:9999 for springcache's bind-all behaviour.")
@@ -111,16 +118,23 @@ struct SpringCacheCommand: ParsableCommand {
             c.http.headerTimeoutMillis = try ValueParsing.durationMillis(headerTimeout, flag: "--header-timeout")
             c.http.idleTimeoutMillis = try ValueParsing.durationMillis(idleTimeout, flag: "--idle-timeout")
             c.http.maxOutputBytesPerConnection = try ValueParsing.byteSize(maxOutputBytes, flag: "--max-output-bytes")
-            if let path = authTokenFile { c.authToken = try readToken(path) }
+            if let path = authTokenFile { c.authToken = try readToken(path, flag: "--auth-token-file") }
+            if let path = peerTokenFile { c.peerToken = try readToken(path, flag: "--peer-token-file") }
+            let peerTimeoutMillis = try ValueParsing.durationMillis(peerTimeout, flag: "--peer-timeout")
+            guard peerTimeoutMillis > 0 else { throw ConfigError("--peer-timeout must be greater than 0") }
+            c.peerTimeoutMillis = Int(peerTimeoutMillis)
+            guard hotCopyOneIn >= 0 else { throw ConfigError("--hot-copy-one-in expects 0 or more, got \(hotCopyOneIn)") }
+            c.cache.hotCopyOneIn = hotCopyOneIn
+            if !c.peers.isEmpty { _ = try StaticMembership.parse(c.peers, selfName: c.name) }
         } catch let error as ConfigError {
             throw ValidationError(error.description)
         }
         return c
     }
 
-    private func readToken(_ path: String) throws -> [UInt8] {
+    private func readToken(_ path: String, flag: String) throws -> [UInt8] {
         guard let file = fopen(path, "r") else {
-            throw ConfigError("--auth-token-file: cannot read '\(path)': \(String(cString: strerror(errno)))")
+            throw ConfigError("\(flag): cannot read '\(path)': \(String(cString: strerror(errno)))")
         }
         defer { fclose(file) }
         var bytes: [UInt8] = []
@@ -129,11 +143,11 @@ struct SpringCacheCommand: ParsableCommand {
             let n = fread(&chunk, 1, chunk.count, file)
             if n <= 0 { break }
             bytes.append(contentsOf: chunk[0..<n])
-            if bytes.count > 4096 { throw ConfigError("--auth-token-file: '\(path)' is larger than 4 KiB") }
+            if bytes.count > 4096 { throw ConfigError("\(flag): '\(path)' is larger than 4 KiB") }
         }
         while let last = bytes.last, last == 10 || last == 13 || last == 32 || last == 9 { bytes.removeLast() }
         while let first = bytes.first, first == 32 || first == 9 { bytes.removeFirst() }
-        guard !bytes.isEmpty else { throw ConfigError("--auth-token-file: '\(path)' is empty") }
+        guard !bytes.isEmpty else { throw ConfigError("\(flag): '\(path)' is empty") }
         return bytes
     }
 

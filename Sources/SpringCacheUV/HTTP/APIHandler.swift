@@ -12,6 +12,7 @@ public final class APIHandler: HTTPHandler {
     let config: NodeConfig
     let clock: Clock
     let group: Group
+    let cluster: Cluster?
     weak var server: HTTPServer?
     public private(set) var requestStats = RequestStats()
     private var date = HTTPDate()
@@ -24,10 +25,11 @@ public final class APIHandler: HTTPHandler {
     /// The largest `ttl` of PUT /v1/cache, in seconds (the same 3 days).
     static let maxTTLSeconds = 4320 * 60
 
-    init(config: NodeConfig, clock: Clock, group: Group) {
+    init(config: NodeConfig, clock: Clock, group: Group, cluster: Cluster?) {
         self.config = config
         self.clock = clock
         self.group = group
+        self.cluster = cluster
         startedAtMillis = clock.nowMillis
     }
 
@@ -212,8 +214,9 @@ public final class APIHandler: HTTPHandler {
         case .failure(let message): return text(request, .setpeer, 400, message)
         case .success(let peer):
             let name = scratchString(peer)
-            if name == config.name { return text(request, .setpeer, 200, "set peer \(name) successful") }
-            return text(request, .setpeer, 404, "no member named \"\(name)\": this node serves alone")
+            let known = cluster?.readmit(name) ?? (name == config.name)
+            if known { return text(request, .setpeer, 200, "set peer \(name) successful") }
+            return text(request, .setpeer, 404, "no member named \"\(name)\"")
         }
     }
 
@@ -390,7 +393,8 @@ public final class APIHandler: HTTPHandler {
     private func handlePeers(_ request: HTTPRequest) -> HTTPHandling {
         var json = ByteBuffer(capacity: 512)
         defer { json.deallocate() }
-        StatsReport.writePeersJSON(into: &json, node: config, apiPort: server?.boundPort ?? config.api.port)
+        StatsReport.writePeersJSON(into: &json, node: config, apiPort: server?.boundPort ?? config.api.port,
+                                   cluster: cluster)
         return bytes(request, .peers, 200, "application/json", json.readable)
     }
 

@@ -103,21 +103,41 @@ enum StatsReport {
         }
     }
 
-    /// The membership as /api/peers shows it; until clustering lands, a cluster of one.
-    static func writePeersJSON(into out: inout ByteBuffer, node: NodeConfig, apiPort: Int) {
+    /// The membership as /api/peers shows it: each member's name, addresses, state and share of the ring.
+    static func writePeersJSON(into out: inout ByteBuffer, node: NodeConfig, apiPort: Int, cluster: Cluster?) {
         let host = node.advertiseHost ?? node.api.host
+        let selfAPI = HostPort(host: host, port: apiPort).description
         JSONWriter.write(into: &out) { j in
             j.object { j in
                 j.field("self", node.name)
                 j.key("members")
                 j.array { j in
-                    j.object { j in
-                        j.field("name", node.name)
-                        j.field("api", HostPort(host: host, port: apiPort).description)
-                        j.field("peer", HostPort(host: host, port: node.peerPort).description)
-                        j.field("state", "up")
-                        j.field("share", 1.0)
-                        j.field("self", true)
+                    guard let cluster else {
+                        j.object { j in
+                            j.field("name", node.name)
+                            j.field("api", selfAPI)
+                            j.key("peer")
+                            j.null()
+                            j.field("state", "up")
+                            j.field("share", 1.0)
+                            j.field("self", true)
+                        }
+                        return
+                    }
+                    for name in cluster.members.keys.sorted() {
+                        let m = cluster.members[name]!
+                        let isSelf = name == cluster.selfName
+                        let up = !cluster.down.contains(name)
+                        j.object { j in
+                            j.field("name", name)
+                            j.key("api")
+                            if isSelf { j.value(selfAPI) } else if let api = m.api { j.value(api) } else { j.null() }
+                            j.key("peer")
+                            if let p = m.peer { j.value(p.description) } else { j.null() }
+                            j.field("state", up ? "up" : "down")
+                            j.field("share", up ? cluster.ring.share(of: name) : 0.0)
+                            j.field("self", isSelf)
+                        }
                     }
                 }
             }

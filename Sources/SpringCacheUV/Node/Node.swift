@@ -12,6 +12,8 @@ public final class Node {
     let group: Group
     let api: APIHandler
     let server: HTTPServer
+    let cluster: Cluster?
+    private var peerServer: GRPCServer?
     private var curl: CurlMulti?
     private var sweepTimer: LoopTimer?
     private var signals: [SignalWatcher] = []
@@ -37,9 +39,36 @@ public final class Node {
         }
         group = Group(name: config.group, config: config.cache, clock: loop.clock, random: FastRandom(),
                       loader: loader)
-        api = APIHandler(config: config, clock: loop.clock, group: group)
+        cluster = try Node.makeCluster(config: config, loop: loop, logger: logger)
+        group.router = cluster
+        api = APIHandler(config: config, clock: loop.clock, group: group, cluster: cluster)
         server = HTTPServer(loop: loop, config: config.http, handler: api)
         api.server = server
+    }
+
+    /// This node's own entry: from `--peer` if it names an address for us, else the advertised host
+    /// (springcache's `IP_ADDRESS`, or the API's host) and `--port`.
+    static func selfMember(config: NodeConfig, statics: StaticMembership) -> Member {
+        let host = config.advertiseHost ?? config.api.host
+        let listed = statics.members.first { $0.name == config.name }?.peer
+        return Member(name: config.name, peer: listed ?? HostPort(host: host, port: config.peerPort))
+    }
+
+    private static func makeCluster(config: NodeConfig, loop: EventLoop, logger: Logger) throws -> Cluster? {
+        guard config.isClustered else { return nil }
+        let statics = try StaticMembership.parse(config.peers, selfName: config.name)
+        let unresolved = statics.unresolvedNames.filter { $0 != config.name }
+        if !unresolved.isEmpty {
+            throw ConfigError("--peer \(unresolved.joined(separator: ",")): names without an address need etcd "
+                              + "discovery, which this version does not have yet; give NAME=HOST:PORT entries")
+        }
+        var settings = ClusterSettings()
+        settings.peerTimeoutMillis = config.peerTimeoutMillis
+        settings.peerToken = config.peerToken
+        let me = selfMember(config: config, statics: statics)
+        let cluster = Cluster(selfMember: me, loop: loop, settings: settings, logger: logger)
+        cluster.setMembers(statics.members.filter { $0.peer != nil } + [me])
+        return cluster
     }
 
     /// The API port actually bound (differs from the configured one when that is 0).
@@ -51,6 +80,13 @@ public final class Node {
         // Why ignore SIGPIPE: a client that goes away mid-write must cost an EPIPE, not the process.
         signal(SIGPIPE, SIG_IGN)
         try server.start(address: config.api, reusePort: config.reusePort)
+        if let cluster, let address = cluster.members[config.name]?.peer {
+            let peers = GRPCServer(loop: loop, handler: PeerService(group: group, clock: loop.clock,
+                                                                    token: config.peerToken))
+            try peers.start(address: address)
+            peerServer = peers
+            logger.info("peer port grpc://\(address) members=\(cluster.members.keys.sorted().joined(separator: ","))")
+        }
         let sweep = LoopTimer(loop: loop) { [unowned self] in self.group.sweep() }
         sweep.start(timeoutMillis: config.sweepIntervalMillis, repeatMillis: config.sweepIntervalMillis)
         sweepTimer = sweep
@@ -72,13 +108,11 @@ public final class Node {
     private func logAddresses() {
         let api = HostPort(host: config.api.host, port: server.boundPort)
         logger.info("serving http://\(api) group=\(config.group) origin=\(config.origin) name=\(config.name)")
-        // springcache's cluster flags are accepted so scripts keep working; say what they will do.
-        if !config.peers.isEmpty || !config.etcdEndpoints.isEmpty {
+        if !config.etcdEndpoints.isEmpty {
             logger.warning("""
-                --peer/--etcd given, but clustering is not built into this version yet: this node serves \
-                alone and owns every key. Once clustering lands, --peer lists the members (names to wait for \
-                in etcd, or NAME=HOST:PORT) and --etcd is where they register; --port \(config.peerPort) \
-                will carry the gRPC peer protocol.
+                --etcd given, but discovery through etcd is not built into this version yet: members come \
+                from --peer NAME=HOST:PORT entries only. Once it lands, nodes register under springcache/ \
+                and find each other there.
                 """)
         }
     }
@@ -94,6 +128,12 @@ public final class Node {
         server.stop { [self] in
             api.close()
             curl?.close {}
+            cluster?.close()
+            group.router = nil
+            if let peerServer {
+                peerServer.close {}
+                self.peerServer = nil
+            }
         }
     }
 }

@@ -12,6 +12,10 @@ public struct NodeConfig {
     public var etcdEndpoints: [String] = []
     /// The address other nodes use to reach this one (springcache's `IP_ADDRESS`).
     public var advertiseHost: String?
+    /// A peer call slower than this fails with DEADLINE_EXCEEDED (springcache's 2 s).
+    public var peerTimeoutMillis = 2_000
+    /// With `--peer-token-file`: peers must send, and we send, `authorization: Bearer <token>`.
+    public var peerToken: [UInt8]?
     /// The cache group served at /api/get and /v1/cache/{group}/...
     public var group = "scores"
     /// `demo`, or an URL template `http://HOST:PORT/PATH/{key}`.
@@ -27,4 +31,7 @@ public struct NodeConfig {
     public var sweepIntervalMillis: UInt64 = 1_000
 
     public init() {}
+
+    /// Whether this node is part of a cluster (and so serves the gRPC peer port).
+    public var isClustered: Bool { !peers.isEmpty || !etcdEndpoints.isEmpty }
 }

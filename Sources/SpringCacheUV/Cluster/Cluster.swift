@@ -1,0 +1,245 @@
+import Logging
+
+/// Settings of the cluster layer; every bound and period is named here.
+public struct ClusterSettings {
+    /// A peer call that takes longer fails with DEADLINE_EXCEEDED (springcache's 2 s).
+    public var peerTimeoutMillis = 2_000
+    /// How often a dropped peer is probed to see whether it answers again.
+    public var probeIntervalMillis: UInt64 = 1_000
+    /// Sent as `authorization: Bearer <token>` on every peer call, with `--peer-token-file`.
+    public var peerToken: [UInt8]?
+
+    public init() {}
+}
+
+/// Counters of the cluster layer, read by /api/stats and /metrics.
+public struct ClusterStats {
+    public var peerCalls: UInt64 = 0
+    public var peerFailures: UInt64 = 0
+    public var drops: UInt64 = 0
+    public var readmissions: UInt64 = 0
+    public var invalidationsSent: UInt64 = 0
+}
+
+/// The cluster as one node sees it: the members, which of them are reachable, the hash ring over those,
+/// and one gRPC client per peer. Implements `PeerRouter` for the group.
+///
+/// Failure handling (springcache's, and better): a peer whose call fails in transport (refused, reset,
+/// deadline) is dropped from the local ring at once, so its keys are served by loading locally; it is
+/// probed every `probeIntervalMillis` and re-admitted as soon as it answers and is still a member, or by
+/// hand through `/setpeer`. A gRPC answer such as NOT_FOUND is an answer, not a failure.
+public final class Cluster: PeerRouter {
+    public let selfName: String
+    let loop: EventLoop
+    let settings: ClusterSettings
+    let logger: Logger
+    public private(set) var stats = ClusterStats()
+
+    /// Every known member, this node included, by name.
+    public private(set) var members: [String: Member] = [:]
+    /// Members dropped after a failed call; not on the ring until re-admitted.
+    public private(set) var down: Set<String> = []
+    /// The ring over the members that are up.
+    public private(set) var ring: HashRing
+    private var clients: [String: GRPCClient] = [:]
+    private var probeTimer: LoopTimer?
+    private var probing: Set<String> = []
+    private var closed = false
+
+    public init(selfMember: Member, loop: EventLoop, settings: ClusterSettings, logger: Logger) {
+        selfName = selfMember.name
+        self.loop = loop
+        self.settings = settings
+        self.logger = logger
+        members[selfMember.name] = selfMember
+        ring = HashRing(members: [selfMember.name])
+        let timer = LoopTimer(loop: loop) { [unowned self] in self.probeDownPeers() }
+        timer.start(timeoutMillis: settings.probeIntervalMillis, repeatMillis: settings.probeIntervalMillis)
+        probeTimer = timer
+    }
+
+    // MARK: membership
+
+    /// Replaces the member list (static configuration, or what etcd says). This node always stays.
+    public func setMembers(_ list: [Member]) {
+        var next: [String: Member] = [:]
+        for m in list { next[m.name] = m }
+        next[selfName] = next[selfName] ?? members[selfName]
+        for (name, old) in members where name != selfName {
+            if next[name] == nil || next[name]?.peer != old.peer {
+                clients.removeValue(forKey: name)?.close()
+            }
+        }
+        members = next
+        down = down.filter { next[$0] != nil }
+        rebuildRing()
+    }
+
+    /// Adds or updates one member (an etcd PUT).
+    public func upsert(_ member: Member) {
+        var list = Array(members.values)
+        list.removeAll { $0.name == member.name }
+        list.append(member)
+        setMembers(list)
+    }
+
+    /// Removes one member (an etcd DELETE); this node is never removed.
+    public func remove(name: String) {
+        guard name != selfName else { return }
+        setMembers(members.values.filter { $0.name != name })
+    }
+
+    /// springcache's `/setpeer`: re-admits a dropped member. False if no member has that name.
+    @discardableResult
+    public func readmit(_ name: String) -> Bool {
+        guard members[name] != nil else { return false }
+        if down.remove(name) != nil {
+            stats.readmissions += 1
+            logger.info("peer \(name) re-admitted to the ring")
+            rebuildRing()
+        }
+        return true
+    }
+
+    private func drop(_ name: String, reason: String) {
+        guard name != selfName, members[name] != nil, !down.contains(name) else { return }
+        down.insert(name)
+        stats.drops += 1
+        logger.warning("peer \(name) dropped from the ring: \(reason)")
+        rebuildRing()
+    }
+
+    private func rebuildRing() {
+        ring = HashRing(members: members.keys.filter { !down.contains($0) })
+    }
+
+    /// Asks each dropped peer for a key of no group: any gRPC answer (NOT_FOUND) proves it is back.
+    private func probeDownPeers() {
+        for name in down where !probing.contains(name) {
+            guard let client = client(for: name) else { continue }
+            probing.insert(name)
+            let probe = GetRequest(group: "", key: "").encoded()
+            client.unary(path: PeerService.getPath, message: probe, timeoutMillis: settings.peerTimeoutMillis,
+                         metadata: metadata) { [weak self] result in
+                guard let self, !self.closed else { return }
+                self.probing.remove(name)
+                switch result {
+                case .success:
+                    self.readmit(name)
+                case .failure(let error) where !Cluster.isTransportFailure(error.status):
+                    self.readmit(name)
+                case .failure:
+                    break
+                }
+            }
+        }
+    }
+
+    // MARK: PeerRouter
+
+    public func owner(of key: String) -> PeerID? {
+        guard ring.count > 1, let name = ring.ownerName(of: key), name != selfName else { return nil }
+        return PeerID(name)
+    }
+
+    private var metadata: [(String, String)] {
+        guard let token = settings.peerToken else { return [] }
+        return [("authorization", "Bearer " + String(decoding: token, as: UTF8.self))]
+    }
+
+    private func client(for name: String) -> GRPCClient? {
+        if let c = clients[name] { return c }
+        guard !closed, let member = members[name], let address = member.peer else { return nil }
+        let c = GRPCClient(loop: loop, target: address, settings: GRPCClientSettings())
+        clients[name] = c
+        return c
+    }
+
+    /// Transport failures drop the peer; answers with a status (NOT_FOUND, INVALID_ARGUMENT…) do not.
+    /// UNKNOWN is an answer too: it is what a springcache (Go) peer returns for its own errors, such as a
+    /// missing key, and the peer that sent it is evidently reachable.
+    static func isTransportFailure(_ status: GRPCStatus) -> Bool {
+        status == .unavailable || status == .deadlineExceeded || status == .cancelled || status == .internal
+    }
+
+    /// Runs one call to `peer`; transport failures drop it before `completion` sees them.
+    private func call(_ peer: PeerID, path: String, message: [UInt8],
+                      completion: @escaping (Result<[UInt8], GRPCCallError>) -> Void) {
+        stats.peerCalls += 1
+        guard let client = client(for: peer.name) else {
+            completion(.failure(GRPCCallError(status: .unavailable, message: "peer \(peer) has no known address")))
+            return
+        }
+        client.unary(path: path, message: message, timeoutMillis: settings.peerTimeoutMillis,
+                     metadata: metadata) { [weak self] result in
+            if case .failure(let error) = result, Cluster.isTransportFailure(error.status) {
+                self?.stats.peerFailures += 1
+                self?.drop(peer.name, reason: "\(error.status): \(error.message)")
+            }
+            completion(result)
+        }
+    }
+
+    public func fetch(from peer: PeerID, group: String, key: String,
+                      completion: @escaping (PeerFetchResult) -> Void) {
+        call(peer, path: PeerService.getPath, message: GetRequest(group: group, key: key).encoded()) { result in
+            switch result {
+            case .success(let bytes):
+                do {
+                    let response = try GetResponse.decode(bytes)
+                    completion(.value(response.value, expiresAtMillis: response.expireMillis))
+                } catch {
+                    completion(.failed("peer \(peer) sent a malformed GetResponse: \(error)"))
+                }
+            case .failure(let error) where error.status == .notFound:
+                completion(.notFound)
+            case .failure(let error):
+                completion(.failed("peer \(peer): \(error.status): \(error.message)"))
+            }
+        }
+    }
+
+    public func store(at peer: PeerID, group: String, key: String, value: [UInt8], expireUnixSeconds: Int64,
+                      hot: Bool, completion: @escaping (PeerCallResult) -> Void) {
+        let request = SetRequest(group: group, key: key, value: value, expireSeconds: expireUnixSeconds, isHot: hot)
+        call(peer, path: PeerService.setPath, message: request.encoded()) { result in
+            completion(Cluster.okResult(result, peer: peer, decode: { try SetResponse.decode($0).ok }))
+        }
+    }
+
+    public func remove(at peer: PeerID, group: String, key: String, completion: @escaping (PeerCallResult) -> Void) {
+        call(peer, path: PeerService.deletePath, message: DeleteRequest(group: group, key: key).encoded()) { result in
+            completion(Cluster.okResult(result, peer: peer, decode: { try DeleteResponse.decode($0).ok }))
+        }
+    }
+
+    private static func okResult(_ result: Result<[UInt8], GRPCCallError>, peer: PeerID,
+                                 decode: ([UInt8]) throws -> Bool) -> PeerCallResult {
+        switch result {
+        case .success(let bytes):
+            guard let ok = try? decode(bytes) else { return .failed("peer \(peer) sent a malformed answer") }
+            return .done(ok)
+        case .failure(let error):
+            return .failed("peer \(peer): \(error.status): \(error.message)")
+        }
+    }
+
+    public func invalidate(group: String, key: String) {
+        let message = DeleteRequest(group: group, key: key).encoded()
+        for name in ring.members where name != selfName {
+            stats.invalidationsSent += 1
+            call(PeerID(name), path: PeerService.invalidatePath, message: message) { _ in }
+        }
+    }
+
+    // MARK: lifecycle
+
+    public func close() {
+        guard !closed else { return }
+        closed = true
+        probeTimer?.close()
+        probeTimer = nil
+        for c in clients.values { c.close() }
+        clients.removeAll()
+    }
+}

@@ -1,0 +1,103 @@
+// Peer/: the gRPC peer protocol — server, client, protobuf codec.
+
+/// The `springcachepb.SpringCache` service a node offers its peers: Get, Set and Delete of springcache,
+/// plus Invalidate, answered from this node's group.
+///
+/// A peer's Get is answered by loading locally, never by forwarding again: the caller already decided this
+/// node owns the key, and if the two rings disagree during churn the cost is an extra origin load, never a
+/// loop or a deadlock (DESIGN, "Ring and membership").
+public final class PeerService: GRPCServiceHandler {
+    public static let getPath = "/springcachepb.SpringCache/Get"
+    public static let setPath = "/springcachepb.SpringCache/Set"
+    public static let deletePath = "/springcachepb.SpringCache/Delete"
+    public static let invalidatePath = "/springcachepb.SpringCache/Invalidate"
+
+    let group: Group
+    let clock: Clock
+    /// With `--peer-token-file`: the exact `authorization` value every call must carry.
+    let requiredAuthorization: [UInt8]?
+
+    public init(group: Group, clock: Clock, token: [UInt8]? = nil) {
+        self.group = group
+        self.clock = clock
+        requiredAuthorization = token.map { Array("Bearer ".utf8) + $0 }
+    }
+
+    public func handle(_ call: GRPCServerCall) {
+        if let required = requiredAuthorization {
+            let given = Array((call.authorization ?? "").utf8)
+            let ok = given.withUnsafeBytes { APIHandler.constantTimeEquals($0, required) }
+            guard ok else {
+                call.fail(status: .unauthenticated, message: "this peer port requires authorization: Bearer <token>")
+                return
+            }
+        }
+        do {
+            switch call.path {
+            case PeerService.getPath: try get(call)
+            case PeerService.setPath: try set(call)
+            case PeerService.deletePath: try delete(call, invalidateOthers: true)
+            case PeerService.invalidatePath: try delete(call, invalidateOthers: false)
+            default: call.fail(status: .unimplemented, message: "unknown method \(call.path)")
+            }
+        } catch let error as ProtoDecodeError {
+            call.fail(status: .invalidArgument, message: "malformed request message: \(error)")
+        } catch {
+            call.fail(status: .internal, message: "\(error)")
+        }
+    }
+
+    private func checkGroup(_ name: String, _ call: GRPCServerCall) -> Bool {
+        if name == group.name { return true }
+        call.fail(status: .notFound, message: "no such group \"\(name)\"")
+        return false
+    }
+
+    private func get(_ call: GRPCServerCall) throws {
+        let request = try GetRequest.decode(call.message)
+        guard checkGroup(request.group, call) else { return }
+        group.get(key: request.key, forward: false) { outcome in
+            guard !call.isCancelled else { return }
+            switch outcome {
+            case .value(let value, let expiresAt, _, _):
+                call.respond(message: GetResponse(value: value, expireMillis: expiresAt).encoded())
+            case .notFound:
+                call.fail(status: .notFound, message: "key \"\(request.key)\" not found in group \"\(request.group)\"")
+            case .failure(let error):
+                switch error {
+                case .timedOut(let m): call.fail(status: .deadlineExceeded, message: m)
+                case .unavailable(let m): call.fail(status: .unavailable, message: m)
+                }
+            }
+        }
+    }
+
+    /// springcache's Set: `expire` is the absolute expiry in unix seconds (0 = the default TTL), `ishot`
+    /// keeps the value in the hot cache only.
+    private func set(_ call: GRPCServerCall) throws {
+        let request = try SetRequest.decode(call.message)
+        guard checkGroup(request.group, call) else { return }
+        var ttlMillis: Int64? = nil
+        if request.expireSeconds != 0 {
+            let (millis, overflow) = request.expireSeconds.multipliedReportingOverflow(by: 1000)
+            let ttl = millis - clock.nowMillis
+            guard !overflow, ttl > 0 else {
+                call.fail(status: .invalidArgument,
+                          message: "expire \(request.expireSeconds) (unix seconds) is not in the future")
+                return
+            }
+            ttlMillis = ttl
+        }
+        let stored = group.set(key: request.key, value: request.value, ttlMillis: ttlMillis, hot: request.isHot)
+        if stored && !request.isHot { group.router?.invalidate(group: group.name, key: request.key) }
+        call.respond(message: SetResponse(ok: stored).encoded())
+    }
+
+    private func delete(_ call: GRPCServerCall, invalidateOthers: Bool) throws {
+        let request = try DeleteRequest.decode(call.message)
+        guard checkGroup(request.group, call) else { return }
+        let removed = group.delete(key: request.key)
+        if invalidateOthers { group.router?.invalidate(group: group.name, key: request.key) }
+        call.respond(message: DeleteResponse(ok: removed).encoded())
+    }
+}
