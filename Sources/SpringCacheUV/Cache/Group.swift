@@ -244,8 +244,11 @@ public final class Group {
                       completion: @escaping (Bool) -> Void) {
         guard !toHot, let router, let owner = router.owner(of: key) else {
             let stored = set(key: key, value: value, ttlMillis: ttlMillis, hot: toHot)
-            if stored && !toHot { router?.invalidate(group: name, key: key) }
-            completion(stored)
+            guard stored, !toHot, let router else {
+                completion(stored)
+                return
+            }
+            router.invalidate(group: name, key: key) { completion(true) }
             return
         }
         counters.forwardedSets += 1
@@ -269,8 +272,11 @@ public final class Group {
     public func remove(key: String, completion: @escaping (Bool) -> Void) {
         guard let router, let owner = router.owner(of: key) else {
             let removed = delete(key: key)
-            router?.invalidate(group: name, key: key)
-            completion(removed)
+            guard let router else {
+                completion(removed)
+                return
+            }
+            router.invalidate(group: name, key: key) { completion(removed) }
             return
         }
         counters.forwardedDeletes += 1

@@ -15,8 +15,10 @@ public protocol PeerRouter: AnyObject {
                hot: Bool, completion: @escaping (PeerCallResult) -> Void)
     /// Deletes a key at its owner (gRPC Delete); the owner then invalidates everyone's copies.
     func remove(at peer: PeerID, group: String, key: String, completion: @escaping (PeerCallResult) -> Void)
-    /// Tells every other member to drop its copies of `key` (best effort, fire and forget).
-    func invalidate(group: String, key: String)
+    /// Tells every other member to drop its copies of `key`. Best effort: `completion` runs once every
+    /// member has answered or failed (bounded by the peer timeout), so a write can be acknowledged only
+    /// after the copies that would contradict it are gone.
+    func invalidate(group: String, key: String, completion: @escaping () -> Void)
 }
 
 /// A member of the cluster as the router knows it (its name on the ring).

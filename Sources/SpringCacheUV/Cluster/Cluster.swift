@@ -110,7 +110,9 @@ public final class Cluster: PeerRouter {
     }
 
     private func rebuildRing() {
-        ring = HashRing(members: members.keys.filter { !down.contains($0) })
+        // A member without a peer address cannot be asked, so it owns nothing until it has one.
+        ring = HashRing(members: members.values.filter { $0.name == selfName || ($0.peer != nil && !down.contains($0.name)) }
+                                                .map(\.name))
     }
 
     /// Asks each dropped peer for a key of no group: any gRPC answer (NOT_FOUND) proves it is back.
@@ -224,11 +226,20 @@ public final class Cluster: PeerRouter {
         }
     }
 
-    public func invalidate(group: String, key: String) {
+    public func invalidate(group: String, key: String, completion: @escaping () -> Void) {
         let message = DeleteRequest(group: group, key: key).encoded()
-        for name in ring.members where name != selfName {
+        let others = ring.members.filter { $0 != selfName }
+        var pending = others.count
+        guard pending > 0 else {
+            completion()
+            return
+        }
+        for name in others {
             stats.invalidationsSent += 1
-            call(PeerID(name), path: PeerService.invalidatePath, message: message) { _ in }
+            call(PeerID(name), path: PeerService.invalidatePath, message: message) { _ in
+                pending -= 1
+                if pending == 0 { completion() }
+            }
         }
     }
 

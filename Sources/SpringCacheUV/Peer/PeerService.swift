@@ -89,15 +89,28 @@ public final class PeerService: GRPCServiceHandler {
             ttlMillis = ttl
         }
         let stored = group.set(key: request.key, value: request.value, ttlMillis: ttlMillis, hot: request.isHot)
-        if stored && !request.isHot { group.router?.invalidate(group: group.name, key: request.key) }
-        call.respond(message: SetResponse(ok: stored).encoded())
+        let answer = SetResponse(ok: stored).encoded()
+        guard stored, !request.isHot, let router = group.router else {
+            call.respond(message: answer)
+            return
+        }
+        // The caller acknowledges the write to its client only after the others dropped their copies.
+        router.invalidate(group: group.name, key: request.key) {
+            if !call.isCancelled { call.respond(message: answer) }
+        }
     }
 
     private func delete(_ call: GRPCServerCall, invalidateOthers: Bool) throws {
         let request = try DeleteRequest.decode(call.message)
         guard checkGroup(request.group, call) else { return }
         let removed = group.delete(key: request.key)
-        if invalidateOthers { group.router?.invalidate(group: group.name, key: request.key) }
-        call.respond(message: DeleteResponse(ok: removed).encoded())
+        let answer = DeleteResponse(ok: removed).encoded()
+        guard invalidateOthers, let router = group.router else {
+            call.respond(message: answer)
+            return
+        }
+        router.invalidate(group: group.name, key: request.key) {
+            if !call.isCancelled { call.respond(message: answer) }
+        }
     }
 }
