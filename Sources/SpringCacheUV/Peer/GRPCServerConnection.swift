@@ -283,7 +283,7 @@ final class GRPCServerConnection: HTTP2Connection {
     }
 
     override func connectionDidFail(reason: String) {
-        if reason.hasPrefix("HTTP/2 error") { server.stats.protocolErrors += 1 }
+        if failedProtocol { server.stats.protocolErrors += 1 }
         let open = streams
         streams.removeAll()
         ready.removeAll()
