@@ -177,6 +177,7 @@ class HTTP2Connection {
                           value: UnsafeRawBufferPointer) -> Int32 { 0 }
     func didReceiveData(streamID: Int32, _ data: UnsafeRawBufferPointer) -> Int32 { 0 }
     func didReceiveFrame(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 { 0 }
+    func didSendFrame(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 { 0 }
     func didNotSendFrame(_ frame: UnsafePointer<nghttp2_frame>, error: Int32) -> Int32 { 0 }
     func didCloseStream(_ streamID: Int32, errorCode: UInt32) -> Int32 { 0 }
     /// Fills `buffer` with up to `length` bytes of a body submitted with `dataProvider`; sets
@@ -220,10 +221,11 @@ class HTTP2Connection {
         }
         nghttp2_session_callbacks_set_on_frame_send_callback(callbacks) { _, frame, userData in
             let f = frame!.pointee
+            let c = HTTP2Connection.from(userData)
             if f.hd.type == UInt8(NGHTTP2_GOAWAY.rawValue) && f.goaway.error_code != NGHTTP2_NO_ERROR.rawValue {
-                HTTP2Connection.from(userData).goAwayErrorSent = f.goaway.error_code
+                c.goAwayErrorSent = f.goaway.error_code
             }
-            return 0
+            return c.didSendFrame(frame!)
         }
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { _, streamID, errorCode, userData in
             HTTP2Connection.from(userData).didCloseStream(streamID, errorCode: errorCode)

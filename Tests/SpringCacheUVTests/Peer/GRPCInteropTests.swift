@@ -99,29 +99,71 @@ final class GRPCInteropTests: XCTestCase {
         XCTAssertTrue(loop.run(upTo: 2) { self.server?.openConnections == 0 })
     }
 
-    func testServerDeadlineWithoutClientCancel() throws {
-        // nghttp (nghttp2-client) sends grpc-timeout but never cancels on its own: the DEADLINE_EXCEEDED
-        // trailers come from our server's deadline timer.
+    /// Runs nghttp (nghttp2-client, a second HTTP/2 implementation that is not ours) with a raw request
+    /// body and returns its verbose output (frames and headers, trailers included).
+    private func nghttp(port: Int, body: [UInt8], headers: [String]) throws -> String {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/nghttp") else {
             throw XCTSkip("nghttp not installed")
         }
-        let port = try startServer()
-        let body = FileManager.default.temporaryDirectory.appendingPathComponent("grpc-never-\(getpid()).bin")
-        try Data([0, 0, 0, 0, 5] + Array("never".utf8)).write(to: body)
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("grpc-body-\(getpid()).bin")
+        try Data(body).write(to: file)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/nghttp")
-        p.arguments = ["-v", "-d", body.path, "-H", "content-type: application/grpc", "-H", "te: trailers",
-                       "-H", "grpc-timeout: 200m", "http://127.0.0.1:\(port)\(Self.getPath)"]
+        p.arguments = ["-v", "-d", file.path] + headers.flatMap { ["-H", $0] }
+            + ["http://127.0.0.1:\(port)\(Self.getPath)"]
         let out = Pipe()
         p.standardOutput = out
         try p.run()
-        let start = loop.now
         XCTAssertTrue(loop.run(upTo: 5) { !p.isRunning })
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        return String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    }
+
+    private func framed(_ message: String, flag: UInt8 = 0) -> [UInt8] {
+        let m = Array(message.utf8)
+        return [flag, 0, 0, UInt8(m.count >> 8), UInt8(m.count & 0xFF)] + m
+    }
+
+    func testServerDeadlineWithoutClientCancel() throws {
+        // nghttp sends grpc-timeout but never cancels on its own: the DEADLINE_EXCEEDED trailers come from
+        // our server's deadline timer.
+        let port = try startServer()
+        let start = loop.now
+        let text = try nghttp(port: port, body: framed("never"),
+                              headers: ["content-type: application/grpc", "te: trailers", "grpc-timeout: 200m"])
         XCTAssertTrue(text.contains("grpc-status: 4"), text)
         XCTAssertLessThan(loop.now - start, 2000)
         XCTAssertEqual(server?.stats.deadlineExceeded, 1)
         XCTAssertEqual(handler.neverAnswered.first?.isCancelled, true)
+    }
+
+    func testServerRejectsMalformedRequests() throws {
+        let port = try startServer()
+        let grpc = ["content-type: application/grpc", "te: trailers"]
+        let cases: [(String, [UInt8], [String], [String])] = [
+            ("wrong content-type", framed("x"), ["content-type: text/plain", "te: trailers"], [":status: 415"]),
+            ("compressed flag without grpc-encoding", framed("x", flag: 1), grpc, [":status: 200", "grpc-status: 13"]),
+            ("compressed with unsupported encoding", framed("x", flag: 1), grpc + ["grpc-encoding: gzip"],
+             ["grpc-status: 12"]),
+            ("two messages on a unary call", framed("a") + framed("b"), grpc, ["grpc-status: 12"]),
+            ("no message", [], grpc, ["grpc-status: 12"]),
+            ("truncated message", Array(framed("abc").dropLast()), grpc, ["grpc-status: 13"]),
+            ("message over the limit", [0, 0x7F, 0xFF, 0xFF, 0xFF, 1, 2, 3], grpc, ["grpc-status: 8"]),
+            ("malformed grpc-timeout", framed("x"), grpc + ["grpc-timeout: 123456789m"], ["grpc-status: 13"]),
+            ("valid, as a control", framed("ok"), grpc + ["grpc-timeout: 1S"], ["grpc-status: 0"]),
+        ]
+        for (name, body, headers, expected) in cases {
+            let text = try nghttp(port: port, body: body, headers: headers)
+            for e in expected { XCTAssertTrue(text.contains(e), "\(name): expected '\(e)' in\n\(text)") }
+        }
+        XCTAssertEqual(handler.paths, [Self.getPath], "only the valid request reached the handler")
+        XCTAssertEqual(server?.stats.calls, 1)
+    }
+
+    func testPythonClientMessageOverLimit() throws {
+        let port = try startServer()
+        let out = try runPythonClient(loop, port: port, ["toolarge"])
+        XCTAssertEqual(out["code"] as? String, "RESOURCE_EXHAUSTED", "\(out)")
+        XCTAssertEqual((out["after"] as? [String: Any])?["ok"] as? String, "small", "\(out)")
     }
 
     // MARK: our client → Python server
