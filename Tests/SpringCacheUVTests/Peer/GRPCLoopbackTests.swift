@@ -219,4 +219,31 @@ final class GRPCLoopbackTests: XCTestCase {
         XCTAssertTrue(loop.run(upTo: 2) { again != nil })
         XCTAssertEqual(try again?.get(), [1, 2])
     }
+
+    func testConnectionsOverTheLimitAreClosed() throws {
+        var settings = GRPCServerSettings()
+        settings.maxConnections = 1
+        let limited = GRPCServer(loop: loop.loop, settings: settings, handler: handler)
+        try limited.start(address: HostPort(host: "127.0.0.1", port: 0))
+        let target = HostPort(host: "127.0.0.1", port: limited.boundPort)
+        let first = GRPCClient(loop: loop.loop, target: target)
+        let second = GRPCClient(loop: loop.loop, target: target)
+        defer {
+            first.close()
+            second.close()
+            var closed = false
+            limited.close { closed = true }
+            XCTAssertTrue(loop.run(upTo: 3) { closed })
+        }
+        var r1: GRPCResult?
+        first.unary(path: Self.getPath, message: [1], timeoutMillis: 2000) { r1 = $0 }
+        XCTAssertTrue(loop.run(upTo: 2) { r1 != nil })
+        XCTAssertEqual(try r1?.get(), [1])
+        var r2: GRPCResult?
+        second.unary(path: Self.getPath, message: [2], timeoutMillis: 2000) { r2 = $0 }
+        XCTAssertTrue(loop.run(upTo: 2) { r2 != nil })
+        guard case .failure(let error)? = r2 else { return XCTFail("expected failure") }
+        XCTAssertEqual(error.status, .unavailable, error.message)
+        XCTAssertEqual(limited.stats.connectionsRejected, 1)
+    }
 }
