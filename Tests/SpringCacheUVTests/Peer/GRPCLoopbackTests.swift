@@ -153,7 +153,7 @@ final class GRPCLoopbackTests: XCTestCase {
         XCTAssertTrue(e3.message.contains("retrying in 600 ms"), e3.message)
     }
 
-    func testServerCloseFailsInFlightCallsAndClientReconnects() throws {
+    func testServerCloseFailsInFlightCalls() throws {
         // One call that will never be answered is in flight when the server closes: the client's call fails
         // UNAVAILABLE at once (GOAWAY, then the connection closes after the grace period).
         var settings = GRPCServerSettings()
@@ -245,5 +245,12 @@ final class GRPCLoopbackTests: XCTestCase {
         guard case .failure(let error)? = r2 else { return XCTFail("expected failure") }
         XCTAssertEqual(error.status, .unavailable, error.message)
         XCTAssertEqual(limited.stats.connectionsRejected, 1)
+        // Dropped before the handshake: counted as a failed attempt, so the next call backs off.
+        var r3: GRPCResult?
+        second.unary(path: Self.getPath, message: [3], timeoutMillis: 2000) { r3 = $0 }
+        XCTAssertTrue(loop.run(upTo: 2) { r3 != nil })
+        guard case .failure(let e3)? = r3 else { return XCTFail("expected failure") }
+        XCTAssertTrue(e3.message.contains("unreachable; retrying in"), e3.message)
+        XCTAssertEqual(second.stats.connectAttempts, 1)
     }
 }
