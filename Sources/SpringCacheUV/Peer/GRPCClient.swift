@@ -319,7 +319,6 @@ public final class GRPCClient {
         }
         connectTimer.stop()
         state = .ready
-        backoffMillis = 0
         statsStorage.connections += 1
         if statsStorage.connections > 1 { statsStorage.reconnects += 1 }
         conn.open()
@@ -329,14 +328,23 @@ public final class GRPCClient {
         conn.flush()
     }
 
+    /// The server's SETTINGS arrived: the peer really speaks HTTP/2, so the backoff starts over.
+    func handshakeCompleted(_ conn: GRPCClientConnection) {
+        if conn === connection { backoffMillis = 0 }
+    }
+
+    private func enterBackoff() {
+        backoffMillis = backoffMillis == 0 ? settings.initialBackoffMillis
+            : min(backoffMillis * 2, settings.maxBackoffMillis)
+        state = .backoff(until: loop.clock.nowMillis + backoffMillis)
+    }
+
     func connectFailed(_ conn: GRPCClientConnection, reason: String) {
         guard conn === connection else { return }
         connectTimer.stop()
         connection = nil
         statsStorage.connectFailures += 1
-        backoffMillis = backoffMillis == 0 ? settings.initialBackoffMillis
-            : min(backoffMillis * 2, settings.maxBackoffMillis)
-        state = .backoff(until: loop.clock.nowMillis + backoffMillis)
+        enterBackoff()
         let calls = waiting
         waiting.removeAll()
         let error = GRPCCallError(status: .unavailable,
@@ -358,6 +366,13 @@ public final class GRPCClient {
             connection = nil
             if case .ready = state { statsStorage.connectionsLost += 1 }
             state = .idle
+            if !conn.receivedSettings {
+                // Why back off here too: a peer that accepts and drops at once (over its connection limit,
+                // not HTTP/2, dying) would otherwise be re-dialled by every call (gRPC counts a connection
+                // as established only once the server's SETTINGS arrive).
+                statsStorage.connectFailures += 1
+                enterBackoff()
+            }
             // Calls still waiting for this connection (it never connected) fail with it.
             let queued = waiting
             waiting.removeAll()

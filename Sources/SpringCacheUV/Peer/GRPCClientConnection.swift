@@ -7,6 +7,8 @@ final class GRPCClientConnection: HTTP2Connection {
     let client: GRPCClient
     var isDirty = false
     private(set) var wasConnected = false
+    /// The server's first SETTINGS frame arrived (the HTTP/2 handshake is complete).
+    private(set) var receivedSettings = false
     private let connectRequest: UnsafeMutablePointer<uv_connect_t>
     private var streams: [Int32: GRPCClientCall] = [:]
     /// Set by a GOAWAY with an error inside `mem_recv`; the connection is failed once that returns.
@@ -154,6 +156,12 @@ final class GRPCClientConnection: HTTP2Connection {
 
     override func didReceiveFrame(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
         let f = frame.pointee
+        if f.hd.type == UInt8(NGHTTP2_SETTINGS.rawValue) && f.hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) == 0
+            && !receivedSettings {
+            receivedSettings = true
+            client.handshakeCompleted(self)
+            return 0
+        }
         guard f.hd.type == UInt8(NGHTTP2_GOAWAY.rawValue) else { return 0 }
         // nghttp2 closes the streams above last_stream_id itself (REFUSED_STREAM → UNAVAILABLE).
         client.retire(self)

@@ -19,6 +19,8 @@ final class GRPCServerStream {
     var remoteClosed = false
     /// An answer (response or status) was submitted; later input on the stream is ignored.
     var answered = false
+    /// Answered before the client finished sending: reset (NO_ERROR) once our END_STREAM is out.
+    var resetAfterAnswer = false
     var call: GRPCServerCall?
     /// The response message being sent by the data provider, and how much of prefix + message went out.
     var response: [UInt8] = []
@@ -183,6 +185,16 @@ final class GRPCServerConnection: HTTP2Connection {
         }
     }
 
+    override func didSendFrame(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
+        let f = frame.pointee
+        guard f.hd.type == UInt8(NGHTTP2_HEADERS.rawValue), f.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0,
+              let stream = streams[f.hd.stream_id], stream.resetAfterAnswer, !stream.remoteClosed,
+              let session else { return 0 }
+        stream.resetAfterAnswer = false
+        nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream.id, NGHTTP2_NO_ERROR.rawValue)
+        return 0
+    }
+
     override func didCloseStream(_ streamID: Int32, errorCode: UInt32) -> Int32 {
         guard let stream = streams.removeValue(forKey: streamID) else { return 0 }
         stream.response = []
@@ -248,7 +260,9 @@ final class GRPCServerConnection: HTTP2Connection {
     }
 
     /// A status without a message: Trailers-Only (one HEADERS frame with END_STREAM). If the client is
-    /// still sending, RST_STREAM(NO_ERROR) tells it to stop (RFC 9113 §8.1) instead of us discarding its data.
+    /// still sending, RST_STREAM(NO_ERROR) tells it to stop (RFC 9113 §8.1) instead of us discarding its
+    /// data; it is submitted only once the HEADERS frame has been sent (`didSendFrame`), because nghttp2
+    /// drops frames still queued for a stream it is resetting.
     func sendStatus(_ stream: GRPCServerStream, status: GRPCStatus, message: String, httpStatus: Int = 200) {
         guard !stream.answered, !isClosing, let session else { return }
         stream.answered = true
@@ -260,10 +274,7 @@ final class GRPCServerConnection: HTTP2Connection {
         if !message.isEmpty { h.add("grpc-message", GRPCStatusMessage.encode(message)) }
         let rv = h.withNV { nv, count in nghttp2_submit_response(session, stream.id, nv, count, nil) }
         if rv == 0 { server.countAnswer(status) }
-        if !stream.remoteClosed {
-            nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream.id,
-                                      NGHTTP2_NO_ERROR.rawValue)
-        }
+        stream.resetAfterAnswer = !stream.remoteClosed
         requestFlush()
     }
 
@@ -283,7 +294,7 @@ final class GRPCServerConnection: HTTP2Connection {
     }
 
     override func connectionDidFail(reason: String) {
-        if reason.hasPrefix("HTTP/2 error") { server.stats.protocolErrors += 1 }
+        if failedProtocol { server.stats.protocolErrors += 1 }
         let open = streams
         streams.removeAll()
         ready.removeAll()

@@ -118,6 +118,11 @@ class HTTP2Connection {
     /// True from the start of a read's processing until its flush: flushes wanted meanwhile happen once.
     private(set) var processingInput = false
 
+    /// Whether the connection ended because the peer broke HTTP/2: nghttp2 rejected its input, or sent
+    /// a GOAWAY with an error code on its own (bad frame, flow-control violation, …).
+    private(set) var failedProtocol = false
+    private var goAwayErrorSent: UInt32?
+
     private(set) var bytesIn: UInt64 = 0
     private(set) var bytesOut: UInt64 = 0
 
@@ -172,6 +177,7 @@ class HTTP2Connection {
                           value: UnsafeRawBufferPointer) -> Int32 { 0 }
     func didReceiveData(streamID: Int32, _ data: UnsafeRawBufferPointer) -> Int32 { 0 }
     func didReceiveFrame(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 { 0 }
+    func didSendFrame(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 { 0 }
     func didNotSendFrame(_ frame: UnsafePointer<nghttp2_frame>, error: Int32) -> Int32 { 0 }
     func didCloseStream(_ streamID: Int32, errorCode: UInt32) -> Int32 { 0 }
     /// Fills `buffer` with up to `length` bytes of a body submitted with `dataProvider`; sets
@@ -212,6 +218,14 @@ class HTTP2Connection {
         }
         nghttp2_session_callbacks_set_on_frame_not_send_callback(callbacks) { _, frame, error, userData in
             HTTP2Connection.from(userData).didNotSendFrame(frame!, error: error)
+        }
+        nghttp2_session_callbacks_set_on_frame_send_callback(callbacks) { _, frame, userData in
+            let f = frame!.pointee
+            let c = HTTP2Connection.from(userData)
+            if f.hd.type == UInt8(NGHTTP2_GOAWAY.rawValue) && f.goaway.error_code != NGHTTP2_NO_ERROR.rawValue {
+                c.goAwayErrorSent = f.goaway.error_code
+            }
+            return c.didSendFrame(frame!)
         }
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { _, streamID, errorCode, userData in
             HTTP2Connection.from(userData).didCloseStream(streamID, errorCode: errorCode)
@@ -280,6 +294,7 @@ class HTTP2Connection {
 
     /// nghttp2 gave up on the input (bad preface, flood, …): say GOAWAY if the peer speaks HTTP/2, then close.
     private func protocolFailure(_ code: Int32) {
+        failedProtocol = true
         let reason = "HTTP/2 error: \(String(cString: nghttp2_strerror(code)))"
         if code == NGHTTP2_ERR_BAD_CLIENT_MAGIC.rawValue || session == nil {
             // Not HTTP/2 at all (e.g. an HTTP/1.1 request): a GOAWAY would be noise to it.
@@ -330,6 +345,10 @@ class HTTP2Connection {
         if isClosing { return }
         if nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0 {
             // GOAWAY sent or received and no stream left: the session is done.
+            if !closeAfterFlush, let code = goAwayErrorSent {
+                failedProtocol = true
+                reportFailure("HTTP/2 error: sent GOAWAY (\(String(cString: nghttp2_http2_strerror(code))))")
+            }
             closeAfterFlush = true
         }
         if closeAfterFlush {

@@ -1,3 +1,4 @@
+import CNGHTTP2
 import XCTest
 
 @testable import SpringCacheUV
@@ -113,5 +114,32 @@ final class GRPCFramingTests: XCTestCase {
         XCTAssertTrue(q.earliest.map { $0 > 500 } ?? true)
         XCTAssertEqual(q.removeAll().count, items.count - removed.count - expected)
         XCTAssertTrue(q.isEmpty)
+    }
+
+    /// How a closed stream becomes a client result (PROTOCOL-HTTP2.md, http-grpc-status-mapping.md).
+    func testClientCallOutcome() {
+        func makeCall(http: Int = 200, grpc: Int? = nil, message: String? = nil, body: [UInt8] = []) -> GRPCClientCall {
+            let call = GRPCClientCall(path: "/p", request: [], metadata: [], expiresAtMillis: 0, maxMessageBytes: 100) { _ in }
+            call.httpStatus = http
+            call.contentTypeOK = true
+            call.grpcStatus = grpc
+            call.grpcMessage = message
+            _ = body.withUnsafeBytes { call.decoder.feed($0) }
+            return call
+        }
+        let noError = NGHTTP2_NO_ERROR.rawValue
+        func status(_ r: GRPCResult) -> GRPCStatus? { if case .failure(let e) = r { return e.status } else { return nil } }
+        XCTAssertEqual(try makeCall(grpc: 0, body: framed([7])).outcome(resetCode: noError).get(), [7])
+        XCTAssertEqual(status(makeCall(grpc: 5, message: "gone").outcome(resetCode: noError)), .notFound)
+        XCTAssertEqual(status(makeCall(http: 503).outcome(resetCode: noError)), .unavailable)
+        XCTAssertEqual(status(makeCall(http: 404).outcome(resetCode: noError)), .unimplemented)
+        XCTAssertEqual(status(makeCall().outcome(resetCode: noError)), .internal, "no trailers")
+        XCTAssertEqual(status(makeCall(grpc: 0).outcome(resetCode: noError)), .unimplemented, "OK without a message")
+        XCTAssertEqual(status(makeCall(grpc: 0, body: [0, 0, 0]).outcome(resetCode: noError)), .internal, "truncated")
+        XCTAssertEqual(status(makeCall().outcome(resetCode: NGHTTP2_REFUSED_STREAM.rawValue)), .unavailable)
+        XCTAssertEqual(status(makeCall().outcome(resetCode: NGHTTP2_CANCEL.rawValue)), .cancelled)
+        XCTAssertEqual(status(makeCall().outcome(resetCode: NGHTTP2_PROTOCOL_ERROR.rawValue)), .internal)
+        // grpc-status wins over the HTTP status when both are present.
+        XCTAssertEqual(status(makeCall(http: 503, grpc: 5).outcome(resetCode: noError)), .notFound)
     }
 }

@@ -153,7 +153,7 @@ final class GRPCLoopbackTests: XCTestCase {
         XCTAssertTrue(e3.message.contains("retrying in 600 ms"), e3.message)
     }
 
-    func testServerCloseFailsInFlightCallsAndClientReconnects() throws {
+    func testServerCloseFailsInFlightCalls() throws {
         // One call that will never be answered is in flight when the server closes: the client's call fails
         // UNAVAILABLE at once (GOAWAY, then the connection closes after the grace period).
         var settings = GRPCServerSettings()
@@ -218,5 +218,39 @@ final class GRPCLoopbackTests: XCTestCase {
         small.unary(path: Self.getPath, message: [1, 2], timeoutMillis: 2000) { again = $0 }
         XCTAssertTrue(loop.run(upTo: 2) { again != nil })
         XCTAssertEqual(try again?.get(), [1, 2])
+    }
+
+    func testConnectionsOverTheLimitAreClosed() throws {
+        var settings = GRPCServerSettings()
+        settings.maxConnections = 1
+        let limited = GRPCServer(loop: loop.loop, settings: settings, handler: handler)
+        try limited.start(address: HostPort(host: "127.0.0.1", port: 0))
+        let target = HostPort(host: "127.0.0.1", port: limited.boundPort)
+        let first = GRPCClient(loop: loop.loop, target: target)
+        let second = GRPCClient(loop: loop.loop, target: target)
+        defer {
+            first.close()
+            second.close()
+            var closed = false
+            limited.close { closed = true }
+            XCTAssertTrue(loop.run(upTo: 3) { closed })
+        }
+        var r1: GRPCResult?
+        first.unary(path: Self.getPath, message: [1], timeoutMillis: 2000) { r1 = $0 }
+        XCTAssertTrue(loop.run(upTo: 2) { r1 != nil })
+        XCTAssertEqual(try r1?.get(), [1])
+        var r2: GRPCResult?
+        second.unary(path: Self.getPath, message: [2], timeoutMillis: 2000) { r2 = $0 }
+        XCTAssertTrue(loop.run(upTo: 2) { r2 != nil })
+        guard case .failure(let error)? = r2 else { return XCTFail("expected failure") }
+        XCTAssertEqual(error.status, .unavailable, error.message)
+        XCTAssertEqual(limited.stats.connectionsRejected, 1)
+        // Dropped before the handshake: counted as a failed attempt, so the next call backs off.
+        var r3: GRPCResult?
+        second.unary(path: Self.getPath, message: [3], timeoutMillis: 2000) { r3 = $0 }
+        XCTAssertTrue(loop.run(upTo: 2) { r3 != nil })
+        guard case .failure(let e3)? = r3 else { return XCTFail("expected failure") }
+        XCTAssertTrue(e3.message.contains("unreachable; retrying in"), e3.message)
+        XCTAssertEqual(second.stats.connectAttempts, 1)
     }
 }

@@ -151,6 +151,9 @@ elif mode == "concurrent":
     fs = [get.future(b"req-%d" % i, timeout=10) for i in range(n)]
     good = sum(1 for i, f in enumerate(fs) if f.result() == b"req-%d" % i)
     out = {"good": good, "elapsed": time.time() - start}
+elif mode == "toolarge":
+    out = call(b"x" * ((4 << 20) + 10))
+    out["after"] = call(b"small")
 elif mode == "garbage":
     results = []
     for payload in [os.urandom(4096), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
