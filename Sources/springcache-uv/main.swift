@@ -76,13 +76,35 @@ struct SpringCacheCommand: ParsableCommand {
     @Option(help: "Response bytes queued per connection before its requests stop being read (size).")
     var maxOutputBytes: String = "4MiB"
 
+    @Option(help: ArgumentHelp("Worker processes, each a full node: a number, or 'auto' for one per core. Worker i is named NAME-i, serves its peer protocol on PORT+i and shares the API port (SO_REUSEPORT).",
+                               valueName: "n|auto"))
+    var workers: String = "1"
+    @Option(help: .hidden)
+    var workerIndex: Int?
+
     @Option(help: "File holding a bearer token; mutating routes then require 'Authorization: Bearer <token>'.")
     var authTokenFile: String?
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
+    /// How many workers `--workers` asks for.
+    func workerCount() throws -> Int {
+        if workers == "auto" { return WorkerSupervisor.coreCount() }
+        guard let n = Int(workers), (1...1024).contains(n) else {
+            throw ValidationError("--workers expects a number from 1 to 1024 or 'auto', got '\(workers)'")
+        }
+        return n
+    }
+
     func validate() throws {
-        _ = try makeConfig()
+        let count = try workerCount()
+        let config = try makeConfig()
+        if count > 1 && config.api.port == 0 {
+            throw ValidationError("--workers \(workers) needs a fixed --api port: the workers share it (SO_REUSEPORT)")
+        }
+        if count > 1 && port + count - 1 > 65535 {
+            throw ValidationError("--port \(port) + \(count) workers goes past 65535")
+        }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level expects trace, debug, info, notice, warning, error or critical, got '\(logLevel)'")
         }
@@ -151,15 +173,56 @@ struct SpringCacheCommand: ParsableCommand {
         return bytes
     }
 
+    /// A worker's own configuration: its name, its peer port, the shared API port, and (without etcd or an
+    /// explicit list) the other workers as its static members.
+    func workerConfig(_ base: NodeConfig, index: Int, count: Int) -> NodeConfig {
+        var c = base
+        c.name = "\(base.name)-\(index)"
+        c.peerPort = base.peerPort + index
+        c.reusePort = true
+        c.workerIndex = index
+        guard count > 1 else { return c }
+        let host = base.advertiseHost ?? base.api.host
+        let siblings = (0..<count).map { "\(base.name)-\($0)=\(HostPort(host: host, port: base.peerPort + $0))" }
+        if base.etcdEndpoints.isEmpty {
+            c.peers = siblings + base.peers.filter { !$0.hasPrefix(base.name + "=") && $0 != base.name }
+        }
+        return c
+    }
+
     func run() throws {
-        let config = try makeConfig()
+        var config = try makeConfig()
+        let count = try workerCount()
         let level = Logger.Level(rawValue: logLevel) ?? .info
+        let label = workerIndex.map { "springcache-uv[\(name)-\($0)]" }
+            ?? (count > 1 ? "springcache-uv[supervisor]" : "springcache-uv")
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler
         }
-        let logger = Logger(label: "springcache-uv")
+        let logger = Logger(label: label)
+        if count > 1 && workerIndex == nil {
+            do {
+                let loop = try EventLoop()
+                WorkerSupervisor.exportSupervisorPID()
+                let arguments = Array(CommandLine.arguments.dropFirst())
+                let supervisor = WorkerSupervisor(loop: loop, executable: WorkerSupervisor.currentExecutable(),
+                                                  count: count, settings: SupervisorSettings(), logger: logger) { i in
+                    arguments + ["--worker-index", "\(i)"]
+                }
+                throw ExitCode(try supervisor.run())
+            } catch let exit as ExitCode {
+                throw exit
+            } catch {
+                logger.critical("\(error)")
+                throw ExitCode(1)
+            }
+        }
+        if let index = workerIndex {
+            WorkerSupervisor.bindToSupervisor()
+            config = workerConfig(config, index: index, count: count)
+        }
         do {
             let node = try Node(config: config, logger: logger)
             try node.run()

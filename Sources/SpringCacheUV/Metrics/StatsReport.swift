@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 // Metrics/: counters each subsystem owns, and their rendering for /api/stats (JSON) and /metrics (Prometheus).
 
 /// Renders a node's counters; /api/stats and /metrics read the same numbers.
@@ -30,7 +34,9 @@ enum StatsReport {
     static func writePrometheus(into out: inout ByteBuffer, node: NodeConfig, group: Group, requests: RequestStats,
                                 connections: ConnectionStats, openConnections: Int, uptimeMillis: Int64) {
         let s = group.stats
-        PrometheusWriter.write(into: &out, constantLabels: [PrometheusLabel("node", node.name)]) { p in
+        var labels = [PrometheusLabel("node", node.name)]
+        if let w = node.workerIndex { labels.append(PrometheusLabel("worker", w)) }
+        PrometheusWriter.write(into: &out, constantLabels: labels) { p in
             p.caches(cacheValues(group))
             p.counter("springcache_gets_total", help: "Lookups of the group (hits, negative hits and misses).",
                       value: s.gets)
@@ -60,6 +66,9 @@ enum StatsReport {
         JSONWriter.write(into: &out) { j in
             j.object { j in
                 j.field("name", node.name)
+                j.key("worker")
+                if let w = node.workerIndex { j.value(w) } else { j.null() }
+                j.field("pid", Int(getpid()))
                 j.field("group", group.name)
                 j.field("uptime_seconds", Int(uptimeMillis / 1000))
                 j.field("gets", s.gets)

@@ -27,6 +27,8 @@ public struct NodeConfig {
     public var authToken: [UInt8]?
     /// Share the API port with other processes (workers) through SO_REUSEPORT.
     public var reusePort = false
+    /// This node's index among the workers of one supervisor (`--workers`), nil when it runs alone.
+    public var workerIndex: Int?
     /// How often the cache's backstop sweep runs.
     public var sweepIntervalMillis: UInt64 = 1_000
 
