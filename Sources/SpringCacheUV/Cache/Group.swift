@@ -196,6 +196,7 @@ public final class Group {
         if remoteFlights[key] === flight { remoteFlights[key] = nil }
         let waiters = flight.waiters
         flight.waiters = []
+        if case .failed = result { counters.peerFetchErrors += 1 }
         if case .set(let outcome)? = flight.override {
             // A set through this node landed while the fetch was in flight: it is newer than the fetch.
             for waiter in waiters { waiter(outcome) }
@@ -207,7 +208,6 @@ public final class Group {
         case .failed:
             // The owner is unreachable (the router has dropped it from the ring): serve the key by
             // loading it here, springcache's behaviour. The origin's single-flight still applies.
-            counters.peerFetchErrors += 1
             counters.fallbackLoads += 1
             loadLocally(key: key, waiters: waiters)
             return
@@ -244,16 +244,20 @@ public final class Group {
                       completion: @escaping (Bool) -> Void) {
         guard !toHot, let router, let owner = router.owner(of: key) else {
             let stored = set(key: key, value: value, ttlMillis: ttlMillis, hot: toHot)
-            guard stored, !toHot, let router else {
+            // Invalidate even when the value was refused: `set` removed the old one, which copies must not outlive.
+            guard !toHot, let router else {
                 completion(stored)
                 return
             }
-            router.invalidate(group: name, key: key) { completion(true) }
+            router.invalidate(group: name, key: key) { completion(stored) }
             return
         }
         counters.forwardedSets += 1
-        dropLocalCopies(key: key, newValue: nil)
         let now = clock.nowMillis
+        // A fetch of the key in flight read the owner before this write: its waiters, and gets that join it
+        // after the write is acknowledged, must see the new value (read-your-writes through this node).
+        dropLocalCopies(key: key, newValue: .value(value, expiresAtMillis: now + (ttlMillis ?? config.ttlMillis),
+                                                   etag: LRUCache.valueHash(value), stale: false))
         let expireSeconds = ttlMillis.map { $0 > 0 ? (now + $0 + 999) / 1000 : 0 } ?? 0
         router.store(at: owner, group: name, key: key, value: value, expireUnixSeconds: expireSeconds,
                      hot: false) { result in
