@@ -87,3 +87,41 @@ def test_many_half_open_connections_then_normal_service(node):
         for s in socks:
             s.close()
     assert node.alive()
+
+
+def _rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_input_after_a_final_answer_is_not_buffered(start_node):
+    # A client whose last request said Connection: close, that does not read its (large) answer and keeps
+    # sending: what it sends after that request must be dropped, not kept, or it could grow the node's memory.
+    # The answer (12 MiB) must not fit in the kernel's socket buffers, so the node is still writing it.
+    n = start_node("--max-body-bytes", "16MiB", "--cache-bytes", "64MiB")
+    big = "x" * (12 << 20)
+    assert n.request("PUT", "/v1/cache/scores/big-close", body=big.encode())[0] == 204
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(5)
+    s.connect(n.addr)
+    s.sendall(b"GET /v1/cache/scores/big-close HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    time.sleep(0.2)
+    before = _rss_kib(n.proc.pid)
+    chunk = b"G" * 65536
+    sent = 0
+    s.settimeout(0.5)
+    try:
+        while sent < 64 << 20:
+            sent += s.send(chunk)
+    except (socket.timeout, OSError):
+        pass
+    time.sleep(0.3)
+    after = _rss_kib(n.proc.pid)
+    s.close()
+    assert after - before < 16 * 1024, "node grew by %d KiB while %d bytes were sent after Connection: close" % (
+        after - before, sent)
+    assert n.get("Tom")[2] == b"value=630\n"

@@ -128,7 +128,9 @@ public final class HTTPConnection {
         }
         if nread == 0 { return }
         server.stats.bytesIn += UInt64(nread)
-        if lingering { return }  // draining what the client still sends after our final answer
+        // After the final answer (lingering) or once it is decided (Connection: close, a parse error), what the
+        // client still sends is read and dropped: keeping it would let a client grow our buffers without bound.
+        if lingering || closeAfterFlush { return }
         batchStart = uv_hrtime()
         if var pending = pendingInput, !pending.isEmpty {
             pending.count += nread
