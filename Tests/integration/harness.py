@@ -81,6 +81,8 @@ class Node:
 
     def cleanup(self):
         self.kill()
+        if os.environ.get("SPRINGCACHE_KEEP_LOGS"):
+            return
         try:
             os.unlink(self.log.name)
         except OSError:
