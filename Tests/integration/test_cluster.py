@@ -33,6 +33,9 @@ def cluster(origin_m):
     try:
         c.wait_all_up()
         yield c
+        dead = {n: c[n].proc.returncode for n in NAMES if not c[n].alive()}
+        assert not dead, "nodes died during the module (exit codes %r); logs:\n%s" % (
+            dead, "\n".join("--- %s\n%s" % (n, c[n].log_text()[-2000:]) for n in dead))
     finally:
         c.cleanup()
 
@@ -185,6 +188,9 @@ def hot_cluster(origin_m):
     try:
         c.wait_all_up()
         yield c
+        dead = {n: c[n].proc.returncode for n in NAMES if not c[n].alive()}
+        assert not dead, "nodes died during the module (exit codes %r); logs:\n%s" % (
+            dead, "\n".join("--- %s\n%s" % (n, c[n].log_text()[-2000:]) for n in dead))
     finally:
         c.cleanup()
 
