@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import Node, Origin, binary_path  # noqa: E402
+from harness import Cluster, Node, Origin, binary_path  # noqa: E402
 
 
 def _require_binary():
@@ -61,3 +61,49 @@ def origin():
         yield o
     finally:
         o.stop()
+
+
+@pytest.fixture
+def start_cluster():
+    """Factory: start_cluster(names, *flags, **kw) starts a harness.Cluster; every node is stopped at teardown."""
+    _require_binary()
+    clusters = []
+
+    def start(names, *flags, **kw):
+        c = Cluster(names, *flags, **kw)
+        clusters.append(c)
+        return c
+
+    try:
+        yield start
+    finally:
+        for c in clusters:
+            c.cleanup()
+
+
+@pytest.fixture(scope="session")
+def pb():
+    """Python gRPC stubs generated at test time from the repo's proto/springcachepb.proto with grpc_tools.protoc.
+
+    Returns a namespace with .pb2 (messages) and .grpc (stubs/servicer); skips nothing: missing grpcio fails.
+    """
+    import importlib
+    import shutil
+    import subprocess
+    import tempfile
+    import types
+    repo = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+    out = tempfile.mkdtemp(prefix="springcache-pb-")
+    try:
+        p = subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", os.path.join(repo, "proto"),
+                            "--python_out=" + out, "--grpc_python_out=" + out,
+                            os.path.join(repo, "proto", "springcachepb.proto")], capture_output=True, text=True)
+        assert p.returncode == 0, "protoc failed: %s" % p.stderr
+        sys.path.insert(0, out)
+        ns = types.SimpleNamespace(pb2=importlib.import_module("springcachepb_pb2"),
+                                   grpc=importlib.import_module("springcachepb_pb2_grpc"))
+        yield ns
+    finally:
+        if out in sys.path:
+            sys.path.remove(out)
+        shutil.rmtree(out, ignore_errors=True)

@@ -81,6 +81,8 @@ class Node:
 
     def cleanup(self):
         self.kill()
+        if os.environ.get("SPRINGCACHE_KEEP_LOGS"):
+            return
         try:
             os.unlink(self.log.name)
         except OSError:
@@ -343,3 +345,178 @@ def find_dicts_with(obj, *names):
         for v in obj:
             out.extend(find_dicts_with(v, *names))
     return out
+
+
+# --- clusters (static --peer lists) ------------------------------------------------------------
+
+PEER_PORT_RE = re.compile(rb"peer port grpc://127\.0\.0\.1:(\d+) members=(\S+)")
+_GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden")
+
+
+def _ring_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("make_ring_vectors", os.path.join(_GOLDEN, "make_ring_vectors.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_ring = _ring_module()
+
+
+def ring_owner(members, key):
+    """The owner of key among member names: the independent Python rendezvous hash of Tests/golden."""
+    return _ring.owner(members, key)
+
+
+def keys_owned_by(members, name, count, prefix="key-"):
+    """The first count keys prefix0, prefix1, ... that members' ring gives to name."""
+    out = []
+    i = 0
+    while len(out) < count:
+        k = "%s%d" % (prefix, i)
+        if ring_owner(members, k) == name:
+            out.append(k)
+        i += 1
+    return out
+
+
+_used_ports = set()
+
+
+def free_peer_port():
+    """A free TCP port on 127.0.0.1 BELOW the kernel's ephemeral range, so that no port-0 bind of another
+    process (our nodes' API ports, the origin, clients) can take it between now and the node's bind."""
+    import random
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError):
+        low = 32768
+    for _ in range(1000):
+        port = random.randint(max(1024, low - 12000), low - 1)
+        if port in _used_ports:
+            continue
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        _used_ports.add(port)
+        return port
+    raise RuntimeError("no free port found")
+
+
+def wait_until(predicate, timeout, interval=0.05, what="condition"):
+    """Polls predicate() until it returns a truthy value; returns it, or raises AssertionError after timeout."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            last = predicate()
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            last = e
+            if time.monotonic() >= deadline:
+                raise AssertionError("%s not reached within %ss: %r" % (what, timeout, last))
+        else:
+            if last and not isinstance(last, Exception):
+                return last
+        if time.monotonic() >= deadline:
+            raise AssertionError("%s not reached within %ss (last: %r)" % (what, timeout, last))
+        time.sleep(interval)
+
+
+def node_json(node, path):
+    import json
+    status, _, body, _ = node.request("GET", path, timeout=5)
+    assert status == 200, "%s answered %d: %r" % (path, status, body[:300])
+    return json.loads(body)
+
+
+def wait_peer_port(node, timeout=START_TIMEOUT):
+    """Waits for the node's 'peer port grpc://127.0.0.1:P members=...' line; returns (port, [members])."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m = PEER_PORT_RE.search(node.log_text(raw=True))
+        if m:
+            return int(m.group(1)), m.group(2).decode().split(",")
+        if not node.alive():
+            break
+        time.sleep(0.01)
+    raise RuntimeError("no 'peer port grpc://127.0.0.1:P members=...' line within %ss; args=%r log:\n%s"
+                       % (timeout, node.args, node.log_text()[-4000:]))
+
+
+class Cluster:
+    """Nodes named names, each with its own peer port, all started with the same static --peer list.
+
+    nodes[name] is a harness.Node; start(name) (re)starts one on the same peer port; kill9(name) is `kill -9`.
+    """
+
+    def __init__(self, names, *flags, peer_ports=None, extra_members=None):
+        self.names = list(names)
+        self.flags = [str(f) for f in flags]
+        self.peer_ports = dict(peer_ports or {})
+        for n in self.names:
+            self.peer_ports.setdefault(n, free_peer_port())
+        members = dict(self.peer_ports)
+        members.update(extra_members or {})
+        self.members = sorted(members)
+        self.peer_arg = ",".join("%s=127.0.0.1:%d" % (n, members[n]) for n in self.members)
+        self.nodes = {}
+        self.retired = []
+        try:
+            for n in self.names:
+                self.start(n)
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def start(self, name):
+        old = self.nodes.get(name)
+        if old is not None:
+            assert not old.alive(), "node %s is still running" % name
+            self.retired.append(old)
+        node = Node("--name", name, "--port", self.peer_ports[name], "--peer", self.peer_arg, *self.flags)
+        self.nodes[name] = node
+        port, members = wait_peer_port(node)
+        assert port == self.peer_ports[name], "node %s logs peer port %d, expected %d" % (name, port,
+                                                                                         self.peer_ports[name])
+        assert sorted(members) == self.members, "node %s logs members %r, expected %r" % (name, members,
+                                                                                         self.members)
+        return node
+
+    def __getitem__(self, name):
+        return self.nodes[name]
+
+    def owner(self, key):
+        return ring_owner(self.members, key)
+
+    def others(self, *names):
+        return [n for n in self.names if n not in names]
+
+    def peers(self, name):
+        return node_json(self.nodes[name], "/api/peers")
+
+    def states(self, name):
+        """{member name: state} as node name's /api/peers shows it."""
+        return {m["name"]: m["state"] for m in self.peers(name)["members"]}
+
+    def stats(self, name):
+        return node_json(self.nodes[name], "/api/stats")
+
+    def wait_all_up(self, timeout=10, on=None):
+        for n in on or self.names:
+            wait_until(lambda: all(s == "up" for s in self.states(n).values()) and len(self.states(n)) ==
+                       len(self.members), timeout, what="all members up on %s" % n)
+
+    def kill9(self, name):
+        self.nodes[name].send_signal(signal.SIGKILL)
+        self.nodes[name].proc.wait(5)
+
+    def cleanup(self):
+        for n in list(self.nodes.values()) + self.retired:
+            n.stop(timeout=3)
+            n.cleanup()

@@ -1,0 +1,257 @@
+"""Cluster benchmark: local hits vs remote hits (gRPC to the owner) vs hot-copy hits, through one node.
+
+Run through bench/cluster.sh. Two 3-node clusters (a, b, c; static --peer lists on 127.0.0.1) run side by side:
+  cluster "cold" with --hot-copy-one-in 0 (a non-owner never keeps a copy: every read of a remote key is a
+  gRPC Get to its owner), and cluster "hot" with --hot-copy-one-in 1 (the first read keeps a hot copy).
+Node a of each cluster is the node under test, pinned to BENCH_SERVER_CPU; wrk is pinned to BENCH_WRK_CPU;
+b and c are pinned to BENCH_OTHERS_CPU (default: the wrk CPU, so the node under test has its CPU alone).
+Scenarios, all wrk -t1 -cN against node a, alternating within each round:
+  local  - keys owned by a (cold cluster): served from a's main cache
+  remote - keys owned by b or c (cold cluster): each request is a gRPC Get from a to the owner
+  hot    - keys owned by b or c (hot cluster), read once through a beforehand: served from a's hot cache
+Values are set with /api/set (expire 3 days) before the runs, so the origin is never involved.
+Environment: SPRINGCACHE_BIN, BENCH_DURATION (10s), BENCH_ROUNDS (2), BENCH_CONNS ("64"), BENCH_KEYS (1000 per
+scenario), BENCH_SERVER_CPU (1), BENCH_WRK_CPU (0), BENCH_OTHERS_CPU (= BENCH_WRK_CPU; "none" = unpinned),
+BENCH_RESULTS (bench/results).
+"""
+import datetime
+import importlib.util
+import json
+import os
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import bench  # noqa: E402  (run_wrk, pinned, environment, fmt, wait_for)
+import loader  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("ring", os.path.join(REPO, "Tests", "golden", "make_ring_vectors.py"))
+ring = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(ring)
+
+NAMES = ["a", "b", "c"]
+
+
+def free_peer_port(used):
+    """A free port below the ephemeral range, so port-0 binds (API ports) cannot take it first."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low = int(f.read().split()[0])
+    while True:
+        port = random.randint(low - 12000, low - 1)
+        if port in used:
+            continue
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        used.add(port)
+        return port
+
+
+def get_json(port, path):
+    with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as r:
+        return json.loads(r.read())
+
+
+class BenchCluster:
+    def __init__(self, label, binary, tmp, used, hot_one_in, cpus):
+        self.label = label
+        ports = {n: free_peer_port(used) for n in NAMES}
+        peer_arg = ",".join("%s=127.0.0.1:%d" % (n, ports[n]) for n in NAMES)
+        self.nodes = {}
+        for n in NAMES:
+            api = free_peer_port(used)
+            log = open(os.path.join(tmp, "%s-%s.log" % (label, n)), "wb")
+            argv = [binary, "--api", "127.0.0.1:%d" % api, "--jitter", "0", "--ttl", "1h", "--log-level", "warning",
+                    "--name", n, "--port", str(ports[n]), "--peer", peer_arg, "--hot-copy-one-in", str(hot_one_in)]
+            proc = subprocess.Popen(bench.pinned(cpus[n], argv), stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+            self.nodes[n] = {"name": "%s/%s" % (label, n), "proc": proc, "port": api}
+        for n in NAMES:
+            bench.wait_for("http://127.0.0.1:%d/api/get?key=Tom" % self.nodes[n]["port"], b"value=630\n",
+                           self.nodes[n]["proc"])
+        deadline = time.monotonic() + 10
+        while True:
+            states = [m["state"] for n in NAMES for m in get_json(self.nodes[n]["port"], "/api/peers")["members"]]
+            if states.count("up") == 9:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("%s: members not all up: %r" % (label, states))
+            time.sleep(0.1)
+
+    def stats(self, n):
+        return get_json(self.nodes[n]["port"], "/api/stats")
+
+    def stop(self):
+        for node in self.nodes.values():
+            bench.stop(node)
+
+
+def pipeline(port, requests, expect):
+    return loader._pipeline(("127.0.0.1", port), requests, expect)
+
+
+def set_requests(keys, value):
+    out = []
+    for k in keys:
+        body = ("key=%s&value=%s&expire=4320&hot=false" % (urllib.parse.quote(k), value)).encode()
+        out.append(b"POST /api/set HTTP/1.1\r\nHost: b\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                   b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    return out
+
+
+def get_requests(keys):
+    return [b"GET /api/get?key=%s HTTP/1.1\r\nHost: b\r\n\r\n" % urllib.parse.quote(k).encode() for k in keys]
+
+
+def lua_script(path, keys):
+    with open(path, "w") as f:
+        f.write("-- generated by bench/cluster.py: GET /api/get?key=K round-robin over %d keys\n" % len(keys))
+        f.write("local keys = {%s}\n" % ",".join('"%s"' % k for k in keys))
+        f.write("local n = 0\nrequest = function()\n    n = n + 1\n"
+                "    return wrk.format(\"GET\", \"/api/get?key=\" .. keys[(n % #keys) + 1])\nend\n")
+    return path
+
+
+def main():
+    binary = os.path.abspath(os.environ.get("SPRINGCACHE_BIN") or os.path.join(REPO, ".build/release/springcache-uv"))
+    duration = os.environ.get("BENCH_DURATION", "10s")
+    rounds = int(os.environ.get("BENCH_ROUNDS", "2"))
+    conns = [int(c) for c in os.environ.get("BENCH_CONNS", "64").split()]
+    nkeys = int(os.environ.get("BENCH_KEYS", "1000"))
+    server_cpu, wrk_cpu = os.environ.get("BENCH_SERVER_CPU", "1"), os.environ.get("BENCH_WRK_CPU", "0")
+    others_cpu = os.environ.get("BENCH_OTHERS_CPU", wrk_cpu)
+    if others_cpu == "none":
+        others_cpu = None
+    if (os.cpu_count() or 1) < 2 or not shutil.which("taskset"):
+        print("bench: fewer than 2 CPUs or no taskset: running unpinned", file=sys.stderr)
+        server_cpu = wrk_cpu = others_cpu = None
+    results_dir = os.environ.get("BENCH_RESULTS", os.path.join(HERE, "results"))
+    if not os.access(binary, os.X_OK):
+        sys.exit("bench: no binary at %s (build it or set SPRINGCACHE_BIN)" % binary)
+
+    local_keys, remote_keys = [], []
+    i = 0
+    while len(local_keys) < nkeys or len(remote_keys) < nkeys:
+        k = "ck%d" % i
+        i += 1
+        (local_keys if ring.owner(NAMES, k) == "a" else remote_keys).append(k)
+    local_keys, remote_keys = local_keys[:nkeys], remote_keys[:nkeys]
+    remote_owners = {o: sum(1 for k in remote_keys if ring.owner(NAMES, k) == o) for o in ("b", "c")}
+
+    tmp = tempfile.mkdtemp(prefix="springcache-cbench-")
+    used = set()
+    cpus = {"a": server_cpu, "b": others_cpu, "c": others_cpu}
+    clusters = []
+    rows = []
+    try:
+        cold = BenchCluster("cold", binary, tmp, used, 0, cpus)
+        clusters.append(cold)
+        hot = BenchCluster("hot", binary, tmp, used, 1, cpus)
+        clusters.append(hot)
+        for c in (cold, hot):
+            pipeline(c.nodes["a"]["port"], set_requests(local_keys + remote_keys, "630"), 200)
+        # warm the hot copies on hot/a, and check they are there
+        pipeline(hot.nodes["a"]["port"], get_requests(remote_keys), 200)
+        hot_items = hot.stats("a")["caches"]["hot"]["items"]
+        if hot_items < nkeys:
+            raise RuntimeError("hot/a holds %d hot copies after warming %d remote keys" % (hot_items, nkeys))
+        cold_hot_items = cold.stats("a")["caches"]["hot"]["items"]
+        if cold_hot_items:
+            raise RuntimeError("cold/a holds %d hot copies with --hot-copy-one-in 0" % cold_hot_items)
+
+        for c, keys in ((cold, local_keys), (cold, remote_keys), (hot, remote_keys)):
+            bench.wait_for("http://127.0.0.1:%d/api/get?key=%s" % (c.nodes["a"]["port"], keys[-1]), b"value=630\n",
+                           c.nodes["a"]["proc"], timeout=2)
+        scripts = {"local": lua_script(os.path.join(tmp, "local.lua"), local_keys),
+                   "remote": lua_script(os.path.join(tmp, "remote.lua"), remote_keys)}
+        scenarios = [("local", cold, "local"), ("remote", cold, "remote"), ("hot copy", hot, "remote")]
+        for c in conns:
+            for r in range(1, rounds + 1):
+                for label, cluster, script in scenarios:
+                    node = cluster.nodes["a"]
+                    owner_gets = {o: cluster.stats(o)["gets"] for o in ("b", "c")}
+                    a_before = cluster.stats("a")
+                    res = bench.run_wrk(node, "/", scripts[script], c, duration, wrk_cpu)
+                    a_after = cluster.stats("a")
+                    owner_delta = sum(cluster.stats(o)["gets"] - owner_gets[o] for o in ("b", "c"))
+                    row = dict(res, scenario=label, conns=c, round=r, owner_gets=owner_delta,
+                               hot_hits=a_after["hot_hits"] - a_before["hot_hits"],
+                               loads=a_after["loads"] - a_before["loads"])
+                    rows.append(row)
+                    if res["errors"]:
+                        print("bench: %d errors (non-2xx or socket) in the %s run" % (res["errors"], label),
+                              file=sys.stderr)
+                    print("%-8s c=%-4d round %d: %9.0f rps  p50 %7s ms  p99 %7s ms  %6.2f us CPU/req (node a)  "
+                          "owner gets %d  hot hits %d  errors %d" % (
+                              label, c, r, res["rps"], bench.fmt(res["p50"], ".3f"), bench.fmt(res["p99"], ".3f"),
+                              res["cpu_us"], owner_delta, row["hot_hits"], res["errors"]), flush=True)
+                    for cl in clusters:
+                        for n in cl.nodes.values():
+                            if n["proc"].poll() is not None:
+                                raise RuntimeError("%s died during the run" % n["name"])
+    finally:
+        for cl in clusters:
+            cl.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    pin = lambda cpu: "unpinned" if cpu is None else "CPU %s" % cpu  # noqa: E731
+    lines = ["# springcache-uv cluster: local vs remote vs hot-copy hits", ""]
+    lines += ["- " + e for e in bench.environment(binary)[:3]]
+    lines += ["- two 3-node clusters (a, b, c; static `--peer` list, h2c gRPC on 127.0.0.1), all nodes `--jitter 0 "
+              "--ttl 1h --log-level warning`; \"cold\" with `--hot-copy-one-in 0`, \"hot\" with `--hot-copy-one-in 1`",
+              "- node under test: a, %s; b and c: %s; wrk -t1 -c{%s} -d%s --latency: %s; scenarios alternate within "
+              "each of %d rounds" % (pin(server_cpu), pin(others_cpu), ",".join(map(str, conns)), duration,
+                                     pin(wrk_cpu), rounds),
+              "- %d keys per scenario, values `630` set with /api/set expire=4320 before the runs (origin never "
+              "used), requested round-robin: local = keys the ring gives to a; remote = keys owned by b (%d) and "
+              "c (%d), read through a; hot copy = the same remote keys on the hot cluster, read once through a "
+              "first (a then held %d hot copies)" % (nkeys, remote_owners["b"], remote_owners["c"], hot_items),
+              "- CPU/req: node a's utime+stime over the run / requests; owner gets: the owners' (b+c) `gets` "
+              "counter delta during the run (≈ requests for remote, ≈ 0 for hot copies)", "",
+              "## Runs", "",
+              "| scenario | conns | round | requests/s | p50 ms | p99 ms | CPU µs/req (a) | owner gets | "
+              "a hot hits | a loads | errors |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        lines.append("| %s | %d | %d | %.0f | %s | %s | %.2f | %d | %d | %d | %d |" % (
+            row["scenario"], row["conns"], row["round"], row["rps"], bench.fmt(row["p50"], ".3f"),
+            bench.fmt(row["p99"], ".3f"), row["cpu_us"], row["owner_gets"], row["hot_hits"], row["loads"],
+            row["errors"]))
+    lines += ["", "## Summary (mean over rounds; ratio = scenario / local)", "",
+              "| scenario | conns | requests/s | ratio to local | p50 ms | p99 ms | CPU µs/req (a) |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for c in conns:
+        def mean(label, field):
+            vals = [r[field] for r in rows if r["scenario"] == label and r["conns"] == c and r[field] is not None]
+            return statistics.mean(vals) if vals else None
+        local = mean("local", "rps")
+        for label in ("local", "remote", "hot copy"):
+            rps = mean(label, "rps")
+            lines.append("| %s | %d | %.0f | %.2f | %s | %s | %.2f |" % (
+                label, c, rps, rps / local, bench.fmt(mean(label, "p50"), ".3f"), bench.fmt(mean(label, "p99"), ".3f"),
+                mean(label, "cpu_us")))
+    report = "\n".join(lines) + "\n"
+    print()
+    print(report)
+    os.makedirs(results_dir, exist_ok=True)
+    path = os.path.join(results_dir, "%s-cluster.md" % datetime.date.today().isoformat())
+    with open(path, "w") as f:
+        f.write(report)
+    print("written to %s" % path)
+
+
+if __name__ == "__main__":
+    main()
