@@ -409,6 +409,28 @@ def free_peer_port():
     raise RuntimeError("no free port found")
 
 
+def free_peer_port_range(n):
+    """A base port below the ephemeral range such that base..base+n-1 are all free (workers use PORT+i)."""
+    for _ in range(200):
+        base = free_peer_port()
+        socks = []
+        try:
+            for p in range(base + 1, base + n):
+                if p in _used_ports:
+                    raise OSError("taken by this test run")
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+        _used_ports.update(range(base, base + n))
+        return base
+    raise RuntimeError("no free port range of %d found" % n)
+
+
 def wait_until(predicate, timeout, interval=0.05, what="condition"):
     """Polls predicate() until it returns a truthy value; returns it, or raises AssertionError after timeout."""
     deadline = time.monotonic() + timeout

@@ -127,21 +127,19 @@ def test_delete_then_get_goes_to_the_origin_again(pb, stub, origin_m):
     assert origin_m.count("del-g") == 2
 
 
-def test_invalidate_answers_a_delete_response(pb, stub, channel):
+def test_invalidate_and_delete_say_whether_a_value_was_removed(pb, stub, channel):
     # Invalidate is new (sent by owners to copy holders); called by its path so the test does not depend
-    # on the stubs having it. proto: DeleteResponse.ok "true = the request was applied (the key is gone,
-    # whether or not it was present)".
+    # on the stubs having it. proto: DeleteResponse.ok "true = a value was removed; false = there was none".
     invalidate = channel.unary_unary("/springcachepb.SpringCache/Invalidate",
                                      request_serializer=pb.pb2.DeleteRequest.SerializeToString,
                                      response_deserializer=pb.pb2.DeleteResponse.FromString)
-    r = invalidate(pb.pb2.DeleteRequest(group=GROUP, key="never-held"), timeout=5)
-    assert r.ok is True, "Invalidate of a key this node does not hold answered ok=false"
-
-
-def test_delete_of_an_absent_key_is_ok(pb, stub):
-    # proto: DeleteResponse.ok "true = the request was applied (the key is gone, whether or not it was present)"
-    r = stub.Delete(pb.pb2.DeleteRequest(group=GROUP, key="never-stored"), timeout=5)
-    assert r.ok is True, "Delete of an absent key answered ok=false"
+    assert invalidate(pb.pb2.DeleteRequest(group=GROUP, key="never-held"), timeout=5).ok is False
+    assert stub.Delete(pb.pb2.DeleteRequest(group=GROUP, key="never-stored"), timeout=5).ok is False
+    assert stub.Set(pb.pb2.SetRequest(group=GROUP, key="held", value=b"v"), timeout=5).ok
+    assert invalidate(pb.pb2.DeleteRequest(group=GROUP, key="held"), timeout=5).ok is True
+    assert stub.Set(pb.pb2.SetRequest(group=GROUP, key="stored", value=b"v"), timeout=5).ok
+    assert stub.Delete(pb.pb2.DeleteRequest(group=GROUP, key="stored"), timeout=5).ok is True
+    assert stub.Delete(pb.pb2.DeleteRequest(group=GROUP, key="stored"), timeout=5).ok is False
 
 
 def test_500_concurrent_calls_on_one_channel(pb, stub, origin_m):

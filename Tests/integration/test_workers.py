@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from harness import Node
+from harness import Node, free_peer_port, free_peer_port_range
 
 
 def free_port():
@@ -21,27 +21,6 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
-
-
-def free_port_range(n):
-    """A base port such that base..base+n-1 are all free now."""
-    for _ in range(50):
-        base = free_port()
-        if base + n > 65535:
-            continue
-        socks = []
-        try:
-            for p in range(base, base + n):
-                s = socket.socket()
-                s.bind(("127.0.0.1", p))
-                socks.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port range")
 
 
 def children(pid):
@@ -75,8 +54,8 @@ def workers():
     started = []
 
     def start(n=2, *flags):
-        api = free_port()
-        peer = free_port_range(n)
+        api = free_peer_port()
+        peer = free_peer_port_range(n)
         node = Node("--api", "127.0.0.1:%d" % api, "--port", str(peer), "--workers", str(n),
                     "--name", "w", *flags)
         started.append(node)

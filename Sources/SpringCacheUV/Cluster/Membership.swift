@@ -54,7 +54,7 @@ public struct StaticMembership: Equatable {
         }
         guard members.isEmpty || seen.contains(selfName) else {
             throw ConfigError("--peer must include this node's --name '\(selfName)' (springcache's rule: "
-                              + "the list names every cache node, this one included)")
+                              + "the list names every cache node, this one included): \(form)")
         }
         return StaticMembership(members: members)
     }
