@@ -1,3 +1,4 @@
+import CLibUV
 import Logging
 
 /// Settings of the cluster layer; every bound and period is named here.
@@ -19,6 +20,8 @@ public struct ClusterStats {
     public var drops: UInt64 = 0
     public var readmissions: UInt64 = 0
     public var invalidationsSent: UInt64 = 0
+    /// Time from sending a peer call to its answer or failure.
+    public var callLatency = LatencyHistogram()
 }
 
 /// The cluster as one node sees it: the members, which of them are reachable, the hash ring over those,
@@ -172,8 +175,10 @@ public final class Cluster: PeerRouter {
             completion(.failure(GRPCCallError(status: .unavailable, message: "peer \(peer) has no known address")))
             return
         }
+        let start = uv_hrtime()
         client.unary(path: path, message: message, timeoutMillis: settings.peerTimeoutMillis,
                      metadata: metadata) { [weak self] result in
+            self?.stats.callLatency.observe(nanoseconds: uv_hrtime() &- start)
             if case .failure(let error) = result, Cluster.isTransportFailure(error.status) {
                 self?.stats.peerFailures += 1
                 self?.drop(peer.name, reason: "\(error.status): \(error.message)")

@@ -376,7 +376,7 @@ public final class APIHandler: HTTPHandler {
         StatsReport.writeJSON(into: &json, node: config, group: group, requests: requestStats,
                               connections: server?.stats ?? ConnectionStats(),
                               openConnections: server?.openConnections ?? 0,
-                              uptimeMillis: clock.nowMillis - startedAtMillis)
+                              uptimeMillis: clock.nowMillis - startedAtMillis, cluster: cluster)
         return bytes(request, .stats, 200, "application/json", json.readable)
     }
 
@@ -386,7 +386,7 @@ public final class APIHandler: HTTPHandler {
         StatsReport.writePrometheus(into: &text, node: config, group: group, requests: requestStats,
                                     connections: server?.stats ?? ConnectionStats(),
                                     openConnections: server?.openConnections ?? 0,
-                                    uptimeMillis: clock.nowMillis - startedAtMillis)
+                                    uptimeMillis: clock.nowMillis - startedAtMillis, cluster: cluster)
         return bytes(request, .metrics, 200, "text/plain; version=0.0.4; charset=utf-8", text.readable)
     }
 

@@ -32,7 +32,8 @@ enum StatsReport {
     }
 
     static func writePrometheus(into out: inout ByteBuffer, node: NodeConfig, group: Group, requests: RequestStats,
-                                connections: ConnectionStats, openConnections: Int, uptimeMillis: Int64) {
+                                connections: ConnectionStats, openConnections: Int, uptimeMillis: Int64,
+                                cluster: Cluster?) {
         let s = group.stats
         var labels = [PrometheusLabel("node", node.name)]
         if let w = node.workerIndex { labels.append(PrometheusLabel("worker", w)) }
@@ -56,11 +57,39 @@ enum StatsReport {
                       help: "Times a connection's reading stopped because its answers were not being read.",
                       value: connections.backpressurePauses)
             p.gauge("springcache_uptime_seconds", help: "Seconds since the node started.", value: Int(uptimeMillis / 1000))
+            if let cluster { clusterMetrics(&p, cluster, s) }
         }
     }
 
+    private static func clusterMetrics(_ p: inout PrometheusWriter, _ cluster: Cluster, _ s: GroupStats) {
+        let c = cluster.stats
+        p.gauge("springcache_cluster_members", help: "Members known, this node included.", value: cluster.members.count)
+        p.gauge("springcache_cluster_members_down", help: "Members dropped after a failed call, not yet re-admitted.",
+                value: cluster.down.count)
+        p.counter("springcache_peer_calls_total", help: "gRPC calls made to peers.", value: c.peerCalls)
+        p.counter("springcache_peer_failures_total", help: "Peer calls that failed in transport (refused, reset, deadline).",
+                  value: c.peerFailures)
+        p.counter("springcache_peer_drops_total", help: "Times a peer was dropped from the ring.", value: c.drops)
+        p.counter("springcache_peer_readmissions_total", help: "Times a dropped peer was re-admitted.",
+                  value: c.readmissions)
+        p.counter("springcache_invalidations_sent_total", help: "Invalidate calls sent to other members.",
+                  value: c.invalidationsSent)
+        p.family("springcache_peer_call_duration_seconds", .histogram, help: "Time from a peer call to its answer.")
+        p.histogram("springcache_peer_call_duration_seconds", c.callLatency)
+        p.counter("springcache_peer_fetches_total", help: "Misses fetched from their owner.", value: s.peerFetches)
+        p.counter("springcache_peer_fetch_errors_total", help: "Fetches from an owner that failed.",
+                  value: s.peerFetchErrors)
+        p.counter("springcache_fallback_loads_total", help: "Keys loaded here because their owner failed.",
+                  value: s.fallbackLoads)
+        p.counter("springcache_hot_copies_total", help: "Values fetched from their owner kept as hot copies.",
+                  value: s.hotCopies)
+        p.counter("springcache_forwarded_sets_total", help: "Sets sent to the key's owner.", value: s.forwardedSets)
+        p.counter("springcache_forwarded_deletes_total", help: "Deletes sent to the key's owner.",
+                  value: s.forwardedDeletes)
+    }
+
     static func writeJSON(into out: inout ByteBuffer, node: NodeConfig, group: Group, requests: RequestStats,
-                          connections: ConnectionStats, openConnections: Int, uptimeMillis: Int64) {
+                          connections: ConnectionStats, openConnections: Int, uptimeMillis: Int64, cluster: Cluster?) {
         let s = group.stats
         let r = merged(requests, connections, open: openConnections)
         JSONWriter.write(into: &out) { j in
@@ -95,6 +124,25 @@ enum StatsReport {
                             j.field("evictions", c.evictions)
                             j.field("expirations", c.expirations)
                         }
+                    }
+                }
+                if let cluster {
+                    let c = cluster.stats
+                    j.key("cluster")
+                    j.object { j in
+                        j.field("members", cluster.members.count)
+                        j.field("members_down", cluster.down.count)
+                        j.field("peer_calls", c.peerCalls)
+                        j.field("peer_failures", c.peerFailures)
+                        j.field("drops", c.drops)
+                        j.field("readmissions", c.readmissions)
+                        j.field("peer_fetches", s.peerFetches)
+                        j.field("peer_fetch_errors", s.peerFetchErrors)
+                        j.field("fallback_loads", s.fallbackLoads)
+                        j.field("hot_copies", s.hotCopies)
+                        j.field("forwarded_sets", s.forwardedSets)
+                        j.field("forwarded_deletes", s.forwardedDeletes)
+                        j.field("invalidations_sent", c.invalidationsSent)
                     }
                 }
                 j.key("http")
