@@ -27,8 +27,14 @@ struct SpringCacheCommand: ParsableCommand {
         "Cluster members, this node included: NAME=HOST:PORT entries (peer addresses), or springcache's plain names 'a,b,c' to look up in etcd.",
         valueName: "members"))
     var peer: String?
-    @Option(help: "etcd endpoints host:port, comma-separated (springcache's --etcd). Discovery through etcd is not built yet.")
+    @Option(help: "etcd endpoints host:port, comma-separated (springcache's --etcd): the node registers there and finds the other members.")
     var etcd: String?
+    @Option(help: "The etcd lease the registration hangs on (duration; springcache's 10s); a crashed node leaves when it expires.")
+    var leaseTtl: String = "10s"
+    @Option(help: "With --etcd and plain --peer names: how long start-up waits for them to register (duration; springcache's ~30s).")
+    var peerWait: String = "30s"
+    @Option(help: "The host other nodes use to reach this one (overrides IP_ADDRESS, springcache's environment variable).")
+    var advertise: String?
     @Option(help: "A peer call slower than this fails and the key is loaded locally (duration; springcache's 2s).")
     var peerTimeout: String = "2s"
     @Option(help: "A value fetched from its owner becomes a local hot copy with probability 1 in N (groupcache's 10; 1 = always, 0 = never).")
@@ -121,6 +127,19 @@ struct SpringCacheCommand: ParsableCommand {
             c.peers = peer.map(ValueParsing.list) ?? []
             c.etcdEndpoints = etcd.map(ValueParsing.list) ?? []
             if let ip = getenv("IP_ADDRESS").map({ String(cString: $0) }), !ip.isEmpty { c.advertiseHost = ip }
+            if let host = advertise {
+                guard !host.isEmpty, !host.contains("/"), !host.contains(" ") else {
+                    throw ConfigError("--advertise expects a host name or address, got '\(host)'")
+                }
+                c.advertiseHost = host
+            }
+            let lease = try ValueParsing.durationMillis(leaseTtl, flag: "--lease-ttl")
+            guard lease >= 1000, lease % 1000 == 0 else {
+                throw ConfigError("--lease-ttl expects whole seconds of at least 1s (etcd leases count seconds), got '\(leaseTtl)'")
+            }
+            c.leaseTTLSeconds = Int(lease / 1000)
+            c.peerWaitMillis = try ValueParsing.durationMillis(peerWait, flag: "--peer-wait")
+            if !c.etcdEndpoints.isEmpty { _ = try EtcdClient.parseEndpoints(c.etcdEndpoints) }
             guard !group.isEmpty else { throw ConfigError("--group must not be empty") }
             c.group = group
             c.origin = origin
@@ -186,6 +205,10 @@ struct SpringCacheCommand: ParsableCommand {
         let siblings = (0..<count).map { "\(base.name)-\($0)=\(HostPort(host: host, port: base.peerPort + $0))" }
         if base.etcdEndpoints.isEmpty {
             c.peers = siblings + base.peers.filter { !$0.hasPrefix(base.name + "=") && $0 != base.name }
+        } else {
+            // With etcd each worker registers itself as NAME-i and finds the rest there; springcache's
+            // plain names name whole nodes, not workers, so there is nothing to wait for by name.
+            c.peers = base.peers.filter { $0.contains("=") && !$0.hasPrefix(base.name + "=") }
         }
         return c
     }
@@ -226,6 +249,8 @@ struct SpringCacheCommand: ParsableCommand {
         do {
             let node = try Node(config: config, logger: logger)
             try node.run()
+        } catch let exit as NodeExit {
+            throw ExitCode(exit.status)
         } catch {
             logger.critical("\(error)")
             throw ExitCode(1)

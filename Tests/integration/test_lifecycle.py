@@ -108,15 +108,15 @@ def test_static_single_member_peer_list_serves(start_node):
     assert n.get("Tom")[2] == b"value=630\n"
 
 
-def test_springcache_plain_peer_names_need_etcd_discovery():
-    # Interim contract until etcd discovery lands: springcache's plain names cannot be resolved, so the
-    # node refuses to start and says what to give instead (NAME=HOST:PORT), rather than serving alone.
+def test_springcache_plain_peer_names_need_etcd():
+    # springcache's plain names are looked up in etcd: without --etcd there is nowhere to look, so the node
+    # refuses to start and says what to give instead.
     args = [binary_path(), "--api", "127.0.0.1:0", "--name", "solo", "--port", str(free_port()),
-            "--peer", "solo,other", "--etcd", "127.0.0.1:1"]
+            "--peer", "solo,other"]
     p = subprocess.run(args, capture_output=True, timeout=10)
     assert p.returncode != 0
     err = p.stderr.decode()
-    assert "--peer" in err and "other" in err and "NAME=HOST:PORT" in err, err
+    assert "--peer" in err and "other" in err and "--etcd" in err and "NAME=HOST:PORT" in err, err
 
 
 def test_group_flag(start_node):

@@ -81,6 +81,8 @@ public final class HTTPServer {
     private var tick: LoopTimer?
     private var stopping = false
     private var stopDeadline: Int64 = 0
+    /// While set, new connections get a 503 with this reason and are closed (the node is not ready yet).
+    public var admissionRefusal: String?
     private var onStopped: (() -> Void)?
 
     public init(loop: EventLoop, config: HTTPServerConfig, handler: HTTPHandler) {
@@ -109,11 +111,11 @@ public final class HTTPServer {
     }
 
     private func accept(_ tcp: UnsafeMutablePointer<uv_tcp_t>) {
-        if connections.count >= config.maxConnections || stopping {
+        if connections.count >= config.maxConnections || stopping || admissionRefusal != nil {
             // Refused at once, not queued: a short answer the client can read, then close.
             stats.rejected += 1
             HTTPConnection.refuse(tcp, reason: stopping ? "the node is shutting down"
-                                  : "too many connections (limit \(config.maxConnections))")
+                                  : admissionRefusal ?? "too many connections (limit \(config.maxConnections))")
             return
         }
         stats.accepted += 1

@@ -4,6 +4,12 @@ import Logging
 import Glibc
 #endif
 
+/// The node stopped and the process should exit with `status` (not 0).
+public struct NodeExit: Error, CustomStringConvertible {
+    public let status: Int32
+    public var description: String { "exit status \(status)" }
+}
+
 /// One cache node: a loop, the HTTP API on it, the cache group, and the origin it loads from.
 public final class Node {
     public let config: NodeConfig
@@ -14,7 +20,8 @@ public final class Node {
     let server: HTTPServer
     let cluster: Cluster?
     private var peerServer: GRPCServer?
-    private var curl: CurlMulti?
+    var curl: CurlMulti?
+    var etcd: EtcdMembership?
     private var sweepTimer: LoopTimer?
     private var signals: [SignalWatcher] = []
     private var stopping = false
@@ -44,6 +51,11 @@ public final class Node {
         api = APIHandler(config: config, clock: loop.clock, group: group, cluster: cluster)
         server = HTTPServer(loop: loop, config: config.http, handler: api)
         api.server = server
+        if let cluster, !config.etcdEndpoints.isEmpty {
+            let multi = curl ?? CurlMulti(loop: loop.uv)
+            curl = multi
+            etcd = try EtcdMembership(config: config, cluster: cluster, loop: loop, curl: multi, logger: logger)
+        }
     }
 
     /// This node's own entry: from `--peer` if it names an address for us, else the advertised host
@@ -58,9 +70,9 @@ public final class Node {
         guard config.isClustered else { return nil }
         let statics = try StaticMembership.parse(config.peers, selfName: config.name)
         let unresolved = statics.unresolvedNames.filter { $0 != config.name }
-        if !unresolved.isEmpty {
-            throw ConfigError("--peer \(unresolved.joined(separator: ",")): names without an address need etcd "
-                              + "discovery, which this version does not have yet; give NAME=HOST:PORT entries")
+        if !unresolved.isEmpty && config.etcdEndpoints.isEmpty {
+            throw ConfigError("--peer \(unresolved.joined(separator: ",")): plain names are looked up in etcd; "
+                              + "give --etcd HOST:PORT, or NAME=HOST:PORT entries")
         }
         var settings = ClusterSettings()
         settings.peerTimeoutMillis = config.peerTimeoutMillis
@@ -80,6 +92,11 @@ public final class Node {
         // Why ignore SIGPIPE: a client that goes away mid-write must cost an EPIPE, not the process.
         signal(SIGPIPE, SIG_IGN)
         try server.start(address: config.api, reusePort: config.reusePort)
+        if let etcd {
+            // springcache's start-up contract: register, wait for the listed peers, then serve. Meanwhile
+            // the API answers 503 with the reason instead of leaving clients hanging.
+            server.admissionRefusal = "waiting for peers \(etcd.awaitedNames.joined(separator: ",")) to register in etcd"
+        }
         if let cluster, let address = cluster.members[config.name]?.peer {
             let peers = GRPCServer(loop: loop, handler: PeerService(group: group, clock: loop.clock,
                                                                     token: config.peerToken))
@@ -97,24 +114,33 @@ public final class Node {
             })
         }
         logAddresses()
+        if let etcd {
+            let api = HostPort(host: config.advertiseHost ?? config.api.host, port: server.boundPort)
+            etcd.start(apiAddress: api.description) { [unowned self] ok in
+                if ok {
+                    self.server.admissionRefusal = nil
+                } else {
+                    self.exitStatus = 1
+                    self.stop()
+                }
+            }
+        }
         loop.run()
         let status = loop.close()
         if status != 0 {
             logger.warning("loop closed with \(loop.openHandleCount()) handles open (\(status))")
         }
         logger.info("stopped")
+        if exitStatus != 0 { throw NodeExit(status: exitStatus) }
     }
+
+    /// Why the process must exit non-zero (e.g. the peers it waited for never registered).
+    var exitStatus: Int32 = 0
 
     private func logAddresses() {
         let api = HostPort(host: config.api.host, port: server.boundPort)
         logger.info("serving http://\(api) group=\(config.group) origin=\(config.origin) name=\(config.name)")
-        if !config.etcdEndpoints.isEmpty {
-            logger.warning("""
-                --etcd given, but discovery through etcd is not built into this version yet: members come \
-                from --peer NAME=HOST:PORT entries only. Once it lands, nodes register under springcache/ \
-                and find each other there.
-                """)
-        }
+
     }
 
     /// Graceful stop; safe to call more than once.
@@ -127,13 +153,23 @@ public final class Node {
         sweepTimer = nil
         server.stop { [self] in
             api.close()
-            curl?.close {}
-            cluster?.close()
-            group.router = nil
-            if let peerServer {
-                peerServer.close {}
-                self.peerServer = nil
+            // Revoking the lease first makes the other members drop this node at once.
+            guard let etcd else {
+                closeTheRest()
+                return
             }
+            etcd.stop { self.closeTheRest() }
+        }
+    }
+
+    private func closeTheRest() {
+        curl?.close {}
+        curl = nil
+        cluster?.close()
+        group.router = nil
+        if let peerServer {
+            peerServer.close {}
+            self.peerServer = nil
         }
     }
 }

@@ -10,8 +10,12 @@ public struct NodeConfig {
     public var peers: [String] = []
     /// etcd endpoints (`--etcd`, comma-separated).
     public var etcdEndpoints: [String] = []
-    /// The address other nodes use to reach this one (springcache's `IP_ADDRESS`).
+    /// The address other nodes use to reach this one (springcache's `IP_ADDRESS`, or `--advertise`).
     public var advertiseHost: String?
+    /// The etcd lease every registration key hangs on (springcache's 10 s); kept alive every third of it.
+    public var leaseTTLSeconds = 10
+    /// How long start-up waits for the names listed in `--peer` to register (springcache's ~30 s).
+    public var peerWaitMillis: Int64 = 30_000
     /// A peer call slower than this fails with DEADLINE_EXCEEDED (springcache's 2 s).
     public var peerTimeoutMillis = 2_000
     /// With `--peer-token-file`: peers must send, and we send, `authorization: Bearer <token>`.

@@ -1,0 +1,153 @@
+import Logging
+
+/// A node's membership through etcd: registers it on a lease, follows the other members into the cluster,
+/// and keeps springcache's start-up contract of waiting for the names given with `--peer`.
+///
+/// etcd is never on the request path: if it goes away, the cluster keeps the last membership it had, the
+/// registrar and discovery retry with capped backoff, and the node registers again when etcd answers.
+final class EtcdMembership {
+    let config: NodeConfig
+    let cluster: Cluster
+    let loop: EventLoop
+    let logger: Logger
+    let client: EtcdClient
+    let discovery: EtcdDiscovery
+    private var registrar: EtcdRegistrar?
+    /// Members that come from `--peer NAME=HOST:PORT` (not from etcd): etcd never removes them.
+    private let staticMembers: [Member]
+    /// Names listed with `--peer` (springcache's form) that must register before the node serves.
+    let awaitedNames: [String]
+    /// Addresses found under springcache's own key `NAME` for awaited names that never registered ours.
+    private var springcacheAddresses: [String: HostPort] = [:]
+    private var fromEtcd: [String: Member] = [:]
+    private var waitTimer: LoopTimer?
+    private var waitDeadline: Int64 = 0
+    private var onReady: ((Bool) -> Void)?
+    private var lookupsInFlight: Set<String> = []
+
+    init(config: NodeConfig, cluster: Cluster, loop: EventLoop, curl: CurlMulti, logger: Logger) throws {
+        self.config = config
+        self.cluster = cluster
+        self.loop = loop
+        self.logger = logger
+        client = try EtcdClient(endpoints: config.etcdEndpoints, loop: loop, curl: curl)
+        discovery = EtcdDiscovery(client: client, loop: loop, logger: logger)
+        let statics = try StaticMembership.parse(config.peers, selfName: config.name)
+        staticMembers = statics.members.filter { $0.peer != nil && $0.name != config.name }
+        awaitedNames = statics.unresolvedNames.filter { $0 != config.name }
+    }
+
+    /// Registers this node (with its API address), starts following the members, and calls `ready(true)`
+    /// once every awaited name is known, or `ready(false)` after `--peer-wait`.
+    func start(apiAddress: String, ready: @escaping (Bool) -> Void) {
+        guard let me = cluster.members[config.name], let peer = me.peer else { return }
+        var settings = EtcdRegistrarSettings()
+        settings.leaseTTLSeconds = config.leaseTTLSeconds
+        let registrar = EtcdRegistrar(entries: EtcdRegistrar.entries(name: config.name, peer: peer, api: apiAddress),
+                                      client: client, loop: loop, settings: settings, logger: logger)
+        registrar.onRegistered = { [unowned self] in
+            // springcache's log lines, which its users' scripts wait for.
+            self.logger.info("register server is Done (lease \(self.registrar?.leaseID ?? 0))")
+        }
+        self.registrar = registrar
+        registrar.start()
+
+        discovery.onSnapshot = { [unowned self] members in
+            self.fromEtcd = [:]
+            for m in members where m.name != self.config.name { self.fromEtcd[m.name] = m }
+            self.apply()
+        }
+        discovery.onPut = { [unowned self] m in
+            guard m.name != self.config.name else { return }
+            self.fromEtcd[m.name] = m
+            self.apply()
+        }
+        discovery.onDelete = { [unowned self] name in
+            guard self.fromEtcd.removeValue(forKey: name) != nil else { return }
+            self.logger.info("member \(name) left (its etcd keys are gone)")
+            self.apply()
+        }
+        discovery.start()
+
+        onReady = ready
+        if awaitedNames.isEmpty {
+            finishWaiting(true)
+            return
+        }
+        logger.info("wait other server to register: \(awaitedNames.joined(separator: ","))")
+        waitDeadline = loop.clock.nowMillis + config.peerWaitMillis
+        let timer = LoopTimer(loop: loop) { [unowned self] in self.checkWait() }
+        timer.start(timeoutMillis: 500, repeatMillis: 500)
+        waitTimer = timer
+    }
+
+    /// The cluster's members: this node, the static entries, what etcd says, and springcache nodes found
+    /// under their own keys.
+    private func apply() {
+        var list = staticMembers + Array(fromEtcd.values)
+        for (name, address) in springcacheAddresses where fromEtcd[name] == nil {
+            list.append(Member(name: name, peer: address))
+        }
+        if let me = cluster.members[config.name] { list.append(me) }
+        cluster.setMembers(list)
+        if onReady != nil && missingNames().isEmpty { finishWaiting(true) }
+    }
+
+    private func missingNames() -> [String] {
+        awaitedNames.filter { cluster.members[$0]?.peer == nil }
+    }
+
+    private func checkWait() {
+        let missing = missingNames()
+        if missing.isEmpty {
+            finishWaiting(true)
+            return
+        }
+        if loop.clock.nowMillis >= waitDeadline {
+            logger.critical("""
+                peers \(missing.joined(separator: ",")) did not register in etcd within \
+                \(ValueParsing.formatDuration(config.peerWaitMillis)) (--peer-wait); giving up
+                """)
+            finishWaiting(false)
+            return
+        }
+        // A springcache node registers only its own key NAME → HOST:PORT: look that up too.
+        for name in missing where !lookupsInFlight.contains(name) {
+            lookupsInFlight.insert(name)
+            EtcdDiscovery.lookupAddress(of: name, client: client) { [weak self] result in
+                guard let self else { return }
+                self.lookupsInFlight.remove(name)
+                if case .success(let address?) = result, self.fromEtcd[name] == nil {
+                    self.springcacheAddresses[name] = address
+                    self.apply()
+                }
+            }
+        }
+    }
+
+    private func finishWaiting(_ ok: Bool) {
+        waitTimer?.close()
+        waitTimer = nil
+        guard let ready = onReady else { return }
+        onReady = nil
+        if ok && !awaitedNames.isEmpty { logger.info("other servers are registered") }
+        ready(ok)
+    }
+
+    /// Revokes the lease (so peers drop this node at once) and stops following etcd.
+    func stop(completion: @escaping () -> Void) {
+        waitTimer?.close()
+        waitTimer = nil
+        onReady = nil
+        discovery.stop()
+        guard let registrar else {
+            client.close()
+            completion()
+            return
+        }
+        registrar.stop { [self] in
+            client.close()
+            completion()
+        }
+    }
+}
