@@ -161,11 +161,12 @@ public final class EtcdClient {
              parse: EtcdGateway.parsePut, completion: completion)
     }
 
-    /// Reads every key that starts with `prefix`.
+    /// Reads every key that starts with `prefix` (every key for an empty prefix).
     @discardableResult
     public func range(prefix: [UInt8], timeoutMillis: Int? = nil,
                       completion: @escaping (Result<EtcdRangeResult, EtcdError>) -> Void) -> EtcdCallHandle {
-        let body = EtcdGateway.rangeBody(key: prefix, rangeEnd: EtcdGateway.prefixRangeEnd(prefix))
+        // An empty prefix means every key: etcd wants key "\0" with range_end "\0" for that.
+        let body = EtcdGateway.rangeBody(key: prefix.isEmpty ? [0] : prefix, rangeEnd: EtcdGateway.prefixRangeEnd(prefix))
         return call("/v3/kv/range", body: body, timeoutMillis: timeoutMillis, parse: EtcdGateway.parseRange,
                     completion: completion)
     }
@@ -285,7 +286,7 @@ public final class EtcdClient {
             onEnd(error)
         }
         watches[handle.id] = stream
-        let body = EtcdGateway.watchBody(key: prefix, rangeEnd: EtcdGateway.prefixRangeEnd(prefix),
+        let body = EtcdGateway.watchBody(key: prefix.isEmpty ? [0] : prefix, rangeEnd: EtcdGateway.prefixRangeEnd(prefix),
                                          startRevision: startRevision)
         stream.start(body: body, connectTimeoutMillis: settings.connectTimeoutMillis,
                      createTimeoutMillis: settings.watchCreateTimeoutMillis)
