@@ -1,7 +1,8 @@
 /// Base64 with the standard alphabet and `=` padding (RFC 4648 §4): how the etcd gateway carries keys and
 /// values in JSON (proto3 JSON mapping of `bytes`).
 public enum Base64 {
-    private static let alphabet: [UInt8] = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+    private static let alphabet: [UInt8] =
+        Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
 
     /// Each byte's 6-bit value, or 0xFF for bytes outside the alphabet.
     private static let decodeTable: [UInt8] = {

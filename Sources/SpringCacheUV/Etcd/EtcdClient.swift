@@ -32,7 +32,8 @@ public enum EtcdError: Error, Equatable, CustomStringConvertible {
         switch self {
         case .unreachable(let endpoint, let message): return "etcd \(endpoint) unreachable: \(message)"
         case .timedOut(let endpoint, let message): return "etcd \(endpoint) timed out: \(message)"
-        case .httpStatus(let endpoint, let status, let message): return "etcd \(endpoint) answered \(status): \(message)"
+        case .httpStatus(let endpoint, let status, let message):
+            return "etcd \(endpoint) answered \(status): \(message)"
         case .malformedReply(let endpoint, let message): return "etcd \(endpoint) sent a malformed reply: \(message)"
         case .watchCanceled(let endpoint, let compactRevision, let reason):
             let why = compactRevision != 0 ? "start revision compacted (compact_revision \(compactRevision))" : reason
@@ -157,15 +158,17 @@ public final class EtcdClient {
     @discardableResult
     public func put(key: [UInt8], value: [UInt8], lease: Int64 = 0, timeoutMillis: Int? = nil,
                     completion: @escaping (Result<Int64, EtcdError>) -> Void) -> EtcdCallHandle {
-        call("/v3/kv/put", body: EtcdGateway.putBody(key: key, value: value, lease: lease), timeoutMillis: timeoutMillis,
-             parse: EtcdGateway.parsePut, completion: completion)
+        call("/v3/kv/put", body: EtcdGateway.putBody(key: key, value: value, lease: lease),
+             timeoutMillis: timeoutMillis, parse: EtcdGateway.parsePut, completion: completion)
     }
 
-    /// Reads every key that starts with `prefix`.
+    /// Reads every key that starts with `prefix` (every key for an empty prefix).
     @discardableResult
     public func range(prefix: [UInt8], timeoutMillis: Int? = nil,
                       completion: @escaping (Result<EtcdRangeResult, EtcdError>) -> Void) -> EtcdCallHandle {
-        let body = EtcdGateway.rangeBody(key: prefix, rangeEnd: EtcdGateway.prefixRangeEnd(prefix))
+        // An empty prefix means every key: etcd wants key "\0" with range_end "\0" for that.
+        let body = EtcdGateway.rangeBody(key: prefix.isEmpty ? [0] : prefix,
+                                         rangeEnd: EtcdGateway.prefixRangeEnd(prefix))
         return call("/v3/kv/range", body: body, timeoutMillis: timeoutMillis, parse: EtcdGateway.parseRange,
                     completion: completion)
     }
@@ -232,7 +235,8 @@ public final class EtcdClient {
             return .failure(error(for: failure, endpoint: endpoint))
         case .response(let status, let body):
             guard status == 200 else {
-                return .failure(.httpStatus(endpoint: endpoint, status: status, message: EtcdGateway.errorMessage(body)))
+                return .failure(.httpStatus(endpoint: endpoint, status: status,
+                                            message: EtcdGateway.errorMessage(body)))
             }
             do {
                 return .success(try parse(try JSONValue.parse(body)))
@@ -285,8 +289,8 @@ public final class EtcdClient {
             onEnd(error)
         }
         watches[handle.id] = stream
-        let body = EtcdGateway.watchBody(key: prefix, rangeEnd: EtcdGateway.prefixRangeEnd(prefix),
-                                         startRevision: startRevision)
+        let body = EtcdGateway.watchBody(key: prefix.isEmpty ? [0] : prefix,
+                                         rangeEnd: EtcdGateway.prefixRangeEnd(prefix), startRevision: startRevision)
         stream.start(body: body, connectTimeoutMillis: settings.connectTimeoutMillis,
                      createTimeoutMillis: settings.watchCreateTimeoutMillis)
         return handle

@@ -177,7 +177,9 @@ public final class EtcdDiscovery {
     /// Reads a member record: the key names the member; the value is `{"name":..,"peer":"HOST:PORT",
     /// "api":"HOST:PORT"}` whose `name`, when present, must agree with the key, and whose `peer` is required.
     public static func member(key: [UInt8], value: [UInt8], prefix: [UInt8]) -> Result<Member, RecordError> {
-        guard let name = name(fromKey: key, prefix: prefix) else { return .failure(RecordError("key is not under the prefix")) }
+        guard let name = name(fromKey: key, prefix: prefix) else {
+            return .failure(RecordError("key is not under the prefix"))
+        }
         let record: JSONValue
         do {
             record = try JSONValue.parse(value)
@@ -190,7 +192,9 @@ public final class EtcdDiscovery {
                 return .failure(RecordError("value names another member than the key"))
             }
         }
-        guard let peerText = record["peer"]?.stringValue else { return .failure(RecordError("value has no peer address")) }
+        guard let peerText = record["peer"]?.stringValue else {
+            return .failure(RecordError("value has no peer address"))
+        }
         let peer: HostPort
         do {
             peer = try HostPort.parse(peerText, flag: "peer")

@@ -156,7 +156,8 @@ public enum EtcdGateway {
         guard kv.objectValue != nil else { throw ReplyError("kv is not an object") }
         let key = try bytes(kv["key"], "kv.key")
         guard !key.isEmpty else { throw ReplyError("kv has no key") }
-        return EtcdKeyValue(key: key, value: try bytes(kv["value"], "kv.value"), lease: try int64(kv["lease"], "kv.lease"),
+        return EtcdKeyValue(key: key, value: try bytes(kv["value"], "kv.value"),
+                            lease: try int64(kv["lease"], "kv.lease"),
                             createRevision: try int64(kv["create_revision"], "kv.create_revision"),
                             modRevision: try int64(kv["mod_revision"], "kv.mod_revision"),
                             version: try int64(kv["version"], "kv.version"))
@@ -210,7 +211,8 @@ public enum EtcdGateway {
 
     /// The message of an error reply (`{"error":..,"message":..,"code":5}`), else the body as text.
     static func errorMessage(_ body: [UInt8]) -> String {
-        if let reply = try? JSONValue.parse(body), let message = reply["message"]?.stringValue ?? reply["error"]?.stringValue {
+        if let reply = try? JSONValue.parse(body),
+           let message = reply["message"]?.stringValue ?? reply["error"]?.stringValue {
             return message
         }
         return text(body)

@@ -159,6 +159,16 @@ public final class EtcdRegistrar {
         }
     }
 
+    /// Asks etcd about the lease now instead of at the next keepalive, when the registrar is idle between
+    /// keepalives. Why: etcd may have restarted empty between two keepalives (TTL/3 apart); whoever notices
+    /// first (e.g. `EtcdDiscovery`'s watch breaking and coming back) can call this to re-register at once.
+    public func checkNow() {
+        guard phase == .running, pending == nil, isRegistered else { return }
+        timer.stop()
+        timerAction = nil
+        keepAlive()
+    }
+
     // MARK: - The cycle
 
     private func grant() {

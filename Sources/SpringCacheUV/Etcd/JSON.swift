@@ -153,7 +153,9 @@ private struct JSONParser {
             }
             let name = try parseString()
             skipWhitespace()
-            guard consume(UInt8(ascii: ":")) else { throw error("expected ':' after a member name, found \(describeCurrent())") }
+            guard consume(UInt8(ascii: ":")) else {
+                throw error("expected ':' after a member name, found \(describeCurrent())")
+            }
             skipWhitespace()
             members[name] = try parseValue()
             skipWhitespace()
@@ -215,7 +217,9 @@ private struct JSONParser {
         if position < bytes.count, bytes[position] == UInt8(ascii: "e") || bytes[position] == UInt8(ascii: "E") {
             position += 1
             if !consume(UInt8(ascii: "+")) { _ = consume(UInt8(ascii: "-")) }
-            guard position < bytes.count, isDigit(bytes[position]) else { throw error("expected a digit in an exponent") }
+            guard position < bytes.count, isDigit(bytes[position]) else {
+                throw error("expected a digit in an exponent")
+            }
             skipDigits()
         }
         return .number(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self))

@@ -29,9 +29,10 @@ final class EtcdTestServer {
         precondition(process == nil, "etcd already running")
         if fresh { try? FileManager.default.removeItem(atPath: dataDir) }
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/etcd")
+        // setpriv execs etcd (same pid) with a parent-death signal, so a crashed test run leaves no etcd behind.
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
         let client = "http://127.0.0.1:\(clientPort)", peer = "http://127.0.0.1:\(peerPort)"
-        p.arguments = ["--data-dir", dataDir, "--listen-client-urls", client, "--advertise-client-urls", client,
+        p.arguments = ["--pdeathsig", "KILL", "/usr/bin/etcd", "--data-dir", dataDir, "--listen-client-urls", client, "--advertise-client-urls", client,
                        "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                        "--initial-cluster", "default=\(peer)", "--log-level", "error"]
         p.standardOutput = FileHandle.nullDevice
@@ -164,9 +165,10 @@ final class EtcdTestLoop {
     /// Runs the loop until `done()` holds; false if `seconds` passed first.
     @discardableResult
     func run(upTo seconds: Double, until done: @escaping () -> Bool) -> Bool {
+        guard !isClosed else { return done() }  // a tearDown after closeAll
         var expired = false
         let watchdog = LoopTimer(loop: loop) { expired = true }
-        watchdog.start(timeoutMillis: UInt64(seconds * 1000))
+        watchdog.start(timeoutMillis: UInt64(max(0, seconds) * 1000))
         // A short repeating check so a condition set from any callback ends the wait promptly.
         let check = LoopTimer(loop: loop) { if done() || expired { uv_stop(self.loop.uv) } }
         check.start(timeoutMillis: 5, repeatMillis: 5)

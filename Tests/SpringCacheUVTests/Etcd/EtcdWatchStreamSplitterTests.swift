@@ -2,7 +2,7 @@ import XCTest
 
 @testable import SpringCacheUV
 
-final class WatchStreamSplitterTests: XCTestCase {
+final class EtcdWatchStreamSplitterTests: XCTestCase {
     /// A real stream body (etcd 3.4.23, `curl -sN -X POST $E/v3/watch`), one line per response.
     static let stream = EtcdGatewayTests.watchLines.joined(separator: "\n") + "\n"
 

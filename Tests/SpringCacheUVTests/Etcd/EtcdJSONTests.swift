@@ -2,7 +2,7 @@ import XCTest
 
 @testable import SpringCacheUV
 
-final class JSONTests: XCTestCase {
+final class EtcdJSONTests: XCTestCase {
     func testValidDocuments() throws {
         let cases: [(String, JSONValue)] = [
             ("null", .null),

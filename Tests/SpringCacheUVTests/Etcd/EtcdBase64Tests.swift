@@ -3,7 +3,7 @@ import XCTest
 
 @testable import SpringCacheUV
 
-final class Base64Tests: XCTestCase {
+final class EtcdBase64Tests: XCTestCase {
     func testRFC4648Vectors() {
         let vectors = [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="),
                        ("fooba", "Zm9vYmE="), ("foobar", "Zm9vYmFy"),
