@@ -53,6 +53,9 @@ final class EtcdMembership {
         registrar.start()
 
         discovery.onSnapshot = { [unowned self] members in
+            // A fresh snapshot follows a broken watch: etcd may have come back empty between two keepalives,
+            // so ask about the lease now rather than up to TTL/3 later.
+            self.registrar?.checkNow()
             self.fromEtcd = [:]
             for m in members where m.name != self.config.name { self.fromEtcd[m.name] = m }
             self.apply()
