@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import Node, Origin, binary_path  # noqa: E402
+from harness import Cluster, Node, Origin, binary_path  # noqa: E402
 
 
 def _require_binary():
@@ -61,3 +61,21 @@ def origin():
         yield o
     finally:
         o.stop()
+
+
+@pytest.fixture
+def start_cluster():
+    """Factory: start_cluster(names, extra_flags, per_node_flags) -> harness.Cluster; all stopped at teardown."""
+    _require_binary()
+    clusters = []
+
+    def start(names=("a", "b", "c"), extra_flags=(), per_node_flags=None):
+        c = Cluster(names, extra_flags, per_node_flags)
+        clusters.append(c)
+        return c
+
+    try:
+        yield start
+    finally:
+        for c in clusters:
+            c.cleanup()
