@@ -27,12 +27,29 @@ def binary_path():
     return os.path.abspath(path)
 
 
+_LOG_DIR = None
+
+
+def log_dir():
+    """Where node logs go: $SPRINGCACHE_IT_LOG_DIR, else a private directory made once per test process.
+
+    Why not plain /tmp: on a shared machine another job may sweep /tmp/springcache-it-*.log while a test
+    still reads its node's log (seen: files vanished within seconds).
+    """
+    global _LOG_DIR
+    if _LOG_DIR is None:
+        _LOG_DIR = os.environ.get("SPRINGCACHE_IT_LOG_DIR") or tempfile.mkdtemp(prefix="sc-it-logs-")
+        os.makedirs(_LOG_DIR, exist_ok=True)
+    return _LOG_DIR
+
+
 class Node:
     """One springcache-uv process started on an ephemeral API port; stderr goes to a temp file."""
 
     def __init__(self, *args):
         self.args = [binary_path(), "--api", "127.0.0.1:0", "--jitter", "0", *[str(a) for a in args]]
-        self.log = tempfile.NamedTemporaryFile(prefix="springcache-it-", suffix=".log", delete=False)
+        self.log = tempfile.NamedTemporaryFile(prefix="springcache-it-", suffix=".log", delete=False,
+                                               dir=log_dir())
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
         self.port = None
         deadline = time.monotonic() + START_TIMEOUT
