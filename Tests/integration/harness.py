@@ -462,11 +462,16 @@ class Cluster:
         self.nodes[name] = Node(*self.args(name))
         return self.nodes[name]
 
-    def restart(self, name, sig=signal.SIGKILL):
-        """Stops the node (SIGKILL by default) and starts it again on the same ports; keeps the old log."""
+    def restart(self, name, sig=signal.SIGKILL, down_seconds=0):
+        """Stops the node (SIGKILL by default), waits down_seconds, starts it again on the same ports.
+
+        The old Node (and its log) is kept in self.retired until cleanup.
+        """
         old = self.nodes[name]
         old.stop(sig)
         self.retired.append(old)
+        if down_seconds:
+            time.sleep(down_seconds)
         return wait_for(lambda: self._try_start(name), 10, 0.2) or self.start(name)
 
     def _try_start(self, name):
