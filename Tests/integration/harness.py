@@ -228,6 +228,9 @@ class Origin:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes; without TCP_NODELAY, Nagle holds the body until the
+            # node's delayed ACK (40 ms): every origin load would measure the test origin, not the node.
+            disable_nagle_algorithm = True
 
             def log_message(self, *a):
                 pass
