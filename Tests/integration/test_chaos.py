@@ -130,6 +130,7 @@ class Chaos:
                 status, body = self.call(conns, node, "GET", "/api/get?key=" + key)
             except Exception as e:
                 self.note(t0, node, "get", "error", type(e).__name__)
+                time.sleep(0.01)  # a refused connection fails at once: do not spin
                 continue
             if status == 200:
                 ok = body == b"value=" + truth(key) + b"\n"
@@ -154,6 +155,7 @@ class Chaos:
                                          urllib.parse.urlencode({"key": key, "value": value, "expire": "0"}), form)
             except Exception as e:
                 self.note(t0, node, "set", "error", type(e).__name__)
+                time.sleep(0.01)
                 continue
             if status != 200:
                 self.note(t0, node, "set", "error", "HTTP %d" % status)
@@ -236,25 +238,39 @@ class Chaos:
     def sleep(seconds):
         time.sleep(seconds)
 
+    def check_alive(self):
+        """Every node we did not take down must still run; one that exited was stopped by something else
+        (a crash, or another job on the machine sending it a signal): stop the run and say which."""
+        for n in self.cluster.names:
+            node = self.cluster[n]
+            if n not in self.down and not node.alive():
+                tail = [line for line in node.log_text().splitlines()[-5:]]
+                self.failures.append("node %s exited by itself or was signalled by someone else (rc=%r): %r"
+                                     % (n, node.proc.returncode, tail))
+        return not self.failures or not any("exited" in f for f in self.failures)
+
     def controller(self, t_end):
         names = self.cluster.names
         cycle = 0
         self.sleep(STEADY)
+        steps = [lambda c: self.fault_kill(names[c % len(names)]),
+                 lambda c: self.fault_stop(names[(c + 1) % len(names)]),
+                 lambda c: self.fault_origin()]
+        if os.environ.get("CHAOS_ETCD"):
+            steps.append(lambda c: self.fault_etcd())
         while True:
-            self.fault_kill(names[cycle % len(names)])
-            self.sleep(STEADY)
-            self.fault_stop(names[(cycle + 1) % len(names)])
-            self.sleep(STEADY)
-            self.fault_origin()
-            self.sleep(STEADY)
-            if os.environ.get("CHAOS_ETCD"):
-                self.fault_etcd()
+            for step in steps:
+                if not self.check_alive():
+                    return
+                step(cycle)
+                self.sleep(STEADY)
             cycle += 1
             if time.monotonic() + CYCLE_SECONDS > t_end:
                 break
         remaining = t_end - time.monotonic()
         if remaining > 0:
             self.sleep(remaining)
+        self.check_alive()
 
     # --- run and judge ---------------------------------------------------------------------------
 
@@ -364,7 +380,7 @@ def report(summary):
 
 def check(summary):
     assert summary["wrong"] == 0, "WRONG answers: %r" % summary["_wrong_samples"]
-    assert not summary["convergence_failures"], summary["convergence_failures"]
+    assert not summary["convergence_failures"], summary["convergence_failures"]  # includes nodes that died
     assert all(summary["alive_at_end"].values()), summary["alive_at_end"]
     assert summary["unexpected_errors"] == 0, (
         "%d errors outside the stated failover windows, e.g. %r" % (summary["unexpected_errors"],
