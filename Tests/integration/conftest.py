@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import Cluster, Node, Origin, binary_path  # noqa: E402
+from harness import Cluster, FixedCluster, Node, Origin, binary_path  # noqa: E402
 
 
 def _require_binary():
@@ -107,3 +107,21 @@ def pb():
         if out in sys.path:
             sys.path.remove(out)
         shutil.rmtree(out, ignore_errors=True)
+
+
+@pytest.fixture
+def start_fixed_cluster():
+    """Factory: start_fixed_cluster(names, extra_flags, per_node_flags) -> harness.FixedCluster; all stopped at teardown."""
+    _require_binary()
+    clusters = []
+
+    def start(names=("a", "b", "c"), extra_flags=(), per_node_flags=None):
+        c = FixedCluster(names, extra_flags, per_node_flags)
+        clusters.append(c)
+        return c
+
+    try:
+        yield start
+    finally:
+        for c in clusters:
+            c.cleanup()

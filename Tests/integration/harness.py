@@ -27,12 +27,29 @@ def binary_path():
     return os.path.abspath(path)
 
 
+_LOG_DIR = None
+
+
+def log_dir():
+    """Where node logs go: $SPRINGCACHE_IT_LOG_DIR, else a private directory made once per test process.
+
+    Why not plain /tmp: on a shared machine another job may sweep /tmp/springcache-it-*.log while a test
+    still reads its node's log (seen: files vanished within seconds).
+    """
+    global _LOG_DIR
+    if _LOG_DIR is None:
+        _LOG_DIR = os.environ.get("SPRINGCACHE_IT_LOG_DIR") or tempfile.mkdtemp(prefix="sc-it-logs-")
+        os.makedirs(_LOG_DIR, exist_ok=True)
+    return _LOG_DIR
+
+
 class Node:
     """One springcache-uv process started on an ephemeral API port; stderr goes to a temp file."""
 
     def __init__(self, *args):
         self.args = [binary_path(), "--api", "127.0.0.1:0", "--jitter", "0", *[str(a) for a in args]]
-        self.log = tempfile.NamedTemporaryFile(prefix="springcache-it-", suffix=".log", delete=False)
+        self.log = tempfile.NamedTemporaryFile(prefix="springcache-it-", suffix=".log", delete=False,
+                                               dir=log_dir())
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
         self.port = None
         deadline = time.monotonic() + START_TIMEOUT
@@ -195,7 +212,9 @@ class Origin:
     """A ThreadingHTTPServer on 127.0.0.1:0 answering GET /v/{key}.
 
     values[key] -> 200 with those bytes; status[key] -> that status; delay[key] -> sleep first;
-    keys starting with 'slow' sleep slow_delay (0.5 s). Unknown keys -> 404. counts[key] counts requests.
+    keys starting with 'slow' sleep slow_delay (0.5 s); every other key sleeps all_delay (0 unless a test
+    slows the whole origin down). value_of(key), if set, answers keys missing from values (a computed
+    truth). Unknown keys -> 404. counts[key] counts requests.
     """
 
     def __init__(self):
@@ -203,12 +222,17 @@ class Origin:
         self.status = {}
         self.delay = {}
         self.slow_delay = 0.5
+        self.all_delay = 0
+        self.value_of = None
         self.counts = {}
         self.lock = threading.Lock()
         origin = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes; without TCP_NODELAY, Nagle holds the body until the
+            # node's delayed ACK (40 ms): every origin load would measure the test origin, not the node.
+            disable_nagle_algorithm = True
 
             def log_message(self, *a):
                 pass
@@ -221,9 +245,11 @@ class Origin:
                 key = urllib.parse.unquote(path[len("/v/"):])
                 with origin.lock:
                     origin.counts[key] = origin.counts.get(key, 0) + 1
-                    delay = origin.delay.get(key, origin.slow_delay if key.startswith("slow") else 0)
+                    delay = origin.delay.get(key, origin.slow_delay if key.startswith("slow") else origin.all_delay)
                     status = origin.status.get(key)
                     value = origin.values.get(key)
+                    if value is None and origin.value_of is not None:
+                        value = origin.value_of(key)
                 if delay:
                     time.sleep(delay)
                 if status is not None:
@@ -345,6 +371,162 @@ def find_dicts_with(obj, *names):
         for v in obj:
             out.extend(find_dicts_with(v, *names))
     return out
+
+
+# --- ports, polling, process memory ----------------------------------------------------------------
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago (for flags that cannot take port 0)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def free_ports(n):
+    """n distinct free ports (see free_port)."""
+    ports = set()
+    while len(ports) < n:
+        ports.add(free_port())
+    return sorted(ports)
+
+
+def wait_for(predicate, timeout, interval=0.05):
+    """Polls predicate until it returns something truthy or timeout passes; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
+
+
+def proc_status_kib(pid, field="VmRSS"):
+    """A /proc/PID/status memory field (VmRSS, VmHWM, ...) in KiB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def proc_open_files_limit(pid):
+    """The soft RLIMIT_NOFILE of a process, from /proc/PID/limits (None = unlimited)."""
+    with open("/proc/%d/limits" % pid) as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                soft = line.split()[3]
+                return None if soft == "unlimited" else int(soft)
+    raise KeyError("Max open files")
+
+
+def percentile(sorted_values, p):
+    """The p-th percentile (0..100) of an already sorted list, nearest-rank."""
+    if not sorted_values:
+        return float("nan")
+    k = max(0, min(len(sorted_values) - 1, int(round(p / 100.0 * len(sorted_values) + 0.5)) - 1))
+    return sorted_values[k]
+
+
+# --- a static cluster on fixed ports ---------------------------------------------------------------
+
+
+class FixedCluster:
+    """Nodes named names[i] with static `--peer NAME=127.0.0.1:PORT,...` membership on fixed ports.
+
+    API and peer ports are chosen once, so restart(name) brings a node back on the same addresses.
+    extra_flags apply to every node; per_node_flags[name] only to that one.
+    """
+
+    def __init__(self, names=("a", "b", "c"), extra_flags=(), per_node_flags=None):
+        self.names = list(names)
+        ports = free_ports(2 * len(self.names))
+        self.api_ports = dict(zip(self.names, ports[:len(self.names)]))
+        self.peer_ports = dict(zip(self.names, ports[len(self.names):]))
+        self.peer_list = ",".join("%s=127.0.0.1:%d" % (n, self.peer_ports[n]) for n in self.names)
+        self.extra_flags = list(extra_flags)
+        self.per_node_flags = per_node_flags or {}
+        self.nodes = {}
+        self.retired = []
+        try:
+            for n in self.names:
+                self.start(n)
+        except Exception:
+            self.cleanup()
+            raise
+
+    def args(self, name):
+        return ["--api", "127.0.0.1:%d" % self.api_ports[name], "--name", name, "--port",
+                str(self.peer_ports[name]), "--peer", self.peer_list, *self.extra_flags,
+                *self.per_node_flags.get(name, ())]
+
+    def start(self, name):
+        self.nodes[name] = Node(*self.args(name))
+        return self.nodes[name]
+
+    def restart(self, name, sig=signal.SIGKILL, down_seconds=0):
+        """Stops the node (SIGKILL by default), waits down_seconds, starts it again on the same ports.
+
+        The old Node (and its log) is kept in self.retired until cleanup.
+        """
+        old = self.nodes[name]
+        old.stop(sig)
+        self.retired.append(old)
+        if down_seconds:
+            time.sleep(down_seconds)
+        return wait_for(lambda: self._try_start(name), 10, 0.2) or self.start(name)
+
+    def _try_start(self, name):
+        try:
+            return self.start(name)
+        except RuntimeError:
+            return None
+
+    def __getitem__(self, name):
+        return self.nodes[name]
+
+    def members_up(self, name):
+        """Names of the members that node `name` reports as up in /api/peers (empty set if it cannot answer)."""
+        import json
+        try:
+            status, _, body, _ = self.nodes[name].request("GET", "/api/peers", timeout=2)
+        except OSError:
+            return set()
+        if status != 200:
+            return set()
+        return {m["name"] for m in json.loads(body)["members"] if m.get("state") == "up"}
+
+    def converged(self):
+        return all(self.members_up(n) == set(self.names) for n in self.names)
+
+    def cleanup(self):
+        for n in list(self.nodes.values()) + self.retired:
+            n.stop()
+            n.cleanup()
+
+
+# --- gRPC stubs for the peer protocol, generated at test time -------------------------------------
+
+_PEER_STUBS = None
+
+
+def peer_stubs():
+    """(pb2, pb2_grpc) modules for proto/springcachepb.proto, compiled with grpc_tools.protoc into a temp dir."""
+    global _PEER_STUBS
+    if _PEER_STUBS is None:
+        import importlib
+        import sys
+        here = os.path.dirname(os.path.abspath(__file__))
+        proto_dir = os.path.join(here, "..", "..", "proto")
+        out = tempfile.mkdtemp(prefix="springcachepb-")
+        subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", proto_dir, "--python_out=" + out,
+                        "--grpc_python_out=" + out, os.path.join(proto_dir, "springcachepb.proto")], check=True)
+        sys.path.insert(0, out)
+        _PEER_STUBS = (importlib.import_module("springcachepb_pb2"), importlib.import_module("springcachepb_pb2_grpc"))
+    return _PEER_STUBS
 
 
 # --- clusters (static --peer lists) ------------------------------------------------------------
