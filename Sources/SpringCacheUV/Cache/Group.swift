@@ -293,6 +293,24 @@ public final class Group {
         }
     }
 
+    /// After the membership changed: drops what this node may no longer serve as the truth. Main-cache
+    /// entries of keys another member owns now (loaded or set here while their owner was unreachable, or
+    /// before it joined) would hide the owner's newer value; with `allCopies`, hot copies go too (the node
+    /// may have missed invalidations while it was cut off). Returns how many entries were dropped.
+    @discardableResult
+    public func dropEntriesOwnedElsewhere(allCopies: Bool) -> Int {
+        guard let router else { return 0 }
+        var dropped = main.removeAll { slot in
+            router.owner(of: String(decoding: main.key(at: slot), as: UTF8.self)) != nil
+        }
+        if allCopies {
+            // Copies of other members' values only: values set here with hot=true are this node's own.
+            dropped += hot.removeAll { slot in hot.flags(at: slot).contains(.fixedExpiry) }
+        }
+        counters.ownershipDrops += UInt64(dropped)
+        return dropped
+    }
+
     /// Drops this node's copies of a key that changed elsewhere (an owner's invalidation, or a set
     /// forwarded from here); a fetch in flight for it will not make a copy.
     private func dropLocalCopies(key: String, newValue: GetOutcome?) {

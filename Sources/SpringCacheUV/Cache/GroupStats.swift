@@ -31,6 +31,8 @@ public struct GroupStats: Equatable, Sendable {
     public var forwardedSets: UInt64 = 0
     public var forwardedDeletes: UInt64 = 0
     public var fallbackSets: UInt64 = 0
+    /// Entries dropped because the membership changed and another member owns their keys now.
+    public var ownershipDrops: UInt64 = 0
     public var sets: UInt64 = 0
     public var deletes: UInt64 = 0
     /// Evictions and expirations of the main cache.

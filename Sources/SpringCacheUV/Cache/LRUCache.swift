@@ -380,6 +380,21 @@ public final class LRUCache {
         return removed
     }
 
+    /// Removes every entry whose slot `shouldRemove` names (read it with `key(at:)`, `flags(at:)`…); returns
+    /// how many. O(entries): for rare events (a membership change), not for the request path.
+    @discardableResult
+    public func removeAll(where shouldRemove: (Int32) -> Bool) -> Int {
+        var removed = 0
+        for i in 0..<slotHighWater where entries[i].storage != nil {
+            let slot = Int32(i)
+            if shouldRemove(slot) {
+                remove(slot)
+                removed += 1
+            }
+        }
+        return removed
+    }
+
     // MARK: Slots and LRU list
 
     private func allocateSlot() -> Int32 {

@@ -7,6 +7,9 @@ public struct ClusterSettings {
     public var peerTimeoutMillis = 2_000
     /// How often a dropped peer is probed to see whether it answers again.
     public var probeIntervalMillis: UInt64 = 1_000
+    /// Invalidations get a quarter of the peer timeout: the owner answers a forwarded set only after them,
+    /// so a black-holed member must not eat the caller's whole deadline (the caller would drop the owner).
+    public var invalidateTimeoutMillis: Int { max(50, peerTimeoutMillis / 4) }
     /// Sent as `authorization: Bearer <token>` on every peer call, with `--peer-token-file`.
     public var peerToken: [UInt8]?
 
@@ -48,6 +51,9 @@ public final class Cluster: PeerRouter {
     private var probeTimer: LoopTimer?
     private var probing: Set<String> = []
     private var closed = false
+    /// Called after the ring changed, with the members that came back (re-admitted after a drop). The node
+    /// then drops entries it no longer owns and tells those members to drop their copies.
+    public var onRingChange: ((_ readmitted: [String]) -> Void)?
 
     public init(selfMember: Member, loop: EventLoop, settings: ClusterSettings, logger: Logger) {
         selfName = selfMember.name
@@ -99,7 +105,7 @@ public final class Cluster: PeerRouter {
         if down.remove(name) != nil {
             stats.readmissions += 1
             logger.info("peer \(name) re-admitted to the ring")
-            rebuildRing()
+            rebuildRing(readmitted: [name])
         }
         return true
     }
@@ -112,10 +118,21 @@ public final class Cluster: PeerRouter {
         rebuildRing()
     }
 
-    private func rebuildRing() {
+    private func rebuildRing(readmitted: [String] = []) {
         // A member without a peer address cannot be asked, so it owns nothing until it has one.
-        ring = HashRing(members: members.values.filter { $0.name == selfName || ($0.peer != nil && !down.contains($0.name)) }
-                                                .map(\.name))
+        let next = HashRing(members: members.values.filter { $0.name == selfName || ($0.peer != nil && !down.contains($0.name)) }
+                                                    .map(\.name))
+        let gained = next.members.contains { !ring.contains($0) }
+        ring = next
+        if gained || !readmitted.isEmpty { onRingChange?(readmitted) }
+    }
+
+    /// Tells a member that missed invalidations (it was cut off) to drop every copy it holds of keys it does
+    /// not own: an Invalidate with an empty key.
+    public func tellToDropCopies(_ name: String, group: String) {
+        guard name != selfName else { return }
+        call(PeerID(name), path: PeerService.invalidatePath, message: DeleteRequest(group: group, key: "").encoded(),
+             timeoutMillis: settings.invalidateTimeoutMillis) { _ in }
     }
 
     /// Asks each dropped peer for a key of no group: any gRPC answer (NOT_FOUND) proves it is back.
@@ -131,7 +148,7 @@ public final class Cluster: PeerRouter {
                 switch result {
                 case .success:
                     self.readmit(name)
-                case .failure(let error) where !Cluster.isTransportFailure(error.status):
+                case .failure(let error) where !Cluster.makesPeerUnusable(error):
                     self.readmit(name)
                 case .failure:
                     break
@@ -160,15 +177,21 @@ public final class Cluster: PeerRouter {
         return c
     }
 
-    /// Transport failures drop the peer; answers with a status (NOT_FOUND, INVALID_ARGUMENT…) do not.
-    /// UNKNOWN is an answer too: it is what a springcache (Go) peer returns for its own errors, such as a
-    /// missing key, and the peer that sent it is evidently reachable.
-    static func isTransportFailure(_ status: GRPCStatus) -> Bool {
-        status == .unavailable || status == .deadlineExceeded || status == .cancelled || status == .internal
+    /// Whether a failed call means the peer cannot be used: a transport failure on our side (refused, lost,
+    /// our deadline passed with no answer, a broken response), or the peer refusing our credentials.
+    ///
+    /// Any other status the peer sent is an answer from a live peer and drops nothing: DEADLINE_EXCEEDED or
+    /// UNAVAILABLE from an owner whose origin is slow or down, NOT_FOUND, or UNKNOWN (what a springcache (Go)
+    /// peer returns for its own errors). Dropping such a peer would make every ring flap with the origin.
+    static func makesPeerUnusable(_ error: GRPCCallError) -> Bool {
+        if error.fromPeer { return error.status == .unauthenticated || error.status == .permissionDenied }
+        let s = error.status
+        return s == .unavailable || s == .deadlineExceeded || s == .cancelled || s == .internal
+            || s == .resourceExhausted || s == .unimplemented
     }
 
     /// Runs one call to `peer`; transport failures drop it before `completion` sees them.
-    private func call(_ peer: PeerID, path: String, message: [UInt8],
+    private func call(_ peer: PeerID, path: String, message: [UInt8], timeoutMillis: Int? = nil,
                       completion: @escaping (Result<[UInt8], GRPCCallError>) -> Void) {
         stats.peerCalls += 1
         guard let client = client(for: peer.name) else {
@@ -176,12 +199,14 @@ public final class Cluster: PeerRouter {
             return
         }
         let start = uv_hrtime()
-        client.unary(path: path, message: message, timeoutMillis: settings.peerTimeoutMillis,
+        client.unary(path: path, message: message, timeoutMillis: timeoutMillis ?? settings.peerTimeoutMillis,
                      metadata: metadata) { [weak self] result in
             self?.stats.callLatency.observe(nanoseconds: uv_hrtime() &- start)
-            if case .failure(let error) = result, Cluster.isTransportFailure(error.status) {
+            if case .failure(let error) = result, Cluster.makesPeerUnusable(error) {
                 self?.stats.peerFailures += 1
-                self?.drop(peer.name, reason: "\(error.status): \(error.message)")
+                let why = error.fromPeer ? "it refused our credentials (\(error.status): \(error.message)); "
+                    + "check --peer-token-file on both sides" : "\(error.status): \(error.message)"
+                self?.drop(peer.name, reason: why)
             }
             completion(result)
         }
@@ -241,7 +266,8 @@ public final class Cluster: PeerRouter {
         }
         for name in others {
             stats.invalidationsSent += 1
-            call(PeerID(name), path: PeerService.invalidatePath, message: message) { _ in
+            call(PeerID(name), path: PeerService.invalidatePath, message: message,
+                 timeoutMillis: settings.invalidateTimeoutMillis) { _ in
                 pending -= 1
                 if pending == 0 { completion() }
             }

@@ -141,6 +141,15 @@ public final class EtcdDiscovery {
         }
     }
 
+    /// Re-reads the members at once if a retry is waiting out its backoff: someone saw etcd answer again
+    /// (the registrar's keepalive), so the gap in following it should be one request, not up to 2 s.
+    public func retryNow() {
+        guard phase == .running, pendingRange == nil, watch == nil else { return }
+        retryTimer.stop()
+        backoffMillis = settings.initialBackoffMillis
+        rangeThenWatch()
+    }
+
     private func retry(after what: String, _ error: EtcdError) {
         stats.failures += 1
         let delay = backoffMillis

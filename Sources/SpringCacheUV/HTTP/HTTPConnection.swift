@@ -169,7 +169,9 @@ public final class HTTPConnection {
     private func process(_ bytes: UnsafeRawBufferPointer) -> Int {
         var offset = 0
         while offset < bytes.count && !deferred && !closeAfterFlush && !closing {
-            if outputBacklog > server.config.maxOutputBytesPerConnection {
+            // Answers of this batch still in the shared buffer count too: a client can pipeline thousands of
+            // requests in one read, and their answers must not pile up there before the check sees them.
+            if outputBacklog + server.output.bytes.count > server.config.maxOutputBytesPerConnection {
                 flush()
                 if outputBacklog > server.config.maxOutputBytesPerConnection {
                     // Backpressure: the client is not reading its answers; stop reading its requests.
@@ -230,7 +232,7 @@ public final class HTTPConnection {
         precondition(deferred, "finishDeferred without a deferred request")
         deferred = false
         if closing {
-            server.output.bytes.count = 0
+            server.output.clear()
             return
         }
         batchStart = uv_hrtime()
@@ -255,7 +257,7 @@ public final class HTTPConnection {
     private func flush() {
         let out = server.output
         guard out.bytes.count > 0 else { return }
-        defer { out.bytes.count = 0 }
+        defer { out.clear() }
         if closing { return }
         server.stats.bytesOut += UInt64(out.bytes.count)
         if writeInFlight {

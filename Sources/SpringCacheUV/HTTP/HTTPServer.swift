@@ -47,7 +47,21 @@ public protocol HTTPHandler: AnyObject {
 /// path neither allocates nor copies, and an idle connection holds no buffers. It is empty at every
 /// callback boundary.
 public final class ResponseBuffer {
-    public var bytes = ByteBuffer(capacity: 64 << 10)
+    /// What the buffer starts with, and what it goes back to after an answer made it grow past `keepCapacity`.
+    static let initialCapacity = 64 << 10
+    /// The most the buffer keeps between callbacks; one large answer must not pin its memory for good.
+    static let keepCapacity = 1 << 20
+
+    public var bytes = ByteBuffer(capacity: ResponseBuffer.initialCapacity)
+
+    /// Empties the buffer once its bytes are written or copied, giving back memory a large batch took.
+    func clear() {
+        bytes.count = 0
+        if bytes.capacity > ResponseBuffer.keepCapacity {
+            bytes.deallocate()
+            bytes = ByteBuffer(capacity: ResponseBuffer.initialCapacity)
+        }
+    }
 }
 
 /// Counters about connections and requests that the server owns; read by /api/stats and /metrics.

@@ -48,6 +48,8 @@ final class EtcdMembership {
         registrar.onRegistered = { [unowned self] in
             // springcache's log lines, which its users' scripts wait for.
             self.logger.info("register server is Done (lease \(self.registrar?.leaseID ?? 0))")
+            // etcd answers (again): follow it now rather than after discovery's backoff.
+            self.discovery.retryNow()
         }
         self.registrar = registrar
         registrar.start()

@@ -48,6 +48,11 @@ public final class Node {
                       loader: loader)
         cluster = try Node.makeCluster(config: config, loop: loop, logger: logger)
         group.router = cluster
+        cluster?.onRingChange = { [unowned group, weak cluster] readmitted in
+            let dropped = group.dropEntriesOwnedElsewhere(allCopies: false)
+            if dropped > 0 { logger.info("membership changed: dropped \(dropped) entries now owned by other members") }
+            for name in readmitted { cluster?.tellToDropCopies(name, group: group.name) }
+        }
         api = APIHandler(config: config, clock: loop.clock, group: group, cluster: cluster)
         server = HTTPServer(loop: loop, config: config.http, handler: api)
         api.server = server

@@ -82,7 +82,8 @@ final class GRPCClientCall: GRPCDeadlineTracked {
     func outcome(resetCode: UInt32) -> GRPCResult {
         if let status = grpcStatus {
             if status != 0 {
-                return .failure(GRPCCallError(status: GRPCStatus(rawValue: status), message: grpcMessage ?? ""))
+                return .failure(GRPCCallError(status: GRPCStatus(rawValue: status), message: grpcMessage ?? "",
+                                              fromPeer: true))
             }
             if let failure = decoder.finish() {
                 return .failure(GRPCCallError(status: failure.clientStatus, message: failure.message))

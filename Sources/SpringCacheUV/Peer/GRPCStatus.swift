@@ -61,10 +61,15 @@ public struct GRPCStatus: RawRepresentable, Hashable, CustomStringConvertible, S
 public struct GRPCCallError: Error, Equatable, CustomStringConvertible, Sendable {
     public let status: GRPCStatus
     public let message: String
+    /// Whether the status came from the peer (its `grpc-status`), rather than from this side: a refused
+    /// connection, a lost one, or our own deadline passing with no answer. A peer that answers is alive,
+    /// whatever it answered.
+    public let fromPeer: Bool
 
-    public init(status: GRPCStatus, message: String) {
+    public init(status: GRPCStatus, message: String, fromPeer: Bool = false) {
         self.status = status
         self.message = message
+        self.fromPeer = fromPeer
     }
 
     public var description: String { "\(status.name): \(message)" }

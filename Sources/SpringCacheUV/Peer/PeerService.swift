@@ -103,6 +103,12 @@ public final class PeerService: GRPCServiceHandler {
     private func delete(_ call: GRPCServerCall, invalidateOthers: Bool) throws {
         let request = try DeleteRequest.decode(call.message)
         guard checkGroup(request.group, call) else { return }
+        if !invalidateOthers && request.key.isEmpty {
+            // "Drop every copy": this node was cut off and may have missed invalidations.
+            let dropped = group.dropEntriesOwnedElsewhere(allCopies: true)
+            call.respond(message: DeleteResponse(ok: dropped > 0).encoded())
+            return
+        }
         let removed = group.delete(key: request.key)
         let answer = DeleteResponse(ok: removed).encoded()
         guard invalidateOthers, let router = group.router else {

@@ -153,7 +153,7 @@ final class EtcdDiscoveryTests: XCTestCase {
         XCTAssertTrue(loop.run(upTo: 8) {
             self.snapshots.count >= 3 && Set((self.snapshots.last ?? []).map(\.name) + self.puts.dropFirst().map(\.name)) == ["a", "b"]
         }, "snapshots \(snapshots), puts \(puts)")
-        XCTAssertTrue(discovery.isWatching)
+        XCTAssertTrue(loop.run(upTo: 5) { discovery.isWatching })
         finish()
     }
 
