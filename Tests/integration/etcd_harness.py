@@ -125,6 +125,9 @@ class Netns:
             _ip("-n", br, "link", "set", self.bridge_link(i), "master", "scbr", "up")
             _ip("-n", ns, "addr", "add", self.addr(i) + "/24", "dev", "eth0")
             _ip("-n", ns, "link", "set", "eth0", "up")
+        for ns in self.created:
+            routes = _ip("-n", ns, "route", "show").stdout
+            assert "default" not in routes, "namespace %s has a default route: %s" % (ns, routes)
 
     def link(self, i, up):
         _ip("-n", self.bridge_ns, "link", "set", self.bridge_link(i), "up" if up else "down")
@@ -340,12 +343,14 @@ class EtcdCluster:
                 self.cleanup()
                 raise
 
-    def start(self, name, *extra):
+    def start(self, name, *extra, etcd_arg=None):
+        """(Re)starts node name with --etcd etcd_arg (default: this etcd's endpoint) and extra flags."""
         old = self.nodes.get(name)
         if old is not None:
             assert not old.alive(), "node %s is still running" % name
             self.retired.append(old)
-        node = Node("--name", name, "--port", self.peer_ports[name], "--etcd", self.etcd.endpoint, *self.flags,
+        node = Node("--name", name, "--port", self.peer_ports[name], "--etcd", etcd_arg or self.etcd.endpoint,
+                    *self.flags,
                     *extra)
         self.nodes[name] = node
         return node
@@ -423,6 +428,10 @@ class NsNode:
             if self.proc.poll() is not None:
                 break
             time.sleep(0.02)
+        if self.port is not None:
+            # `ip netns exec` execs: the process we signal is the node itself (SIGTERM revokes its lease).
+            exe = os.readlink("/proc/%d/exe" % self.proc.pid)
+            assert os.path.basename(exe) == "springcache-uv", "pid %d runs %s" % (self.proc.pid, exe)
         if self.port is None:
             self.kill()
             raise RuntimeError("node in %s did not log 'serving http://...' within 5s; args=%r rc=%r log:\n%s"
