@@ -25,7 +25,7 @@ import subprocess
 import tempfile
 import time
 
-from harness import Node, binary_path, free_peer_port, node_json, wait_until
+from harness import Node, binary_path, free_peer_port, log_dir, node_json, wait_until
 
 ETCD_START_TIMEOUT = 15.0
 
@@ -416,7 +416,8 @@ class NsNode:
         env = dict(os.environ, IP_ADDRESS=host)
         self.args = ["ip", "netns", "exec", ns, binary_path(), "--api", "%s:%d" % (host, api_port), "--jitter", "0",
                      *[str(a) for a in args]]
-        self.log = tempfile.NamedTemporaryFile(prefix="springcache-it-ns-", suffix=".log", delete=False)
+        self.log = tempfile.NamedTemporaryFile(prefix="springcache-it-ns-", suffix=".log", delete=False,
+                                               dir=log_dir())
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, env=env)
         self.port = None
         deadline = time.monotonic() + 5
