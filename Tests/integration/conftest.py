@@ -125,3 +125,38 @@ def start_fixed_cluster():
     finally:
         for c in clusters:
             c.cleanup()
+
+
+@pytest.fixture
+def etcd():
+    """A real etcd (etcd_harness.Etcd) on free ports with its own temp data dir; .stop(), .start(fresh=...),
+    .freeze()/.thaw(); killed and its files removed at teardown, also when the test failed."""
+    import shutil
+    if not shutil.which("etcd") or not shutil.which("etcdctl"):
+        pytest.fail("etcd and etcdctl must be installed (Debian: etcd-server, etcd-client)", pytrace=False)
+    from etcd_harness import Etcd
+    e = Etcd()
+    try:
+        yield e
+    finally:
+        e.cleanup()
+
+
+@pytest.fixture
+def start_etcd_cluster(etcd):
+    """Factory: start_etcd_cluster(names, *flags) starts an etcd_harness.EtcdCluster on the `etcd` fixture;
+    every node is stopped at teardown."""
+    _require_binary()
+    from etcd_harness import EtcdCluster
+    clusters = []
+
+    def start(names, *flags, **kw):
+        c = EtcdCluster(etcd, names, *flags, **kw)
+        clusters.append(c)
+        return c
+
+    try:
+        yield start
+    finally:
+        for c in clusters:
+            c.cleanup()

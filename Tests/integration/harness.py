@@ -209,7 +209,7 @@ class RawConn:
 
 
 class Origin:
-    """A ThreadingHTTPServer on 127.0.0.1:0 answering GET /v/{key}.
+    """A ThreadingHTTPServer on 127.0.0.1:0 (or host:0) answering GET /v/{key}.
 
     values[key] -> 200 with those bytes; status[key] -> that status; delay[key] -> sleep first;
     keys starting with 'slow' sleep slow_delay (0.5 s); every other key sleeps all_delay (0 unless a test
@@ -217,7 +217,7 @@ class Origin:
     truth). Unknown keys -> 404. counts[key] counts requests.
     """
 
-    def __init__(self):
+    def __init__(self, host="127.0.0.1"):
         self.values = {}
         self.status = {}
         self.delay = {}
@@ -276,9 +276,9 @@ class Origin:
             def handle_error(self, request, client_address):
                 pass
 
-        self.server = Server(("127.0.0.1", 0), Handler)
+        self.server = Server((host, 0), Handler)
         self.port = self.server.server_address[1]
-        self.url = "http://127.0.0.1:%d/v/{key}" % self.port
+        self.url = "http://%s:%d/v/{key}" % (host, self.port)
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
                                        daemon=True)
         self.thread.start()
