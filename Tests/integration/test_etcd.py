@@ -383,6 +383,29 @@ def test_springcache_nodes_own_key_satisfies_the_wait(etcd, start_etcd_cluster, 
         py.stop()
 
 
+def test_setpeer_resolves_a_name_through_etcd(etcd, start_etcd_cluster, pb):
+    # springcache's /setpeer for a name this node does not know: it is looked up in etcd (here springcache's
+    # own key, which discovery does not follow) and added to the ring.
+    from harness import free_peer_port
+    from test_grpc_interop import PythonPeer
+    port = free_peer_port()
+    py = PythonPeer(pb, port)
+    try:
+        c = start_etcd_cluster(["a"], *FLAGS)
+        a = c["a"]
+        assert a.form("/setpeer", {"peer": "sp"})[0] == 404, "sp is not in etcd yet"
+        etcd.ctl("put", "sp", "127.0.0.1:%d" % port)
+        status, _, body, _ = a.form("/setpeer", {"peer": "sp"})
+        assert (status, body) == (200, b"set peer sp successful\n")
+        members = {m["name"]: m for m in json.loads(a.request("GET", "/api/peers")[2])["members"]}
+        assert members["sp"]["peer"] == "127.0.0.1:%d" % port and members["sp"]["state"] == "up", members
+        k = next("sp-%d" % i for i in range(1000) if ring_owner(["a", "sp"], "sp-%d" % i) == "sp")
+        read_ok(a, k, ("python-" + k).encode())
+        assert k in py.keys("Get")
+    finally:
+        py.stop()
+
+
 # --- several hosts: network namespaces ------------------------------------------------------------
 
 

@@ -14,6 +14,8 @@ public final class APIHandler: HTTPHandler {
     let group: Group
     let cluster: Cluster?
     weak var server: HTTPServer?
+    /// With etcd: looks a name up there and adds it to the cluster; completes with whether it was found.
+    var resolvePeer: ((String, @escaping (Bool) -> Void) -> Void)?
     public private(set) var requestStats = RequestStats()
     private var date = HTTPDate()
     /// Decoded parameters of the current request; reset per request, never shrinks.
@@ -80,7 +82,7 @@ public final class APIHandler: HTTPHandler {
         }
         if path.equals("/setpeer") {
             guard method == .post else { return methodNotAllowed(request, .setpeer, "POST") }
-            return handleSetPeer(request)
+            return handleSetPeer(request, on: connection)
         }
         return text(request, .other, 404, "no such route: \(String(decoding: path, as: UTF8.self))")
     }
@@ -208,7 +210,7 @@ public final class APIHandler: HTTPHandler {
     }
 
     /// `POST /setpeer` form `peer=NAME` (springcache's). A single node has no other peers to re-admit.
-    private func handleSetPeer(_ request: HTTPRequest) -> HTTPHandling {
+    private func handleSetPeer(_ request: HTTPRequest, on connection: HTTPConnection) -> HTTPHandling {
         if let denied = checkAuth(request, .setpeer) { return denied }
         switch requiredField("peer", in: request.body) {
         case .failure(let message): return text(request, .setpeer, 400, message)
@@ -216,7 +218,19 @@ public final class APIHandler: HTTPHandler {
             let name = scratchString(peer)
             let known = cluster?.readmit(name) ?? (name == config.name)
             if known { return text(request, .setpeer, 200, "set peer \(name) successful") }
-            return text(request, .setpeer, 404, "no member named \"\(name)\"")
+            guard let resolvePeer else { return text(request, .setpeer, 404, "no member named \"\(name)\"") }
+            // Not a member here: springcache resolved the name through etcd, and so do we.
+            let reply = ReplyContext(request)
+            return deferAnswer(connection) { [unowned self] finish in
+                resolvePeer(name) { found in
+                    if found {
+                        self.text(reply, .setpeer, 200, "set peer \(name) successful")
+                    } else {
+                        self.text(reply, .setpeer, 404, "no member named \"\(name)\", here or in etcd")
+                    }
+                    finish()
+                }
+            }
         }
     }
 

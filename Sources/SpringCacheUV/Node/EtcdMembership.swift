@@ -139,6 +139,27 @@ final class EtcdMembership {
         ready(ok)
     }
 
+    /// springcache's `/setpeer` for a name that is not a member here: looks it up in etcd (our record, then
+    /// springcache's own key) and adds it. Completes with whether it was found.
+    func resolve(_ name: String, completion: @escaping (Bool) -> Void) {
+        client.get(key: Array((EtcdRegistrar.membersPrefix + name).utf8)) { [weak self] result in
+            guard let self else { return completion(false) }
+            if case .success(let reply) = result, let kv = reply.kvs.first,
+               case .success(let member) = EtcdDiscovery.member(key: kv.key, value: kv.value,
+                                                                prefix: Array(EtcdRegistrar.membersPrefix.utf8)) {
+                self.fromEtcd[member.name] = member
+                self.apply()
+                return completion(true)
+            }
+            EtcdDiscovery.lookupAddress(of: name, client: self.client) { result in
+                guard case .success(let address?) = result else { return completion(false) }
+                self.springcacheAddresses[name] = address
+                self.apply()
+                completion(true)
+            }
+        }
+    }
+
     /// Revokes the lease (so peers drop this node at once) and stops following etcd.
     func stop(completion: @escaping () -> Void) {
         waitTimer?.close()

@@ -59,7 +59,13 @@ public final class Node {
         if let cluster, !config.etcdEndpoints.isEmpty {
             let multi = curl ?? CurlMulti(loop: loop.uv)
             curl = multi
-            etcd = try EtcdMembership(config: config, cluster: cluster, loop: loop, curl: multi, logger: logger)
+            let membership = try EtcdMembership(config: config, cluster: cluster, loop: loop, curl: multi,
+                                                logger: logger)
+            etcd = membership
+            api.resolvePeer = { [weak membership] name, done in
+                guard let membership else { return done(false) }
+                membership.resolve(name, completion: done)
+            }
         }
     }
 
