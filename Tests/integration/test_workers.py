@@ -185,3 +185,23 @@ def test_workers_flag_validation():
         p = subprocess.run([binary_path(), *args], capture_output=True, timeout=10)
         assert p.returncode != 0, args
         assert hint in p.stderr.decode(), (args, p.stderr)
+
+
+def test_workers_with_etcd_register_each_and_leave_nothing_behind(workers, etcd):
+    import json
+    node = workers(2, "--etcd", etcd.endpoint, "--lease-ttl", "2s")
+    assert wait_for(lambda: {k for k in etcd.kvs() if k.startswith("springcache/members/")}
+                    == {"springcache/members/w-0", "springcache/members/w-1"}, 5), etcd.kvs()
+    members = json.loads(node.request("GET", "/api/peers")[2])["members"]
+    assert sorted(m["name"] for m in members) == ["w-0", "w-1"], members
+    for i in range(20):
+        assert node.set("ek%d" % i, "v%d" % i)[0] == 200
+    for i in range(20):
+        assert node.get("ek%d" % i)[2] == b"value=v%d\n" % i
+    kids = children(node.proc.pid)
+    t0 = time.monotonic()
+    assert node.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - t0 < 5
+    assert not any(os.path.exists("/proc/%d" % k) and open("/proc/%d/stat" % k).read().split()[2] != "Z"
+                   for k in kids)
+    assert etcd.kvs() == {}, "a graceful stop revokes every worker's lease: %r" % etcd.kvs()
