@@ -36,8 +36,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import FixedCluster as Cluster, Origin, percentile, wait_for  # noqa: E402
 
-CHAOS_SECONDS = float(os.environ.get("CHAOS_SECONDS", "30"))
-CYCLE_SECONDS = 19      # one kill + stop + origin cycle with its quiet times; started only if time remains
+CHAOS_SECONDS = float(os.environ.get("CHAOS_SECONDS", "32"))
+CYCLE_SECONDS = 26      # one kill + stop + origin + etcd cycle with its quiet times; started only if time remains
+ETCD_DOWN = 5.0
 READERS = 4
 KEYS = ["ck-%d" % i for i in range(300)]   # hot set: cached all the time (sliding expiry)
 COLD_SHARE = 0.1                              # share of reads for never-seen keys: misses all the time
@@ -229,10 +230,21 @@ class Chaos:
         w.end += ORIGIN_DELAY
 
     def fault_etcd(self):
-        # TODO(etcd): once discovery through etcd lands, run the cluster with --etcd and stop/start etcd here:
-        #   w = self.open_window("etcd", None); stop etcd; self.sleep(5); start etcd; self.close_window(w, ...)
-        # Expected: nodes keep serving with the last membership; no errors outside the window; re-registration.
-        pass
+        """etcd stopped for ETCD_DOWN seconds, then started again (same data dir). Nothing is excused in
+        this window: the nodes keep serving with the membership they have; when etcd answers they register
+        again (checked: every node's record is back)."""
+        w = self.open_window("etcd", None)
+        self.etcd.stop()
+        try:
+            self.sleep(ETCD_DOWN)
+        finally:
+            self.etcd.start()
+        registered = wait_for(lambda: {k for k in self.etcd.kvs() if k.startswith("springcache/members/")}
+                              == {"springcache/members/" + n for n in self.cluster.names}, CONVERGE_TIMEOUT, 0.1)
+        if not registered:
+            self.failures.append("etcd restart: nodes not all registered again after %.0f s: %r"
+                                 % (CONVERGE_TIMEOUT, sorted(self.etcd.kvs())))
+        self.close_window(w, time.monotonic())
 
     @staticmethod
     def sleep(seconds):
@@ -256,8 +268,7 @@ class Chaos:
         steps = [lambda c: self.fault_kill(names[c % len(names)]),
                  lambda c: self.fault_stop(names[(c + 1) % len(names)]),
                  lambda c: self.fault_origin()]
-        if os.environ.get("CHAOS_ETCD"):
-            steps.append(lambda c: self.fault_etcd())
+        steps.append(lambda c: self.fault_etcd())
         while True:
             for step in steps:
                 if not self.check_alive():
@@ -276,7 +287,12 @@ class Chaos:
 
     def run(self):
         t_base = time.monotonic()
-        self.cluster = Cluster(("a", "b", "c"), extra_flags=["--origin", self.origin.url, *NODE_FLAGS])
+        from etcd_harness import Etcd
+        self.etcd = Etcd()  # started by its constructor
+        # Static members plus etcd: the membership stays whole without etcd, and etcd's outages still
+        # exercise registration, keepalive and discovery under load.
+        self.cluster = Cluster(("a", "b", "c"), extra_flags=["--origin", self.origin.url, "--etcd", self.etcd.endpoint,
+                                                             "--lease-ttl", "3s", *NODE_FLAGS])
         try:
             assert wait_for(self.cluster.converged, CONVERGE_TIMEOUT), "the cluster never converged at start"
             threads = [threading.Thread(target=self.reader, args=(i,), daemon=True) for i in range(READERS)]
@@ -294,6 +310,7 @@ class Chaos:
         finally:
             self.cluster.cleanup()
             self.origin.stop()
+            self.etcd.cleanup()
         return self.judge(t_base, alive, logs)
 
     def classify(self, r):
