@@ -5,7 +5,7 @@ BUILD_DIR  ?= .build
 BIN         = $(BUILD_DIR)/release/springcache-uv
 ARGS       ?=
 
-.PHONY: all build run test unit integration bench deps clean
+.PHONY: all build run test unit integration bench bench-cluster bench-workers deps clean
 
 all: build
 
@@ -34,6 +34,14 @@ integration: build
 bench: build
 	@scripts/ensure-deps bench
 	bench/run.sh
+
+bench-cluster: build
+	@scripts/ensure-deps bench
+	bench/cluster.sh
+
+bench-workers: build
+	@scripts/ensure-deps bench
+	bench/workers.sh
 
 clean:
 	rm -rf $(BUILD_DIR)

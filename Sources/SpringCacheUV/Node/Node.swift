@@ -102,18 +102,20 @@ public final class Node {
     public func run() throws {
         // Why ignore SIGPIPE: a client that goes away mid-write must cost an EPIPE, not the process.
         signal(SIGPIPE, SIG_IGN)
-        try server.start(address: config.api, reusePort: config.reusePort)
-        if let etcd {
-            // springcache's start-up contract: register, wait for the listed peers, then serve. Meanwhile
-            // the API answers 503 with the reason instead of leaving clients hanging.
-            server.admissionRefusal = "waiting for peers \(etcd.awaitedNames.joined(separator: ",")) to register in etcd"
-        }
+        // The peer port first: a node that cannot serve its peers must not take API connections (a worker
+        // sharing the API port would accept some and then die with them).
         if let cluster, let address = cluster.members[config.name]?.peer {
             let peers = GRPCServer(loop: loop, handler: PeerService(group: group, clock: loop.clock,
                                                                     token: config.peerToken))
             try peers.start(address: address)
             peerServer = peers
             logger.info("peer port grpc://\(address) members=\(cluster.members.keys.sorted().joined(separator: ","))")
+        }
+        try server.start(address: config.api, reusePort: config.reusePort)
+        if let etcd {
+            // springcache's start-up contract: register, wait for the listed peers, then serve. Meanwhile
+            // the API answers 503 with the reason instead of leaving clients hanging.
+            server.admissionRefusal = "waiting for peers \(etcd.awaitedNames.joined(separator: ",")) to register in etcd"
         }
         let sweep = LoopTimer(loop: loop) { [unowned self] in self.group.sweep() }
         sweep.start(timeoutMillis: config.sweepIntervalMillis, repeatMillis: config.sweepIntervalMillis)
