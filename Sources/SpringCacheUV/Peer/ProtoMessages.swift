@@ -40,18 +40,16 @@ private func utf8Count(_ s: String) -> Int { s.utf8.count }
 
 // MARK: - Get
 
-/// Asks the owner of `key` in `group` for its value.
-public struct GetRequest: ProtoMessage, Sendable {
-    /// Field 1: the cache group's name.
-    public var group: String
-    /// Field 2: the key.
-    public var key: String
+/// A message whose fields are `string group = 1; string key = 2;` (GetRequest and DeleteRequest): one
+/// encoder and decoder for both, with errors that name the message.
+public protocol GroupKeyMessage: ProtoMessage {
+    static var messageName: String { get }
+    var group: String { get set }
+    var key: String { get set }
+    init(group: String, key: String)
+}
 
-    public init(group: String = "", key: String = "") {
-        self.group = group
-        self.key = key
-    }
-
+extension GroupKeyMessage {
     public var encodedSize: Int {
         ProtoWriter.sizeOfBytesField(1, count: utf8Count(group))
             + ProtoWriter.sizeOfBytesField(2, count: utf8Count(key))
@@ -63,22 +61,36 @@ public struct GetRequest: ProtoMessage, Sendable {
         ProtoWriter.appendStringField(2, key, to: &buffer)
     }
 
-    public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> GetRequest {
-        var message = GetRequest()
+    public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> Self {
+        var message = Self(group: "", key: "")
         var reader = ProtoReader(bytes)
         while let (field, wireType) = try reader.nextTag() {
             switch field {
             case 1:
-                try reader.expect(.lengthDelimited, got: wireType, in: "GetRequest")
-                message.group = try reader.readString(in: "GetRequest")
+                try reader.expect(.lengthDelimited, got: wireType, in: messageName)
+                message.group = try reader.readString(in: messageName)
             case 2:
-                try reader.expect(.lengthDelimited, got: wireType, in: "GetRequest")
-                message.key = try reader.readString(in: "GetRequest")
+                try reader.expect(.lengthDelimited, got: wireType, in: messageName)
+                message.key = try reader.readString(in: messageName)
             default:
                 try reader.skip(wireType)
             }
         }
         return message
+    }
+}
+
+/// Asks the owner of `key` in `group` for its value.
+public struct GetRequest: GroupKeyMessage, Sendable {
+    public static let messageName = "GetRequest"
+    /// Field 1: the cache group's name.
+    public var group: String
+    /// Field 2: the key.
+    public var key: String
+
+    public init(group: String = "", key: String = "") {
+        self.group = group
+        self.key = key
     }
 }
 
@@ -193,30 +205,51 @@ public struct SetRequest: ProtoMessage, Sendable {
     }
 }
 
-/// The owner's answer to a `SetRequest`.
-public struct SetResponse: ProtoMessage, Sendable {
-    /// Field 1: the value was stored.
-    public var ok: Bool
+/// A message whose only field is `bool ok = 1;` (SetResponse and DeleteResponse).
+public protocol OKMessage: ProtoMessage {
+    static var messageName: String { get }
+    var ok: Bool { get }
+    init(ok: Bool)
+}
 
-    public init(ok: Bool = false) {
-        self.ok = ok
-    }
-
+extension OKMessage {
     public var encodedSize: Int { ProtoWriter.sizeOfVarintField(1, ok ? 1 : 0) }
 
     public func encode(into buffer: inout ByteBuffer) {
         ProtoWriter.appendVarintField(1, ok ? 1 : 0, to: &buffer)
     }
 
-    public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> SetResponse {
-        SetResponse(ok: try decodeOK(bytes, in: "SetResponse"))
+    public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> Self {
+        var ok = false
+        var reader = ProtoReader(bytes)
+        while let (field, wireType) = try reader.nextTag() {
+            if field == 1 {
+                try reader.expect(.varint, got: wireType, in: messageName)
+                ok = try reader.readVarint() != 0
+            } else {
+                try reader.skip(wireType)
+            }
+        }
+        return Self(ok: ok)
+    }
+}
+
+/// The owner's answer to a `SetRequest`.
+public struct SetResponse: OKMessage, Sendable {
+    public static let messageName = "SetResponse"
+    /// Field 1: the value was stored.
+    public var ok: Bool
+
+    public init(ok: Bool = false) {
+        self.ok = ok
     }
 }
 
 // MARK: - Delete
 
-/// Removes a key at the owner (new; springcache has no Delete).
-public struct DeleteRequest: ProtoMessage, Sendable {
+/// Removes a key at the owner (new; springcache has no Delete); also the message of Invalidate.
+public struct DeleteRequest: GroupKeyMessage, Sendable {
+    public static let messageName = "DeleteRequest"
     /// Field 1: the cache group's name.
     public var group: String
     /// Field 2: the key.
@@ -226,69 +259,15 @@ public struct DeleteRequest: ProtoMessage, Sendable {
         self.group = group
         self.key = key
     }
-
-    public var encodedSize: Int {
-        ProtoWriter.sizeOfBytesField(1, count: utf8Count(group))
-            + ProtoWriter.sizeOfBytesField(2, count: utf8Count(key))
-    }
-
-    public func encode(into buffer: inout ByteBuffer) {
-        buffer.reserve(encodedSize)
-        ProtoWriter.appendStringField(1, group, to: &buffer)
-        ProtoWriter.appendStringField(2, key, to: &buffer)
-    }
-
-    public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> DeleteRequest {
-        // Same fields as GetRequest; decoded separately so errors name the right message.
-        var message = DeleteRequest()
-        var reader = ProtoReader(bytes)
-        while let (field, wireType) = try reader.nextTag() {
-            switch field {
-            case 1:
-                try reader.expect(.lengthDelimited, got: wireType, in: "DeleteRequest")
-                message.group = try reader.readString(in: "DeleteRequest")
-            case 2:
-                try reader.expect(.lengthDelimited, got: wireType, in: "DeleteRequest")
-                message.key = try reader.readString(in: "DeleteRequest")
-            default:
-                try reader.skip(wireType)
-            }
-        }
-        return message
-    }
 }
 
-/// The owner's answer to a `DeleteRequest`.
-public struct DeleteResponse: ProtoMessage, Sendable {
-    /// Field 1: the delete was applied.
+/// The owner's answer to a `DeleteRequest` (and to an Invalidate).
+public struct DeleteResponse: OKMessage, Sendable {
+    public static let messageName = "DeleteResponse"
+    /// Field 1: a value was removed (false: there was none; the key is gone either way).
     public var ok: Bool
 
     public init(ok: Bool = false) {
         self.ok = ok
     }
-
-    public var encodedSize: Int { ProtoWriter.sizeOfVarintField(1, ok ? 1 : 0) }
-
-    public func encode(into buffer: inout ByteBuffer) {
-        ProtoWriter.appendVarintField(1, ok ? 1 : 0, to: &buffer)
-    }
-
-    public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> DeleteResponse {
-        DeleteResponse(ok: try decodeOK(bytes, in: "DeleteResponse"))
-    }
-}
-
-/// Decodes `bool ok = 1;`, the only field of SetResponse and DeleteResponse.
-private func decodeOK(_ bytes: UnsafeRawBufferPointer, in message: String) throws -> Bool {
-    var ok = false
-    var reader = ProtoReader(bytes)
-    while let (field, wireType) = try reader.nextTag() {
-        if field == 1 {
-            try reader.expect(.varint, got: wireType, in: message)
-            ok = try reader.readVarint() != 0
-        } else {
-            try reader.skip(wireType)
-        }
-    }
-    return ok
 }
