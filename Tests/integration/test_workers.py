@@ -192,8 +192,17 @@ def test_workers_with_etcd_register_each_and_leave_nothing_behind(workers, etcd)
     node = workers(2, "--etcd", etcd.endpoint, "--lease-ttl", "2s")
     assert wait_for(lambda: {k for k in etcd.kvs() if k.startswith("springcache/members/")}
                     == {"springcache/members/w-0", "springcache/members/w-1"}, 5), etcd.kvs()
-    members = json.loads(node.request("GET", "/api/peers")[2])["members"]
-    assert sorted(m["name"] for m in members) == ["w-0", "w-1"], members
+
+    def both_see_both():
+        # Fresh connections land on either worker: ask until both have answered, each with both members.
+        seen = {}
+        for _ in range(40):
+            doc = json.loads(node.request("GET", "/api/peers")[2])
+            seen[doc["self"]] = sorted(m["name"] for m in doc["members"])
+            if len(seen) == 2:
+                break
+        return seen == {"w-0": ["w-0", "w-1"], "w-1": ["w-0", "w-1"]} and seen
+    assert wait_for(both_see_both, 3), "each worker sees both through etcd"
     for i in range(20):
         assert node.set("ek%d" % i, "v%d" % i)[0] == 200
     for i in range(20):
