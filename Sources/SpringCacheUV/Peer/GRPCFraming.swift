@@ -62,6 +62,14 @@ struct GRPCMessageDecoder {
     private var current: [UInt8] = []
     private var inMessage = false
 
+    /// Most bytes reserved for a message before its bytes arrive. Why a cap: the length prefix is the peer's
+    /// claim, and reserving all of it up front would let a 5-byte prefix per stream pin up to
+    /// `maxMessageBytes` each; past this the buffer grows only as the message's bytes really come in.
+    static let maxInitialReserve = 64 << 10
+
+    /// Bytes the message being reassembled has reserved (tests check the claim alone reserves little).
+    var reservedBytes: Int { current.capacity }
+
     init(maxMessageBytes: Int, maxMessages: Int, encodingDeclared: Bool = false) {
         self.maxMessageBytes = maxMessageBytes
         self.maxMessages = maxMessages
@@ -98,7 +106,7 @@ struct GRPCMessageDecoder {
             if length > maxMessageBytes { return .tooLarge(length: length, limit: maxMessageBytes) }
             inMessage = true
             current = []
-            current.reserveCapacity(length)
+            current.reserveCapacity(min(length, GRPCMessageDecoder.maxInitialReserve))
             if length == 0 { completeMessage() }
         }
         return nil
