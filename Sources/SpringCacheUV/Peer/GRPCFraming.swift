@@ -164,10 +164,16 @@ enum GRPCTimeout {
         let limit: Int64 = 99_999_999
         let m = max(millis, 0)
         if m <= limit { return "\(m)m" }
-        let seconds = (m + 999) / 1000
+        let seconds = dividedRoundingUp(m, 1000)
         if seconds <= limit { return "\(seconds)S" }
-        let minutes = (seconds + 59) / 60
+        let minutes = dividedRoundingUp(seconds, 60)
         if minutes <= limit { return "\(minutes)M" }
-        return "\(min((minutes + 59) / 60, limit))H"
+        return "\(min(dividedRoundingUp(minutes, 60), limit))H"
+    }
+
+    /// `value / divisor` rounded up, for a non-negative value; `(value + divisor - 1) / divisor` would overflow
+    /// near `Int64.max`.
+    private static func dividedRoundingUp(_ value: Int64, _ divisor: Int64) -> Int64 {
+        value / divisor + (value % divisor == 0 ? 0 : 1)
     }
 }

@@ -28,4 +28,21 @@ final class GRPCFramingFuzzRegressionTests: XCTestCase {
         XCTAssertEqual(decoder.messages.count, 1)
         XCTAssertTrue(decoder.messages.first == body)
     }
+
+    /// Found as a trap: encoding a timeout within 999 ms of `Int64.max` overflowed while rounding up to
+    /// seconds. The fuzzer's input, as the header value it had to produce.
+    func testTimeoutNearInt64MaxEncodesWithoutOverflow() {
+        let cases: [(Int64, String)] = [
+            (Int64.max, "99999999H"),
+            (Int64.max - 998, "99999999H"),
+            (0x7FFF_FFFF_FFFF_FF40, "99999999H"),
+            (99_999_999_999, "1666667M"),       // 99,999,999.999 s rounds up past 8 digits of seconds
+            (99_999_999_000, "99999999S"),
+        ]
+        for (millis, expected) in cases {
+            let text = GRPCTimeout.encode(millis: millis)
+            XCTAssertEqual(text, expected, "\(millis)")
+            XCTAssertNotNil(GRPCTimeout.parse(text))
+        }
+    }
 }
