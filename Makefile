@@ -5,7 +5,7 @@ BUILD_DIR  ?= .build
 BIN         = $(BUILD_DIR)/release/springcache-uv
 ARGS       ?=
 
-.PHONY: all build run test unit integration bench deps clean
+.PHONY: all build run test unit integration bench deps clean fuzz test-asan
 
 all: build
 
@@ -34,6 +34,16 @@ integration: build
 bench: build
 	@scripts/ensure-deps bench
 	bench/run.sh
+
+# libFuzzer + ASan targets over the pure-logic parsers and codecs, FUZZ_SECONDS each (fuzz/README.md).
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh
+
+# Unit and black-box tests with AddressSanitizer and LeakSanitizer; slow, so not part of `make test`.
+test-asan:
+	@scripts/ensure-deps test
+	fuzz/test-asan.sh
 
 clean:
 	rm -rf $(BUILD_DIR)
