@@ -33,7 +33,7 @@ declare -A ENTRY=(
     [grpc_framing]=GRPCFramingFuzz [etcd]=EtcdFuzz
 )
 declare -A MAXLEN=(
-    [http_parser]=2048 [form]=256 [bytebuffer]=512 [proto]=512 [grpc_framing]=512 [etcd]=1024
+    [http_parser]=2048 [form]=256 [bytebuffer]=512 [proto]=512 [grpc_framing]=512 [etcd]=512
 )
 ALL="http_parser form bytebuffer proto grpc_framing etcd"
 TARGETS=${FUZZ_TARGETS:-$ALL}
