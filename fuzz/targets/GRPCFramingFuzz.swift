@@ -57,10 +57,14 @@ func feedFraming(_ stream: UnsafeRawBufferPointer, cuts: [Int], maxBytes: Int, m
     var decoder = GRPCMessageDecoder(maxMessageBytes: maxBytes, maxMessages: maxMessages,
                                      encodingDeclared: encodingDeclared)
     var out = FramingOutcome()
+    // One copy of the stream whose bytes after the current DATA payload are poisoned, so reading past a
+    // payload is caught without an allocation per payload.
+    var delivered = DeliveredStream(stream)
+    defer { delivered.deallocate() }
     var position = 0
     for end in cuts + [stream.count] where end >= position {
-        // Each DATA payload in its own exact-size allocation, as nghttp2 hands them over.
-        let failure = withExactCopy(UnsafeRawBufferPointer(rebasing: stream[position..<end])) { decoder.feed($0) }
+        delivered.receive(upTo: end)
+        let failure = decoder.feed(delivered.bytes(from: position))
         position = end
         if let failure = failure {
             out.failure = failure
