@@ -5,7 +5,7 @@ BUILD_DIR  ?= .build
 BIN         = $(BUILD_DIR)/release/springcache-uv
 ARGS       ?=
 
-.PHONY: all build run test unit integration bench bench-cluster bench-workers deps clean
+.PHONY: all build run test unit integration bench bench-cluster bench-workers deps clean fuzz test-asan
 
 all: build
 
@@ -42,6 +42,16 @@ bench-cluster: build
 bench-workers: build
 	@scripts/ensure-deps bench
 	bench/workers.sh
+
+# libFuzzer + ASan targets over the pure-logic parsers and codecs, FUZZ_SECONDS each (fuzz/README.md).
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh
+
+# Unit and black-box tests with AddressSanitizer and LeakSanitizer; slow, so not part of `make test`.
+test-asan:
+	@scripts/ensure-deps test
+	fuzz/test-asan.sh
 
 clean:
 	rm -rf $(BUILD_DIR)

@@ -29,24 +29,35 @@ public final class Node {
     public init(config: NodeConfig, logger: Logger) throws {
         self.config = config
         self.logger = logger
-        loop = try EventLoop()
+        let loop = try EventLoop()
+        self.loop = loop
 
         let loader: OriginLoader
-        if config.origin == "demo" {
-            loader = DemoOrigin()
-        } else {
-            let multi = CurlMulti(loop: loop.uv)
-            curl = multi
-            do {
-                loader = try HTTPOrigin(urlTemplate: config.origin, multi: multi,
-                                        timeoutMillis: Int(config.originTimeoutMillis))
-            } catch {
-                throw ConfigError("--origin: \(error)")
+        var multi: CurlMulti?
+        do {
+            if config.origin == "demo" {
+                loader = DemoOrigin()
+            } else {
+                multi = CurlMulti(loop: loop.uv)
+                do {
+                    loader = try HTTPOrigin(urlTemplate: config.origin, multi: multi!,
+                                            timeoutMillis: Int(config.originTimeoutMillis))
+                } catch {
+                    throw ConfigError("--origin: \(error)")
+                }
             }
+            cluster = try Node.makeCluster(config: config, loop: loop, logger: logger)
+        } catch {
+            // Why close before throwing: a configuration error must not leave the loop and curl's timers
+            // allocated behind it (LeakSanitizer reports them when the process exits with the error).
+            multi?.close {}
+            loop.run()
+            loop.close()
+            throw error
         }
+        curl = multi
         group = Group(name: config.group, config: config.cache, clock: loop.clock, random: FastRandom(),
                       loader: loader)
-        cluster = try Node.makeCluster(config: config, loop: loop, logger: logger)
         group.router = cluster
         cluster?.onRingChange = { [unowned group, weak cluster] readmitted in
             let dropped = group.dropEntriesOwnedElsewhere(allCopies: false)

@@ -62,6 +62,14 @@ struct GRPCMessageDecoder {
     private var current: [UInt8] = []
     private var inMessage = false
 
+    /// Most bytes reserved for a message before its bytes arrive. Why a cap: the length prefix is the peer's
+    /// claim, and reserving all of it up front would let a 5-byte prefix per stream pin up to
+    /// `maxMessageBytes` each; past this the buffer grows only as the message's bytes really come in.
+    static let maxInitialReserve = 64 << 10
+
+    /// Bytes the message being reassembled has reserved (tests check the claim alone reserves little).
+    var reservedBytes: Int { current.capacity }
+
     init(maxMessageBytes: Int, maxMessages: Int, encodingDeclared: Bool = false) {
         self.maxMessageBytes = maxMessageBytes
         self.maxMessages = maxMessages
@@ -98,7 +106,7 @@ struct GRPCMessageDecoder {
             if length > maxMessageBytes { return .tooLarge(length: length, limit: maxMessageBytes) }
             inMessage = true
             current = []
-            current.reserveCapacity(length)
+            current.reserveCapacity(min(length, GRPCMessageDecoder.maxInitialReserve))
             if length == 0 { completeMessage() }
         }
         return nil
@@ -156,10 +164,16 @@ enum GRPCTimeout {
         let limit: Int64 = 99_999_999
         let m = max(millis, 0)
         if m <= limit { return "\(m)m" }
-        let seconds = (m + 999) / 1000
+        let seconds = dividedRoundingUp(m, 1000)
         if seconds <= limit { return "\(seconds)S" }
-        let minutes = (seconds + 59) / 60
+        let minutes = dividedRoundingUp(seconds, 60)
         if minutes <= limit { return "\(minutes)M" }
-        return "\(min((minutes + 59) / 60, limit))H"
+        return "\(min(dividedRoundingUp(minutes, 60), limit))H"
+    }
+
+    /// `value / divisor` rounded up, for a non-negative value; `(value + divisor - 1) / divisor` would overflow
+    /// near `Int64.max`.
+    private static func dividedRoundingUp(_ value: Int64, _ divisor: Int64) -> Int64 {
+        value / divisor + (value % divisor == 0 ? 0 : 1)
     }
 }
