@@ -162,7 +162,11 @@ struct SpringCacheCommand: ParsableCommand {
             if let path = authTokenFile { c.authToken = try readToken(path, flag: "--auth-token-file") }
             if let path = peerTokenFile { c.peerToken = try readToken(path, flag: "--peer-token-file") }
             let peerTimeoutMillis = try ValueParsing.durationMillis(peerTimeout, flag: "--peer-timeout")
-            guard peerTimeoutMillis > 0 else { throw ConfigError("--peer-timeout must be greater than 0") }
+            // The upper bound keeps deadline arithmetic (now + timeout) far from overflow; a peer call that
+            // may take an hour is a misconfiguration anyway.
+            guard peerTimeoutMillis > 0, peerTimeoutMillis <= 3_600_000 else {
+                throw ConfigError("--peer-timeout expects a duration from 1ms to 1h, got '\(peerTimeout)'")
+            }
             c.peerTimeoutMillis = Int(peerTimeoutMillis)
             guard hotCopyOneIn >= 0 else { throw ConfigError("--hot-copy-one-in expects 0 or more, got \(hotCopyOneIn)") }
             c.cache.hotCopyOneIn = hotCopyOneIn

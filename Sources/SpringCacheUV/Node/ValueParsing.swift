@@ -21,6 +21,9 @@ public enum ValueParsing {
         return result
     }
 
+    /// The longest duration any flag accepts: 10 years.
+    public static let maxDurationMillis: Int64 = 3650 * 86_400_000
+
     /// A duration in milliseconds: `500ms`, `30s`, `3m`, `1h`, `1m30s`, or `0`.
     public static func durationMillis(_ text: String, flag: String) throws -> Int64 {
         let expected = "\(flag) expects a duration such as 500ms, 30s, 3m or 1h, got '\(text)'"
@@ -47,6 +50,11 @@ public enum ValueParsing {
             let (sum, overflow2) = total.addingReportingOverflow(part)
             guard !overflow1, !overflow2 else { throw ConfigError("\(flag): '\(text)' is too large") }
             total = sum
+        }
+        // Why a ceiling: deadlines and expiries are computed as now + duration; ten years keeps every such sum
+        // far from overflow, and no setting here means anything beyond it.
+        guard total <= maxDurationMillis else {
+            throw ConfigError("\(flag): '\(text)' is longer than the longest accepted duration (10 years)")
         }
         return total
     }
