@@ -20,11 +20,9 @@ public final class HTTPConnection {
     private var parser: HTTPParser
     /// Unprocessed input that did not fit in one read or waits behind a deferred request.
     private var pendingInput: ByteBuffer?
-    /// Output waiting for the socket: `writing` is in flight with `writeRequest`, `queued` comes after it.
-    private var writing: ByteBuffer?
-    private var queued: ByteBuffer?
-    private var writeRequest: UnsafeMutablePointer<uv_write_t>?
-    private var writeInFlight = false
+    /// Output the kernel has not taken yet.
+    private var output = StreamWriteQueue()
+    private var writeInFlight: Bool { output.inFlight }
 
     private var reading = false
     private var deferred = false
@@ -48,9 +46,7 @@ public final class HTTPConnection {
     deinit {
         precondition(closing, "HTTPConnection released without close()")
         pendingInput?.deallocate()
-        writing?.deallocate()
-        queued?.deallocate()
-        writeRequest?.deallocate()
+        output.deallocate()
         tcp.deallocate()
     }
 
@@ -250,7 +246,11 @@ public final class HTTPConnection {
 
     // MARK: writing
 
-    private var outputBacklog: Int { (writing?.count ?? 0) + (queued?.count ?? 0) }
+    private var outputBacklog: Int { output.backlog }
+
+    private static let writeCallback: uv_write_cb = { req, status in
+        Unmanaged<HTTPConnection>.fromOpaque(sc_uv_req_get_data(req!)!).takeUnretainedValue().didWrite(status)
+    }
 
     /// Sends what the current callback produced in `server.output`: one `uv_try_write` for the whole
     /// batch; only the part the kernel does not take is copied and written asynchronously.
@@ -260,62 +260,23 @@ public final class HTTPConnection {
         defer { out.clear() }
         if closing { return }
         server.stats.bytesOut += UInt64(out.bytes.count)
-        if writeInFlight {
-            var q = queued ?? ByteBuffer(capacity: max(out.bytes.count, 4096))
-            q.append(out.bytes.readable)
-            queued = q
-            return
-        }
-        var buf = uv_buf_init(UnsafeMutableRawPointer(out.bytes.base).assumingMemoryBound(to: CChar.self),
-                              UInt32(out.bytes.count))
-        let n = Int(uv_try_write(stream, &buf, 1))
-        if n == out.bytes.count { return }
-        if n < 0 && n != Int(UV_EAGAIN.rawValue) {
+        if output.send(out.bytes.readable, on: stream, owner: Unmanaged.passUnretained(self).toOpaque(),
+                       callback: HTTPConnection.writeCallback) < 0 {
             close()
-            return
         }
-        let written = max(n, 0)
-        var w = writing ?? ByteBuffer(capacity: max(out.bytes.count - written, 4096))
-        w.count = 0
-        w.append(UnsafeRawBufferPointer(rebasing: out.bytes.readable[written...]))
-        writing = w
-        startWrite()
-    }
-
-    private func startWrite() {
-        guard let w = writing, w.count > 0 else { return }
-        if writeRequest == nil { writeRequest = .allocate(capacity: 1) }
-        sc_uv_req_set_data(writeRequest!, Unmanaged.passUnretained(self).toOpaque())
-        var buf = uv_buf_init(UnsafeMutableRawPointer(w.base).assumingMemoryBound(to: CChar.self), UInt32(w.count))
-        let status = uv_write(writeRequest!, stream, &buf, 1) { req, status in
-            let c = Unmanaged<HTTPConnection>.fromOpaque(sc_uv_req_get_data(req!)!).takeUnretainedValue()
-            c.didWrite(status)
-        }
-        if status < 0 {
-            close()
-            return
-        }
-        writeInFlight = true
     }
 
     private func didWrite(_ status: Int32) {
-        writeInFlight = false
-        writing?.count = 0
+        output.completed()
         if status < 0 || closing {
             close()
             return
         }
-        if let q = queued, q.count > 0 {
-            // The queued bytes become the next write; the drained buffer becomes the queue.
-            let drained = writing
-            writing = q
-            queued = drained
-            startWrite()
+        if let next = output.startQueued(on: stream, owner: Unmanaged.passUnretained(self).toOpaque(),
+                                         callback: HTTPConnection.writeCallback) {
+            if next < 0 { close() }
             return
         }
-        // Why free them: buffers that grew for one large answer should not stay with an idle connection.
-        if let w = writing, w.capacity > 64 << 10 { var w = w; w.deallocate(); writing = nil }
-        if let q = queued, q.capacity > 64 << 10 { var q = q; q.deallocate(); queued = nil }
         if closeAfterFlush && !deferred {
             finishAndLinger()
             return

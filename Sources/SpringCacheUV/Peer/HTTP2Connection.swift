@@ -103,10 +103,9 @@ class HTTP2Connection {
     let maxOutputBytes: Int
     private(set) var session: OpaquePointer?
 
-    private var writing: ByteBuffer?
-    private var queued: ByteBuffer?
-    private var writeRequest: UnsafeMutablePointer<uv_write_t>?
-    private(set) var writeInFlight = false
+    /// Output the kernel has not taken yet.
+    private var output = StreamWriteQueue()
+    var writeInFlight: Bool { output.inFlight }
 
     /// Whether the owner wants input (set by `startReading`); `reading` is whether uv is reading now,
     /// which is false while output is backed up (backpressure).
@@ -156,9 +155,7 @@ class HTTP2Connection {
     deinit {
         precondition(isClosing, "HTTP2Connection released without close()")
         if let session { nghttp2_session_del(session) }
-        writing?.deallocate()
-        queued?.deallocate()
-        writeRequest?.deallocate()
+        output.deallocate()
         tcp.deallocate()
     }
 
@@ -317,7 +314,11 @@ class HTTP2Connection {
 
     // MARK: writing
 
-    private var outputBacklog: Int { (writing?.count ?? 0) + (queued?.count ?? 0) }
+    private var outputBacklog: Int { output.backlog }
+
+    private static let writeCallback: uv_write_cb = { req, status in
+        Unmanaged<HTTP2Connection>.fromOpaque(sc_uv_req_get_data(req!)!).takeUnretainedValue().didWrite(status)
+    }
 
     /// Drains what nghttp2 has to send into one write. Stops draining while `maxOutputBytes` are already
     /// waiting for the socket (nghttp2 keeps the rest: its data providers are pulled lazily), and stops
@@ -368,61 +369,23 @@ class HTTP2Connection {
         let out = buffers.output
         defer { buffers.output.count = 0 }
         bytesOut += UInt64(out.count)
-        if writeInFlight {
-            var q = queued ?? ByteBuffer(capacity: max(out.count, 4096))
-            q.append(out.readable)
-            queued = q
-            return
-        }
-        var buf = uv_buf_init(UnsafeMutableRawPointer(out.base).assumingMemoryBound(to: CChar.self), UInt32(out.count))
-        let n = Int(uv_try_write(stream, &buf, 1))
-        if n == out.count { return }
-        if n < 0 && n != Int(UV_EAGAIN.rawValue) {
-            close(reason: "write failed: \(String(cString: uv_strerror(Int32(n))))")
-            return
-        }
-        let written = max(n, 0)
-        var w = writing ?? ByteBuffer(capacity: max(out.count - written, 4096))
-        w.count = 0
-        w.append(UnsafeRawBufferPointer(rebasing: out.readable[written...]))
-        writing = w
-        startWrite()
-    }
-
-    private func startWrite() {
-        guard let w = writing, w.count > 0 else { return }
-        if writeRequest == nil { writeRequest = .allocate(capacity: 1) }
-        sc_uv_req_set_data(writeRequest!, Unmanaged.passUnretained(self).toOpaque())
-        var buf = uv_buf_init(UnsafeMutableRawPointer(w.base).assumingMemoryBound(to: CChar.self), UInt32(w.count))
-        let status = uv_write(writeRequest!, stream, &buf, 1) { req, status in
-            Unmanaged<HTTP2Connection>.fromOpaque(sc_uv_req_get_data(req!)!).takeUnretainedValue().didWrite(status)
-        }
-        if status < 0 {
-            close(reason: "\(UVError(status, "uv_write"))")
-            return
-        }
-        writeInFlight = true
+        let status = output.send(out.readable, on: stream, owner: Unmanaged.passUnretained(self).toOpaque(),
+                                 callback: HTTP2Connection.writeCallback)
+        if status < 0 { close(reason: "write failed: \(String(cString: uv_strerror(status)))") }
     }
 
     private func didWrite(_ status: Int32) {
-        writeInFlight = false
-        writing?.count = 0
+        output.completed()
         if isClosing { return }
         if status < 0 {
             close(reason: "write failed: \(String(cString: uv_strerror(status)))")
             return
         }
-        if let q = queued, q.count > 0 {
-            // The queued bytes become the next write; the drained buffer becomes the queue.
-            let drained = writing
-            writing = q
-            queued = drained
-            startWrite()
+        if let next = output.startQueued(on: stream, owner: Unmanaged.passUnretained(self).toOpaque(),
+                                         callback: HTTP2Connection.writeCallback) {
+            if next < 0 { close(reason: "\(UVError(next, "uv_write"))") }
             return
         }
-        // Why free them: buffers that grew for one large answer should not stay with an idle connection.
-        if let w = writing, w.capacity > 64 << 10 { var w = w; w.deallocate(); writing = nil }
-        if let q = queued, q.capacity > 64 << 10 { var q = q; q.deallocate(); queued = nil }
         // More may be waiting in nghttp2 (backpressure), and reading may resume.
         flush()
     }
