@@ -15,29 +15,36 @@ struct SpringCacheCommand: ParsableCommand {
             demo store (Tom 630, Jack 589, Sam 567).
               curl 'http://127.0.0.1:9999/api/get?key=Tom'        -> value=630
               curl -X POST http://127.0.0.1:9999/api/set -d 'key=lpc&value=185&expire=5&hot=false'   -> done
-            Sizes accept 65536, 512KiB, 64MiB, 1GiB; durations accept 500ms, 30s, 3m, 1h.
-            """)
+            Sizes accept B, KiB, MiB, GiB, TiB (binary; also K M G T) and KB, MB, GB, TB (decimal): 65536, 512KiB, \
+            64MiB, 5GB. Durations accept 500ms, 30s, 3m, 1h, 1m30s. docs/operations.md runs it in production.
+            """,
+        version: "springcache-uv \(BuildInfo.version)")
 
     // springcache's own flags.
     @Option(help: "This node's name; its identity among cluster members.")
     var name: String = "springcache-uv"
-    @Option(help: "The gRPC peer port (springcache's --port).")
-    var port: Int = 8888
+    @Option(parsing: .unconditional,
+            help: "The gRPC peer port (springcache's --port; default 8888). Must agree with this node's own --peer entry.")
+    var port: Int?
     @Option(help: ArgumentHelp(
         "Cluster members, this node included: NAME=HOST:PORT entries (peer addresses), or springcache's plain names 'a,b,c' to look up in etcd.",
         valueName: "members"))
     var peer: String?
     @Option(help: "etcd endpoints host:port, comma-separated (springcache's --etcd): the node registers there and finds the other members.")
     var etcd: String?
-    @Option(help: "The etcd lease the registration hangs on (duration; springcache's 10s); a crashed node leaves when it expires.")
+    @Option(parsing: .unconditional,
+            help: "The etcd lease the registration hangs on (duration; springcache's 10s); a crashed node leaves when it expires.")
     var leaseTtl: String = "10s"
-    @Option(help: "With --etcd and plain --peer names: how long start-up waits for them to register (duration; springcache's ~30s).")
+    @Option(parsing: .unconditional,
+            help: "With --etcd and plain --peer names: how long start-up waits for them to register (duration; springcache's ~30s).")
     var peerWait: String = "30s"
     @Option(help: "The host other nodes use to reach this one (overrides IP_ADDRESS, springcache's environment variable).")
     var advertise: String?
-    @Option(help: "A peer call slower than this fails and the key is loaded locally (duration; springcache's 2s).")
+    @Option(parsing: .unconditional,
+            help: "A peer call slower than this fails and the key is loaded locally (duration; springcache's 2s).")
     var peerTimeout: String = "2s"
-    @Option(help: "A value fetched from its owner becomes a local hot copy with probability 1 in N (groupcache's 10; 1 = always, 0 = never).")
+    @Option(parsing: .unconditional,
+            help: "A value fetched from its owner becomes a local hot copy with probability 1 in N (groupcache's 10; 1 = always, 0 = never).")
     var hotCopyOneIn: Int = 10
     @Option(help: "File holding a token peers must send as 'authorization: Bearer <token>' (and that this node sends).")
     var peerTokenFile: String?
@@ -49,37 +56,50 @@ struct SpringCacheCommand: ParsableCommand {
     var group: String = "scores"
     @Option(help: "Where misses are loaded from: 'demo' (springcache's example store) or an URL template http://HOST:PORT/PATH/{key}.")
     var origin: String = "demo"
-    @Option(help: "How long an origin load may take before it fails with 504 (duration).")
+    @Option(parsing: .unconditional,
+            help: "How long an origin load may take before it fails with 504 (duration, 1ms to 60s).")
     var originTimeout: String = "2s"
 
     // Cache semantics.
-    @Option(help: "Main cache bound: key + value + per-entry overhead (size).")
+    @Option(parsing: .unconditional,
+            help: "Main cache bound: key + value + per-entry overhead (size).")
     var cacheBytes: String = "64MiB"
-    @Option(help: "Hot cache bound (size).")
+    @Option(parsing: .unconditional,
+            help: "Hot cache bound (size).")
     var hotBytes: String = "8MiB"
-    @Option(help: "Lifetime of loaded values and of /api/set with expire=0 (duration).")
+    @Option(parsing: .unconditional,
+            help: "Lifetime of loaded values and of /api/set with expire=0 (duration).")
     var ttl: String = "30s"
-    @Option(help: "A random extra in [0, jitter) added to every expiry (duration; springcache used 3m; 0 = none).")
+    @Option(parsing: .unconditional,
+            help: "A random extra in [0, jitter) added to every expiry (duration; springcache used 3m; 0 = none).")
     var jitter: String = "3m"
     @Flag(inversion: .prefixedNo, help: "Whether a hit restarts the entry's lifetime (springcache's behaviour).")
     var sliding: Bool = true
-    @Option(help: "How long an origin 'not found' is remembered (duration; 0 = off).")
+    @Option(parsing: .unconditional,
+            help: "How long an origin 'not found' is remembered (duration; 0 = off).")
     var negativeTtl: String = "5s"
-    @Option(help: "Serve an entry expired less than this long ago when the origin fails (duration; 0 = off).")
+    @Option(parsing: .unconditional,
+            help: "Serve an entry expired less than this long ago when the origin fails (duration; 0 = off).")
     var staleGrace: String = "0"
 
     // Limits.
-    @Option(help: "Largest request line + headers (size); beyond it 414/431.")
+    @Option(parsing: .unconditional,
+            help: "Largest request line + headers (size); beyond it 414/431.")
     var maxHeaderBytes: String = "8KiB"
-    @Option(help: "Largest request body, and so the largest value (size); beyond it 413.")
+    @Option(parsing: .unconditional,
+            help: "Largest request body, and so the largest value (size); beyond it 413.")
     var maxBodyBytes: String = "1MiB"
-    @Option(help: "Open client connections; beyond it new ones get 503 and are closed at once.")
+    @Option(parsing: .unconditional,
+            help: "Open client connections; beyond it new ones get 503 and are closed at once.")
     var maxConnections: Int = 10_000
-    @Option(help: "Time allowed to send a whole request, from its first byte (duration); then 408.")
+    @Option(parsing: .unconditional,
+            help: "Time allowed to send a whole request, from its first byte (duration); then 408.")
     var headerTimeout: String = "10s"
-    @Option(help: "An idle keep-alive connection is closed after this long (duration).")
+    @Option(parsing: .unconditional,
+            help: "An idle keep-alive connection is closed after this long (duration).")
     var idleTimeout: String = "60s"
-    @Option(help: "Response bytes queued per connection before its requests stop being read (size).")
+    @Option(parsing: .unconditional,
+            help: "Response bytes queued per connection before its requests stop being read (size).")
     var maxOutputBytes: String = "4MiB"
 
     @Option(help: ArgumentHelp("Worker processes, each a full node: a number, or 'auto' for one per core. Worker i is named NAME-i, serves its peer protocol on PORT+i and shares the API port (SO_REUSEPORT).",
@@ -92,6 +112,15 @@ struct SpringCacheCommand: ParsableCommand {
     var authTokenFile: String?
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
+    @Option(help: ArgumentHelp("Log lines as text (timestamp level pid= node= message) or one JSON object per line.",
+                               valueName: "text|json"))
+    var logFormat: String = "text"
+    @Option(help: ArgumentHelp("Also log every answered request here, in the Common Log Format plus the time taken ('-' is standard output). Off by default.",
+                               valueName: "file|-"))
+    var accessLog: String?
+    @Option(help: ArgumentHelp("A listener serving only /metrics and /healthz. With --workers, worker i listens on PORT+i, so each worker is a Prometheus target of its own.",
+                               valueName: "host:port"))
+    var metrics: String?
 
     /// How many workers `--workers` asks for.
     func workerCount() throws -> Int {
@@ -105,23 +134,61 @@ struct SpringCacheCommand: ParsableCommand {
     func validate() throws {
         let count = try workerCount()
         let config = try makeConfig()
+        try checkConflicts(config, count: count)
         if count > 1 && config.api.port == 0 {
             throw ValidationError("--workers \(workers) needs a fixed --api port: the workers share it (SO_REUSEPORT)")
         }
-        if count > 1 && port + count - 1 > 65535 {
-            throw ValidationError("--port \(port) + \(count) workers goes past 65535")
+        if count > 1 && config.peerPort + count - 1 > 65535 {
+            throw ValidationError("--port \(config.peerPort) + \(count) workers goes past 65535")
         }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level expects trace, debug, info, notice, warning, error or critical, got '\(logLevel)'")
+        }
+        guard LogFormat(rawValue: logFormat) != nil else {
+            throw ValidationError("--log-format expects text or json, got '\(logFormat)'")
+        }
+    }
+
+    /// Flags that each make sense alone but not together.
+    func checkConflicts(_ config: NodeConfig, count: Int) throws {
+        let statics = config.peers.isEmpty ? nil : try? StaticMembership.parse(config.peers, selfName: config.name)
+        let ownEntry = statics?.members.first { $0.name == config.name }?.peer
+        if let port, let ownEntry, ownEntry.port != port {
+            throw ValidationError("--port \(port) disagrees with this node's --peer entry \(config.name)=\(ownEntry); "
+                                  + "give one of them (the entry's port is the one peers call)")
+        }
+        if count > 1 && ownEntry != nil {
+            throw ValidationError("--workers \(count) with --peer \(config.name)=HOST:PORT: each worker is a member of "
+                                  + "its own (\(config.name)-0 … \(config.name)-\(count - 1), peer ports PORT…PORT+\(count - 1)); "
+                                  + "leave \(config.name) out of --peer, or use --etcd")
+        }
+        if let metrics = config.metrics {
+            if count > 1 && metrics.port == 0 {
+                throw ValidationError("--workers \(count) needs a fixed --metrics port: worker i listens on PORT+i")
+            }
+            let last = metrics.port + count - 1
+            if last > 65535 { throw ValidationError("--metrics port \(metrics.port) + \(count) workers goes past 65535") }
+            let metricsPorts = metrics.port...last
+            if metrics.port != 0 && metricsPorts.contains(config.api.port) {
+                throw ValidationError("--metrics \(metrics) would share port \(config.api.port) with --api; give another port")
+            }
+            let peerPorts = config.peerPort...(config.peerPort + count - 1)
+            if metrics.port != 0 && config.isClustered && metricsPorts.overlaps(peerPorts) {
+                throw ValidationError("--metrics ports \(metricsPorts.lowerBound)…\(last) overlap the peer ports "
+                                      + "\(peerPorts.lowerBound)…\(peerPorts.upperBound) (--port); give another port")
+            }
         }
     }
 
     func makeConfig() throws -> NodeConfig {
         var c = NodeConfig()
         do {
-            c.api = try HostPort.parse(api, flag: "--api")
+            c.api = try HostPort.parse(api, flag: "--api").resolvedForBinding(flag: "--api")
+            if let metrics { c.metrics = try HostPort.parse(metrics, flag: "--metrics").resolvedForBinding(flag: "--metrics") }
+            c.accessLogPath = accessLog
             guard !name.isEmpty else { throw ConfigError("--name must not be empty") }
             c.name = name
+            let port = self.port ?? 8888
             guard (1...65535).contains(port) else { throw ConfigError("--port expects 1...65535, got \(port)") }
             c.peerPort = port
             c.peers = peer.map(ValueParsing.list) ?? []
@@ -144,7 +211,16 @@ struct SpringCacheCommand: ParsableCommand {
             c.group = group
             c.origin = origin
             c.originTimeoutMillis = try ValueParsing.durationMillis(originTimeout, flag: "--origin-timeout")
+            // Why refuse 0 rather than read it as "no timeout": a load that can hang forever holds its waiters
+            // forever; and the latency buckets end at 120 s, so a longer timeout would hide its slow loads.
+            guard c.originTimeoutMillis > 0, c.originTimeoutMillis <= 60_000 else {
+                throw ConfigError("--origin-timeout expects a duration from 1ms to 60s, got '\(originTimeout)'")
+            }
             c.cache.cacheBytes = try ValueParsing.byteSize(cacheBytes, flag: "--cache-bytes")
+            guard c.cache.cacheBytes >= NodeConfig.minCacheBytes else {
+                throw ConfigError("--cache-bytes \(cacheBytes) cannot hold any value (at least "
+                                  + "\(ValueParsing.formatSize(NodeConfig.minCacheBytes)) is needed)")
+            }
             c.cache.hotBytes = try ValueParsing.byteSize(hotBytes, flag: "--hot-bytes")
             c.cache.ttlMillis = try ValueParsing.durationMillis(ttl, flag: "--ttl")
             guard c.cache.ttlMillis > 0 else { throw ConfigError("--ttl must be greater than 0") }
@@ -159,8 +235,10 @@ struct SpringCacheCommand: ParsableCommand {
             c.http.headerTimeoutMillis = try ValueParsing.durationMillis(headerTimeout, flag: "--header-timeout")
             c.http.idleTimeoutMillis = try ValueParsing.durationMillis(idleTimeout, flag: "--idle-timeout")
             c.http.maxOutputBytesPerConnection = try ValueParsing.byteSize(maxOutputBytes, flag: "--max-output-bytes")
-            if let path = authTokenFile { c.authToken = try readToken(path, flag: "--auth-token-file") }
-            if let path = peerTokenFile { c.peerToken = try readToken(path, flag: "--peer-token-file") }
+            if let path = authTokenFile { c.authToken = try TokenFile.read(path, flag: "--auth-token-file") }
+            if let path = peerTokenFile { c.peerToken = try TokenFile.read(path, flag: "--peer-token-file") }
+            c.authTokenFile = authTokenFile
+            c.peerTokenFile = peerTokenFile
             let peerTimeoutMillis = try ValueParsing.durationMillis(peerTimeout, flag: "--peer-timeout")
             // The upper bound keeps deadline arithmetic (now + timeout) far from overflow; a peer call that
             // may take an hour is a misconfiguration anyway.
@@ -177,31 +255,13 @@ struct SpringCacheCommand: ParsableCommand {
         return c
     }
 
-    private func readToken(_ path: String, flag: String) throws -> [UInt8] {
-        guard let file = fopen(path, "r") else {
-            throw ConfigError("\(flag): cannot read '\(path)': \(String(cString: strerror(errno)))")
-        }
-        defer { fclose(file) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = fread(&chunk, 1, chunk.count, file)
-            if n <= 0 { break }
-            bytes.append(contentsOf: chunk[0..<n])
-            if bytes.count > 4096 { throw ConfigError("\(flag): '\(path)' is larger than 4 KiB") }
-        }
-        while let last = bytes.last, last == 10 || last == 13 || last == 32 || last == 9 { bytes.removeLast() }
-        while let first = bytes.first, first == 32 || first == 9 { bytes.removeFirst() }
-        guard !bytes.isEmpty else { throw ConfigError("\(flag): '\(path)' is empty") }
-        return bytes
-    }
-
     /// A worker's own configuration: its name, its peer port, the shared API port, and (without etcd or an
     /// explicit list) the other workers as its static members.
     func workerConfig(_ base: NodeConfig, index: Int, count: Int) -> NodeConfig {
         var c = base
         c.name = "\(base.name)-\(index)"
         c.peerPort = base.peerPort + index
+        if let metrics = base.metrics { c.metrics = HostPort(host: metrics.host, port: metrics.port + index) }
         c.reusePort = true
         c.workerIndex = index
         guard count > 1 else { return c }
@@ -221,14 +281,18 @@ struct SpringCacheCommand: ParsableCommand {
         var config = try makeConfig()
         let count = try workerCount()
         let level = Logger.Level(rawValue: logLevel) ?? .info
-        let label = workerIndex.map { "springcache-uv[\(name)-\($0)]" }
-            ?? (count > 1 ? "springcache-uv[supervisor]" : "springcache-uv")
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+        let format = LogFormat(rawValue: logFormat) ?? .text
+        let nodeName = workerIndex.map { "\(name)-\($0)" } ?? name
+        LoggingSystem.bootstrap { _ in NodeLogHandler(node: nodeName, format: format, level: level) }
+        let logger = Logger(label: "springcache-uv")
+        let cores = WorkerSupervisor.coreCount()
+        if count > cores && workerIndex == nil {
+            logger.warning("--workers \(count) is more than the \(cores) cores here: workers will compete for CPU (--workers auto starts one per core)")
         }
-        let logger = Logger(label: label)
+        if count > 1 && workerIndex == nil {
+            let metricsPorts = config.metrics.map { ", metrics ports \($0.port)…\($0.port + count - 1)" } ?? ""
+            logger.info("\(count) workers: memory up to \(count) × (--cache-bytes \(cacheBytes) + --hot-bytes \(hotBytes)); peer ports \(config.peerPort)…\(config.peerPort + count - 1)\(metricsPorts)")
+        }
         if count > 1 && workerIndex == nil {
             do {
                 let loop = try EventLoop()
@@ -257,7 +321,9 @@ struct SpringCacheCommand: ParsableCommand {
             throw ExitCode(exit.status)
         } catch {
             logger.critical("\(error)")
-            throw ExitCode(1)
+            // A worker that cannot start says so with its own exit code, so that its supervisor stops instead
+            // of restarting it forever (a taken port stays taken).
+            throw ExitCode(workerIndex != nil ? WorkerSupervisor.startFailureStatus : 1)
         }
     }
 }

@@ -325,8 +325,8 @@ public final class Group {
 
     // MARK: Mutations
 
-    /// Stores a value (springcache's /api/set and PUT). `ttlMillis` nil (or ≤ 0) means the default TTL;
-    /// jitter is added to every expiry. `hot == true` stores into the hot cache only (springcache's
+    /// Stores a value (springcache's /api/set and PUT). `ttlMillis` nil (or ≤ 0) means the default TTL, plus
+    /// jitter; an explicit TTL is honoured as given, without jitter. `hot == true` stores into the hot cache only (springcache's
     /// meaning), else into the main cache. Returns false if the value cannot be stored (larger than the
     /// cache); the key then holds no value at all.
     @discardableResult
@@ -335,8 +335,11 @@ public final class Group {
         let now = clock.nowMillis
         // Why ≤ 0 is the default: springcache's `expire=0` means "the default TTL", and a non-positive
         // TTL could only store an entry that is dead on arrival.
-        let ttl = ttlMillis.flatMap { $0 > 0 ? $0 : nil } ?? config.ttlMillis
-        let (expiresAt, window) = expiry(ttl: ttl, now: now)
+        // Why no jitter on an explicit TTL: the client asked for that lifetime (`PUT ?ttl=60` must answer
+        // max-age=60, not 60 plus up to 3 minutes); jitter exists to spread keys filled together with the
+        // default TTL, which is what loads and default-TTL sets are.
+        let explicit = ttlMillis.flatMap { $0 > 0 ? $0 : nil }
+        let (expiresAt, window) = expiry(ttl: explicit ?? config.ttlMillis, now: now, jitter: explicit == nil)
         let etag = LRUCache.valueHash(value)
         let target = toHot ? hot : main
         let other = toHot ? main : hot
@@ -586,10 +589,11 @@ public final class Group {
     /// API's 3-day maximum; capping keeps absurd configured or requested TTLs from overflowing.
     private static let maxWindowMillis = Int64(UInt32.max)
 
-    /// An expiry `ttl` plus jitter from now, and the window (TTL + jitter) a sliding renewal grants.
-    private func expiry(ttl: Int64, now: Int64) -> (expiresAt: Int64, window: UInt32) {
+    /// An expiry `ttl` (plus jitter unless told not to) from now, and the window a sliding renewal grants.
+    private func expiry(ttl: Int64, now: Int64, jitter withJitter: Bool = true) -> (expiresAt: Int64, window: UInt32) {
         // Jitter is uniform in [0, jitterMillis) so keys filled together do not expire together.
-        let jitter = config.jitterMillis > 0 ? Int64(random.next(below: UInt64(config.jitterMillis))) : 0
+        let jitter = withJitter && config.jitterMillis > 0
+            ? Int64(random.next(below: UInt64(config.jitterMillis))) : 0
         let cap = Group.maxWindowMillis
         let window = min(min(ttl, cap) + min(jitter, cap), cap)
         return (now + window, UInt32(window))

@@ -37,7 +37,7 @@ public struct ClusterStats {
 public final class Cluster: PeerRouter {
     public let selfName: String
     let loop: EventLoop
-    let settings: ClusterSettings
+    private(set) var settings: ClusterSettings
     let logger: Logger
     public private(set) var stats = ClusterStats()
 
@@ -54,6 +54,11 @@ public final class Cluster: PeerRouter {
     /// Called after the ring changed, with the members that came back (re-admitted after a drop). The node
     /// then drops entries it no longer owns and tells those members to drop their copies.
     public var onRingChange: ((_ readmitted: [String]) -> Void)?
+
+    /// Replaces the token sent on peer calls (SIGHUP re-reads `--peer-token-file`); the next call carries it.
+    public func setPeerToken(_ token: [UInt8]?) {
+        settings.peerToken = token
+    }
 
     public init(selfMember: Member, loop: EventLoop, settings: ClusterSettings, logger: Logger) {
         selfName = selfMember.name

@@ -17,6 +17,12 @@ public final class APIHandler: HTTPHandler {
     /// With etcd: looks a name up there and adds it to the cluster; completes with whether it was found.
     var resolvePeer: ((String, @escaping (Bool) -> Void) -> Void)?
     public private(set) var requestStats = RequestStats()
+    /// The bearer token mutating routes require (`--auth-token-file`); replaced when SIGHUP re-reads the file.
+    public var authToken: [UInt8]?
+    /// Families the node adds to /metrics (process, build, origin, etcd), inside the node's constant labels.
+    var extraMetrics: ((inout PrometheusWriter) -> Void)?
+    /// Fields the node adds to /api/stats (version, configuration, RSS).
+    var extraStats: ((inout JSONWriter) -> Void)?
     private var date = HTTPDate()
     /// Decoded parameters of the current request; reset per request, never shrinks.
     private var scratch = ByteBuffer(capacity: 8 << 10)
@@ -32,6 +38,7 @@ public final class APIHandler: HTTPHandler {
         self.clock = clock
         self.group = group
         self.cluster = cluster
+        authToken = config.authToken
         startedAtMillis = clock.nowMillis
     }
 
@@ -390,18 +397,24 @@ public final class APIHandler: HTTPHandler {
         StatsReport.writeJSON(into: &json, node: config, group: group, requests: requestStats,
                               connections: server?.stats ?? ConnectionStats(),
                               openConnections: server?.openConnections ?? 0,
-                              uptimeMillis: clock.nowMillis - startedAtMillis, cluster: cluster)
+                              uptimeMillis: clock.nowMillis - startedAtMillis, cluster: cluster, extra: extraStats)
         return bytes(request, .stats, 200, "application/json", json.readable)
     }
 
     private func handleMetrics(_ request: HTTPRequest) -> HTTPHandling {
         var text = ByteBuffer(capacity: 8192)
         defer { text.deallocate() }
+        renderMetrics(into: &text)
+        return bytes(request, .metrics, 200, PrometheusWriter.contentType, text.readable)
+    }
+
+    /// The node's whole /metrics page; the metrics listener (`--metrics`) serves the same page.
+    func renderMetrics(into text: inout ByteBuffer) {
         StatsReport.writePrometheus(into: &text, node: config, group: group, requests: requestStats,
                                     connections: server?.stats ?? ConnectionStats(),
                                     openConnections: server?.openConnections ?? 0,
-                                    uptimeMillis: clock.nowMillis - startedAtMillis, cluster: cluster)
-        return bytes(request, .metrics, 200, "text/plain; version=0.0.4; charset=utf-8", text.readable)
+                                    uptimeMillis: clock.nowMillis - startedAtMillis, cluster: cluster,
+                                    extra: extraMetrics)
     }
 
     private func handlePeers(_ request: HTTPRequest) -> HTTPHandling {
@@ -491,7 +504,7 @@ public final class APIHandler: HTTPHandler {
 
     /// 401 unless the request carries the configured bearer token; nil when allowed.
     private func checkAuth(_ request: HTTPRequest, _ route: APIRoute) -> HTTPHandling? {
-        guard let token = config.authToken else { return nil }
+        guard let token = authToken else { return nil }
         if let header = request.head.authorization {
             let value = request.slice(header)
             if value.count > 7, value.starts(with: "Bearer ") || value.starts(with: "bearer "),

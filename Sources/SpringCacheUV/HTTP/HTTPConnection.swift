@@ -31,6 +31,11 @@ public final class HTTPConnection {
     private var lingering = false
     private var closing = false
     private var batchStart: UInt64 = 0
+    /// With an access log: the deferred request's first line and start, logged when its answer is written.
+    private var deferredRequestLine: [UInt8]?
+    private var deferredStartNanos: UInt64 = 0
+    /// The client's address as the access log writes it; looked up once, on the first logged request.
+    private var remoteAddress: String?
 
     private enum DeadlineKind { case idle, request, linger }
 
@@ -195,9 +200,16 @@ public final class HTTPConnection {
                 offset += consumed
                 deadlineKind = .idle
                 if !keepAlive { closeAfterFlush = true }
+                let mark = server.output.bytes.count
                 if server.handler.handle(req, on: self) == .deferred {
                     deferred = true
                     stopReading()
+                    if server.accessLog != nil {
+                        deferredRequestLine = Array(HTTPConnection.requestLine(req.bytes))
+                        deferredStartNanos = req.startNanos
+                    }
+                } else if server.accessLog != nil {
+                    logAnswer(HTTPConnection.requestLine(req.bytes), startNanos: req.startNanos, from: mark)
                 }
             case .error(let error):
                 server.stats.parseErrors += 1
@@ -227,6 +239,10 @@ public final class HTTPConnection {
     public func finishDeferred() {
         precondition(deferred, "finishDeferred without a deferred request")
         deferred = false
+        if let line = deferredRequestLine {
+            deferredRequestLine = nil
+            if !closing { line.withUnsafeBytes { logAnswer($0, startNanos: deferredStartNanos, from: 0) } }
+        }
         if closing {
             server.output.clear()
             return
@@ -239,6 +255,47 @@ public final class HTTPConnection {
             startReading()
         }
         afterBatch()
+    }
+
+    // MARK: access log
+
+    /// The request's first line without its line ending.
+    private static func requestLine(_ bytes: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+        var end = 0
+        while end < bytes.count && bytes[end] != UInt8(ascii: "\r") && bytes[end] != UInt8(ascii: "\n") { end += 1 }
+        return UnsafeRawBufferPointer(rebasing: bytes[..<end])
+    }
+
+    /// Writes the access-log line of the answer that starts at `mark` in the shared output.
+    private func logAnswer(_ line: UnsafeRawBufferPointer, startNanos: UInt64, from mark: Int) {
+        guard let log = server.accessLog else { return }
+        let answer = UnsafeRawBufferPointer(rebasing: server.output.bytes.readable[mark...])
+        // "HTTP/1.1 200 ...": the status is the three digits after the protocol.
+        var status = 0
+        if answer.count >= 12 {
+            for c in answer[9..<12] { status = status * 10 + Int(c &- UInt8(ascii: "0")) }
+        }
+        if remoteAddress == nil { remoteAddress = peerAddress() }
+        log.record(remote: remoteAddress ?? "-", unixMillis: server.loop.clock.nowMillis, requestLine: line,
+                   status: status, responseBytes: answer.count, seconds: Double(uv_hrtime() &- startNanos) / 1e9)
+    }
+
+    private func peerAddress() -> String {
+        var storage = sockaddr_storage()
+        var len = Int32(MemoryLayout<sockaddr_storage>.size)
+        var text = [CChar](repeating: 0, count: 64)
+        let ok = withUnsafeMutablePointer(to: &storage) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa -> Bool in
+                guard uv_tcp_getpeername(tcp, sa, &len) == 0 else { return false }
+                if sa.pointee.sa_family == sa_family_t(AF_INET6) {
+                    return sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) {
+                        uv_ip6_name($0, &text, text.count) == 0
+                    }
+                }
+                return sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { uv_ip4_name($0, &text, text.count) == 0 }
+            }
+        }
+        return ok ? String(cString: text) : "-"
     }
 
     /// Whether this connection is closed or closing (a deferred answer is then dropped).

@@ -95,6 +95,8 @@ public final class HTTPServer {
     private var tick: LoopTimer?
     private var stopping = false
     private var stopDeadline: Int64 = 0
+    /// With `--access-log`: every answered request is logged there.
+    public var accessLog: AccessLog?
     /// While set, new connections get a 503 with this reason and are closed (the node is not ready yet).
     public var admissionRefusal: String?
     private var onStopped: (() -> Void)?

@@ -33,7 +33,7 @@ enum StatsReport {
 
     static func writePrometheus(into out: inout ByteBuffer, node: NodeConfig, group: Group, requests: RequestStats,
                                 connections: ConnectionStats, openConnections: Int, uptimeMillis: Int64,
-                                cluster: Cluster?) {
+                                cluster: Cluster?, extra: ((inout PrometheusWriter) -> Void)? = nil) {
         let s = group.stats
         var labels = [PrometheusLabel("node", node.name)]
         if let w = node.workerIndex { labels.append(PrometheusLabel("worker", w)) }
@@ -57,7 +57,13 @@ enum StatsReport {
                       help: "Times a connection's reading stopped because its answers were not being read.",
                       value: connections.backpressurePauses)
             p.gauge("springcache_uptime_seconds", help: "Seconds since the node started.", value: Int(uptimeMillis / 1000))
+            p.family("springcache_cache_capacity_bytes", .gauge, help: "The byte bound of the cache (--cache-bytes, --hot-bytes).")
+            p.sample("springcache_cache_capacity_bytes", labels: [PrometheusLabel("cache", "main")],
+                     value: group.mainCapacityBytes)
+            p.sample("springcache_cache_capacity_bytes", labels: [PrometheusLabel("cache", "hot")],
+                     value: group.hotCapacityBytes)
             if let cluster { clusterMetrics(&p, cluster, s) }
+            extra?(&p)
         }
     }
 
@@ -89,7 +95,8 @@ enum StatsReport {
     }
 
     static func writeJSON(into out: inout ByteBuffer, node: NodeConfig, group: Group, requests: RequestStats,
-                          connections: ConnectionStats, openConnections: Int, uptimeMillis: Int64, cluster: Cluster?) {
+                          connections: ConnectionStats, openConnections: Int, uptimeMillis: Int64, cluster: Cluster?,
+                          extra: ((inout JSONWriter) -> Void)? = nil) {
         let s = group.stats
         let r = merged(requests, connections, open: openConnections)
         JSONWriter.write(into: &out) { j in
@@ -100,6 +107,7 @@ enum StatsReport {
                 j.field("pid", Int(getpid()))
                 j.field("group", group.name)
                 j.field("uptime_seconds", Int(uptimeMillis / 1000))
+                extra?(&j)
                 j.field("gets", s.gets)
                 j.field("hits", s.hits)
                 j.field("hot_hits", s.hotHits)

@@ -58,12 +58,24 @@ final class EtcdMembership {
             // A fresh snapshot follows a broken watch: etcd may have come back empty between two keepalives,
             // so ask about the lease now rather than up to TTL/3 later.
             self.registrar?.checkNow()
+            let before = Set(self.fromEtcd.keys)
             self.fromEtcd = [:]
             for m in members where m.name != self.config.name { self.fromEtcd[m.name] = m }
+            // Joins and leaves are logged once each: a snapshot after a broken watch repeats the known members.
+            for name in Set(self.fromEtcd.keys).subtracting(before).sorted() {
+                self.logger.info("member \(name) joined (peer \(self.fromEtcd[name]?.peer?.description ?? "?"))")
+            }
+            for name in before.subtracting(self.fromEtcd.keys).sorted() {
+                self.logger.info("member \(name) left (its etcd keys are gone)")
+            }
             self.apply()
         }
         discovery.onPut = { [unowned self] m in
             guard m.name != self.config.name else { return }
+            // A keepalive re-put of a known member is not a join.
+            if self.fromEtcd[m.name] == nil {
+                self.logger.info("member \(m.name) joined (peer \(m.peer?.description ?? "?"))")
+            }
             self.fromEtcd[m.name] = m
             self.apply()
         }
@@ -175,5 +187,24 @@ final class EtcdMembership {
             client.close()
             completion()
         }
+    }
+
+    /// The etcd families of /metrics: whether this node is registered and watching, and the counters of both.
+    func writeMetrics(_ p: inout PrometheusWriter) {
+        p.gauge("springcache_etcd_registered", help: "1 while this node's keys are on a live etcd lease.",
+                value: registrar?.isRegistered == true ? 1 : 0)
+        p.gauge("springcache_etcd_watching", help: "1 while the watch on the members prefix is established.",
+                value: discovery.isWatching ? 1 : 0)
+        let r = registrar?.stats ?? EtcdRegistrarStats()
+        p.counter("springcache_etcd_lease_grants_total", help: "etcd leases granted to this node.", value: r.grants)
+        p.counter("springcache_etcd_keepalives_total", help: "Lease keepalives answered.", value: r.keepalives)
+        p.counter("springcache_etcd_leases_lost_total", help: "Leases found gone and replaced.", value: r.leasesLost)
+        p.counter("springcache_etcd_registration_failures_total", help: "Failed registration or keepalive calls.",
+                  value: r.failures)
+        let d = discovery.stats
+        p.counter("springcache_etcd_watch_failures_total", help: "Failed range or watch calls on the members prefix.",
+                  value: d.failures)
+        p.counter("springcache_etcd_watch_events_total", help: "Member puts and deletes seen on the watch.",
+                  value: d.puts + d.deletes)
     }
 }

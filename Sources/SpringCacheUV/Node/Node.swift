@@ -25,6 +25,13 @@ public final class Node {
     private var sweepTimer: LoopTimer?
     private var signals: [SignalWatcher] = []
     private var stopping = false
+    /// The metrics listener (`--metrics`), serving only /metrics and /healthz.
+    private var metricsServer: HTTPServer?
+    private var metricsEndpoint: MetricsEndpoint?
+    private var accessLog: AccessLog?
+    /// The HTTP origin, when there is one: its counters reach /metrics, its failures the log.
+    private var httpOrigin: HTTPOrigin?
+    private var failureLog: FailureLog
 
     public init(config: NodeConfig, logger: Logger) throws {
         self.config = config
@@ -34,6 +41,7 @@ public final class Node {
 
         let loader: OriginLoader
         var multi: CurlMulti?
+        failureLog = FailureLog(intervalMillis: config.failureLogIntervalMillis)
         do {
             if config.origin == "demo" {
                 loader = DemoOrigin()
@@ -56,6 +64,7 @@ public final class Node {
             throw error
         }
         curl = multi
+        httpOrigin = loader as? HTTPOrigin
         group = Group(name: config.group, config: config.cache, clock: loop.clock, random: FastRandom(),
                       loader: loader)
         group.router = cluster
@@ -67,6 +76,16 @@ public final class Node {
         api = APIHandler(config: config, clock: loop.clock, group: group, cluster: cluster)
         server = HTTPServer(loop: loop, config: config.http, handler: api)
         api.server = server
+        if config.metrics != nil {
+            let endpoint = MetricsEndpoint(api: api, clock: loop.clock)
+            var metricsConfig = HTTPServerConfig()
+            metricsConfig.maxConnections = Node.maxMetricsConnections
+            metricsServer = HTTPServer(loop: loop, config: metricsConfig, handler: endpoint)
+            metricsEndpoint = endpoint
+        }
+        httpOrigin?.onFailure = { [unowned self] kind, cause in self.originFailed(kind, cause) }
+        api.extraMetrics = { [unowned self] p in self.writeNodeMetrics(&p) }
+        api.extraStats = { [unowned self] j in self.writeNodeStats(&j) }
         if let cluster, !config.etcdEndpoints.isEmpty {
             let multi = curl ?? CurlMulti(loop: loop.uv)
             curl = multi
@@ -108,33 +127,103 @@ public final class Node {
     /// The API port actually bound (differs from the configured one when that is 0).
     public var apiPort: Int { server.boundPort }
 
+    /// The metrics listener takes few connections: a handful of scrapers, not clients.
+    static let maxMetricsConnections = 64
+
+    /// Binds the peer port, the API and the metrics listener; an error names the flag and the cause.
+    private func startListeners() throws {
+        // The peer port first: a node that cannot serve its peers must not take API connections (a worker
+        // sharing the API port would accept some and then die with them).
+        if let cluster, let address = cluster.members[config.name]?.peer {
+            let service = PeerService(group: group, clock: loop.clock, token: config.peerToken)
+            let peers = GRPCServer(loop: loop, handler: service)
+            peerService = service
+            // Kept before start: if the bind fails, `closeAfterFailedStart` still owns it and closes it.
+            peerServer = peers
+            do {
+                try peers.start(address: address)
+            } catch {
+                throw ConfigError("--port \(address.port) (peer port \(address)): \(Node.cause(error))")
+            }
+            logger.info("peer port grpc://\(address) members=\(cluster.members.keys.sorted().joined(separator: ","))")
+        }
+        do {
+            try server.start(address: config.api, reusePort: config.reusePort)
+        } catch {
+            throw ConfigError("--api \(config.api): \(Node.cause(error))")
+        }
+        if let metricsServer, let address = config.metrics {
+            do {
+                try metricsServer.start(address: address, reusePort: false)
+            } catch {
+                throw ConfigError("--metrics \(address): \(Node.cause(error))")
+            }
+            logger.info("metrics http://\(HostPort(host: address.host, port: metricsServer.boundPort))/metrics")
+        }
+        if let path = config.accessLogPath {
+            let log = try AccessLog(path: path)
+            accessLog = log
+            server.accessLog = log
+        }
+    }
+
+    /// What went wrong, without the operation's name (the flag says which socket it was).
+    static func cause(_ error: Error) -> String {
+        if let uv = error as? UVError {
+            return "\(String(cString: uv_strerror(uv.code))) (\(String(cString: uv_err_name(uv.code))))"
+        }
+        return "\(error)"
+    }
+
+    /// Closes every handle opened so far after a listener failed to start, so the loop closes cleanly and the
+    /// process exits with its one-line error instead of tripping a handle's "released without close" check.
+    private func closeAfterFailedStart() {
+        stopping = true
+        metricsServer?.stop {}
+        server.stop { [self] in
+            api.close()
+            closeTheRest()
+        }
+        loop.run()
+        loop.close()
+    }
+
     /// Serves until SIGINT or SIGTERM, then stops gracefully: no new connections, answers in flight
     /// finish, every handle is closed, and the loop closes cleanly.
     public func run() throws {
         // Why ignore SIGPIPE: a client that goes away mid-write must cost an EPIPE, not the process.
         signal(SIGPIPE, SIG_IGN)
-        // The peer port first: a node that cannot serve its peers must not take API connections (a worker
-        // sharing the API port would accept some and then die with them).
-        if let cluster, let address = cluster.members[config.name]?.peer {
-            let peers = GRPCServer(loop: loop, handler: PeerService(group: group, clock: loop.clock,
-                                                                    token: config.peerToken))
-            try peers.start(address: address)
-            peerServer = peers
-            logger.info("peer port grpc://\(address) members=\(cluster.members.keys.sorted().joined(separator: ","))")
+        do {
+            try startListeners()
+        } catch {
+            closeAfterFailedStart()
+            throw error
         }
-        try server.start(address: config.api, reusePort: config.reusePort)
         if let etcd {
             // springcache's start-up contract: register, wait for the listed peers, then serve. Meanwhile
             // the API answers 503 with the reason instead of leaving clients hanging.
             server.admissionRefusal = "waiting for peers \(etcd.awaitedNames.joined(separator: ",")) to register in etcd"
         }
-        let sweep = LoopTimer(loop: loop) { [unowned self] in self.group.sweep() }
+        let sweep = LoopTimer(loop: loop) { [unowned self] in
+            self.group.sweep()
+            // Once a second: write waiting access-log lines and the summaries of repeated failures.
+            self.accessLog?.flush()
+            for line in self.failureLog.flush(now: self.loop.clock.nowMillis) { self.logger.warning("\(line)") }
+        }
         sweep.start(timeoutMillis: config.sweepIntervalMillis, repeatMillis: config.sweepIntervalMillis)
         sweepTimer = sweep
         for signum in [SIGINT, SIGTERM] {
             signals.append(try SignalWatcher(loop: loop, signal: signum) { [unowned self] sig in
                 self.logger.info("received signal \(sig); stopping")
                 self.stop()
+            })
+        }
+        signals.append(try SignalWatcher(loop: loop, signal: SIGHUP) { [unowned self] _ in self.reloadTokens() })
+        // Why watch SIGUSR1/SIGUSR2 instead of leaving them: their default action ends the process, and a stray
+        // `kill -USR1` (log rotation scripts send it) must not take a cache down. memcached and Redis stay up.
+        for signum in [SIGUSR1, SIGUSR2] {
+            signals.append(try SignalWatcher(loop: loop, signal: signum) { [unowned self] sig in
+                self.logger.notice("received signal \(sig); ignored (SIGHUP re-reads the token files, SIGTERM stops)")
             })
         }
         logAddresses()
@@ -175,6 +264,7 @@ public final class Node {
         signals.removeAll()
         sweepTimer?.close()
         sweepTimer = nil
+        metricsServer?.stop {}
         server.stop { [self] in
             api.close()
             // Revoking the lease first makes the other members drop this node at once.
@@ -187,6 +277,9 @@ public final class Node {
     }
 
     private func closeTheRest() {
+        accessLog?.close()
+        accessLog = nil
+        server.accessLog = nil
         curl?.close {}
         curl = nil
         cluster?.close()
@@ -194,6 +287,96 @@ public final class Node {
         if let peerServer {
             peerServer.close {}
             self.peerServer = nil
+        }
+    }
+
+    // MARK: operations
+
+    private var peerService: PeerService?
+
+    /// SIGHUP: reads the token files again, so a token is rotated without a restart. A file that cannot be
+    /// read keeps the old token in force (and says so): a botched rotation must not open or lock the node.
+    private func reloadTokens() {
+        guard config.authTokenFile != nil || config.peerTokenFile != nil else {
+            logger.notice("received SIGHUP; no token files to re-read (--auth-token-file, --peer-token-file)")
+            return
+        }
+        if let path = config.authTokenFile {
+            do {
+                api.authToken = try TokenFile.read(path, flag: "--auth-token-file")
+                logger.notice("SIGHUP: re-read --auth-token-file \(path)")
+            } catch {
+                logger.error("SIGHUP: \(error); keeping the previous API token")
+            }
+        }
+        if let path = config.peerTokenFile {
+            do {
+                let token = try TokenFile.read(path, flag: "--peer-token-file")
+                peerService?.setToken(token)
+                cluster?.setPeerToken(token)
+                logger.notice("SIGHUP: re-read --peer-token-file \(path)")
+            } catch {
+                logger.error("SIGHUP: \(error); keeping the previous peer token")
+            }
+        }
+    }
+
+    /// An origin load failed: logged with its full cause, once per kind and interval (then summed up).
+    private func originFailed(_ kind: OriginOutcome, _ cause: String) {
+        if let line = failureLog.record(kind: "origin \(kind.label)", cause: cause, now: loop.clock.nowMillis) {
+            logger.warning("origin load failed: \(line)")
+        }
+    }
+
+    /// The node's own families on /metrics: process, build, origin.
+    private func writeNodeMetrics(_ p: inout PrometheusWriter) {
+        p.process(ProcessMetrics.current())
+        p.family("springcache_build_info", .gauge, help: "Always 1; the labels say which build runs.")
+        p.sample("springcache_build_info", labels: [PrometheusLabel("version", BuildInfo.version),
+                                                     PrometheusLabel("swift", BuildInfo.swiftVersion)], value: 1)
+        p.gauge("springcache_origin_timeout_seconds", help: "The origin timeout (--origin-timeout).",
+                value: Int(config.originTimeoutMillis / 1000))
+        if let origin = httpOrigin {
+            let stats = origin.stats
+            p.family("springcache_origin_requests_total", .counter,
+                     help: "Origin loads by outcome (ok, not_found, unreachable, timeout, bad_status, too_large, other).")
+            for outcome in OriginOutcome.allCases {
+                p.sample("springcache_origin_requests_total", labels: [PrometheusLabel("outcome", outcome.label)],
+                         value: stats.outcomes[outcome.rawValue])
+            }
+            p.family("springcache_origin_request_duration_seconds", .histogram,
+                     help: "Time from starting an origin load to its outcome.")
+            p.histogram("springcache_origin_request_duration_seconds", stats.latency)
+        }
+        if let accessLog {
+            p.counter("springcache_access_log_write_errors_total", help: "Access-log writes that failed.",
+                      value: accessLog.writeErrors)
+        }
+        etcd?.writeMetrics(&p)
+    }
+
+    /// The node's own fields in /api/stats: version, configuration, RSS.
+    private func writeNodeStats(_ j: inout JSONWriter) {
+        let process = ProcessMetrics.current()
+        j.field("version", BuildInfo.version)
+        j.field("rss_bytes", process.residentBytes)
+        j.field("open_fds", process.openFDs)
+        j.key("config")
+        j.object { j in
+            j.field("api", config.api.description)
+            j.field("peer_port", config.peerPort)
+            j.key("metrics")
+            if let m = config.metrics { j.value(m.description) } else { j.null() }
+            j.field("origin", config.origin)
+            j.field("origin_timeout", ValueParsing.formatDuration(config.originTimeoutMillis))
+            j.field("cache_bytes", config.cache.cacheBytes)
+            j.field("hot_bytes", config.cache.hotBytes)
+            j.field("ttl", ValueParsing.formatDuration(config.cache.ttlMillis))
+            j.field("jitter", ValueParsing.formatDuration(config.cache.jitterMillis))
+            j.field("sliding", config.cache.sliding)
+            j.field("etcd", config.etcdEndpoints.joined(separator: ","))
+            j.field("auth", config.authToken != nil)
+            j.field("access_log", config.accessLogPath != nil)
         }
     }
 }

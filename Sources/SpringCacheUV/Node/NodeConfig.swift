@@ -33,8 +33,21 @@ public struct NodeConfig {
     public var reusePort = false
     /// This node's index among the workers of one supervisor (`--workers`), nil when it runs alone.
     public var workerIndex: Int?
+    /// The files the tokens came from; SIGHUP reads them again (rotation without restart).
+    public var authTokenFile: String?
+    public var peerTokenFile: String?
+    /// With `--metrics HOST:PORT`: a listener serving only /metrics and /healthz (worker i on PORT+i).
+    public var metrics: HostPort?
+    /// With `--access-log FILE|-`: one line per answered request.
+    public var accessLogPath: String?
+    /// Repeated origin failures of one kind are logged once per this interval, then summed up.
+    public var failureLogIntervalMillis: Int64 = 10_000
     /// How often the cache's backstop sweep runs.
     public var sweepIntervalMillis: UInt64 = 1_000
+
+    /// The smallest `--cache-bytes` accepted: room for a few small entries (each costs key + value +
+    /// `LRUCache.perEntryOverhead`). Less, and every set would fail with "too large".
+    public static let minCacheBytes = 1024
 
     public init() {}
 

@@ -43,6 +43,8 @@ public final class WorkerSupervisor {
     private var signals: [SignalWatcher] = []
     private var stopping = false
     private var killTimer: LoopTimer?
+    /// The supervisor's own exit status: 0 after a graceful stop, 1 when a worker could not start.
+    private var exitStatus: Int32 = 0
     public private(set) var restarts = 0
 
     public init(loop: EventLoop, executable: String, count: Int, settings: SupervisorSettings, logger: Logger,
@@ -69,8 +71,12 @@ public final class WorkerSupervisor {
         for i in 0..<count { spawn(i) }
         loop.run()
         loop.close()
-        return 0
+        return exitStatus
     }
+
+    /// The exit status of a worker that failed to start (bad configuration, a port taken): EX_CONFIG from
+    /// sysexits.h. Why a status of its own: restarting such a worker cannot help, so the supervisor stops.
+    public static let startFailureStatus: Int32 = 78
 
     private func spawn(_ index: Int) {
         let args = [executable] + argumentsForWorker(index)
@@ -102,6 +108,14 @@ public final class WorkerSupervisor {
                 continue
             }
             let ranFor = loop.clock.nowMillis - workers[index].startedAt
+            if WorkerSupervisor.exitCode(status) == WorkerSupervisor.startFailureStatus {
+                // The worker printed its reason (one line) before exiting; restarting cannot fix a bad flag or
+                // a taken port, so stop the others and exit with that failure.
+                logger.critical("worker \(index) could not start (its reason is logged above); stopping all workers")
+                exitStatus = 1
+                stop()
+                continue
+            }
             logger.warning("worker \(index) (pid \(pid)) exited (\(WorkerSupervisor.describe(status))) after \(ranFor) ms")
             if ranFor >= settings.stableAfterMillis { workers[index].restartDelay = settings.initialRestartDelayMillis }
             scheduleRestart(index)
@@ -153,6 +167,11 @@ public final class WorkerSupervisor {
         for s in signals { s.close() }
         signals.removeAll()
         logger.info("all workers stopped")
+    }
+
+    /// The exit code of a worker that exited normally, nil when a signal ended it.
+    static func exitCode(_ status: Int32) -> Int32? {
+        status & 0x7f == 0 ? (status >> 8) & 0xff : nil
     }
 
     static func describe(_ status: Int32) -> String {

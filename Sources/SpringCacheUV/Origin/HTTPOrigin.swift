@@ -1,3 +1,30 @@
+import CLibUV
+
+/// Why an origin load did not yield a value; the `reason` label of `springcache_origin_requests_total`.
+public enum OriginOutcome: Int, CaseIterable {
+    case ok, notFound, unreachable, timedOut, badStatus, tooLarge, failed
+
+    public var label: StaticString {
+        switch self {
+        case .ok: return "ok"
+        case .notFound: return "not_found"
+        case .unreachable: return "unreachable"
+        case .timedOut: return "timeout"
+        case .badStatus: return "bad_status"
+        case .tooLarge: return "too_large"
+        case .failed: return "other"
+        }
+    }
+}
+
+/// Counters of one HTTP origin, read by /metrics and /api/stats.
+public struct OriginStats {
+    /// Loads by outcome, indexed by `OriginOutcome.rawValue`.
+    public var outcomes = [UInt64](repeating: 0, count: OriginOutcome.allCases.count)
+    /// Time from starting a load to its outcome, whatever the outcome.
+    public var latency = LatencyHistogram()
+}
+
 /// An origin reached over HTTP: a miss for `key` becomes `GET <template with {key} and {group} filled in>`.
 ///
 /// Reply mapping (what the API reports, see `LoadError`): 200 → the body is the value; 404 → not found;
@@ -5,10 +32,17 @@
 /// no answer within `timeoutMillis` → `.timedOut` (504). Loads run on the shared `CurlMulti`, so
 /// hundreds can be in flight at once; its `Settings.maxHostConnections` bounds the connections to the
 /// origin and curl queues the rest.
+///
+/// Why the client's message names only the failure class ("origin unreachable", "origin timed out",
+/// "origin answered 500"): curl's own words carry the origin's address and port, which are internal; they go
+/// to `onFailure` (the node's rate-limited log) instead.
 public final class HTTPOrigin: OriginLoader {
     private let template: URLTemplate
     private let multi: CurlMulti
     public let timeoutMillis: Int
+    public private(set) var stats = OriginStats()
+    /// Called for each failed load with its class and the full cause (curl's message, the URL's host).
+    public var onFailure: ((OriginOutcome, String) -> Void)?
 
     /// - Throws: `URLTemplate.ParseError` when the template is not an http(s) URL containing `{key}`.
     public init(urlTemplate: String, multi: CurlMulti, timeoutMillis: Int = 2000) throws {
@@ -25,34 +59,51 @@ public final class HTTPOrigin: OriginLoader {
     public func load(group: String, key: String, completion: @escaping (LoadResult) -> Void) {
         // The connect limit is the whole limit: an origin that cannot be reached in time is as late as one
         // that does not answer, and both are reported the same way.
-        let request = CurlRequest(url: url(group: group, key: key), timeoutMillis: timeoutMillis,
-                                  connectTimeoutMillis: timeoutMillis)
+        let url = url(group: group, key: key)
+        let request = CurlRequest(url: url, timeoutMillis: timeoutMillis, connectTimeoutMillis: timeoutMillis)
         let timeoutMillis = self.timeoutMillis
-        multi.perform(request) { outcome in
-            completion(HTTPOrigin.result(of: outcome, key: key, timeoutMillis: timeoutMillis))
+        let started = uv_hrtime()
+        multi.perform(request) { [weak self] outcome in
+            let (result, kind) = HTTPOrigin.result(of: outcome, key: key, timeoutMillis: timeoutMillis)
+            if let self {
+                self.stats.outcomes[kind.rawValue] &+= 1
+                self.stats.latency.observe(nanoseconds: uv_hrtime() &- started)
+                if case .failure(let error) = result, let onFailure = self.onFailure {
+                    onFailure(kind, "\(error.message) (GET \(url): \(HTTPOrigin.cause(of: outcome)))")
+                }
+            }
+            completion(result)
         }
     }
 
-    /// The reply mapping described on the type.
-    static func result(of outcome: CurlOutcome, key: String, timeoutMillis: Int) -> LoadResult {
+    /// The reply mapping described on the type, with the outcome's class.
+    static func result(of outcome: CurlOutcome, key: String, timeoutMillis: Int) -> (LoadResult, OriginOutcome) {
         switch outcome {
         case .response(status: 200, let body):
-            return .value(body)
+            return (.value(body), .ok)
         case .response(status: 404, _):
-            return .notFound
+            return (.notFound, .notFound)
         case .response(let status, _):
-            return .failure(.unavailable("origin answered \(status) for key \(quoted(key))"))
+            return (.failure(.unavailable("origin answered \(status) for key \(quoted(key))")), .badStatus)
         case .failed(let failure):
             switch failure.kind {
             case .timedOut:
-                return .failure(.timedOut("origin did not answer within \(timeoutMillis) ms"))
+                return (.failure(.timedOut("origin timed out (no answer within \(timeoutMillis) ms)")), .timedOut)
             case .connectFailed:
-                return .failure(.unavailable("origin could not be reached for key \(quoted(key)): \(failure.message)"))
+                return (.failure(.unavailable("origin unreachable for key \(quoted(key))")), .unreachable)
             case .responseTooLarge:
-                return .failure(.unavailable("origin value for key \(quoted(key)) is too large: \(failure.message)"))
+                return (.failure(.unavailable("origin value for key \(quoted(key)) is too large")), .tooLarge)
             case .other:
-                return .failure(.unavailable("origin request for key \(quoted(key)) failed: \(failure.message)"))
+                return (.failure(.unavailable("origin request for key \(quoted(key)) failed")), .failed)
             }
+        }
+    }
+
+    /// curl's own description of a failure (for the log only: it may name internal addresses).
+    static func cause(of outcome: CurlOutcome) -> String {
+        switch outcome {
+        case .response(let status, _): return "status \(status)"
+        case .failed(let failure): return failure.message
         }
     }
 

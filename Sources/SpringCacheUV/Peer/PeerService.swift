@@ -15,11 +15,16 @@ public final class PeerService: GRPCServiceHandler {
     let group: Group
     let clock: Clock
     /// With `--peer-token-file`: the exact `authorization` value every call must carry.
-    let requiredAuthorization: [UInt8]?
+    private(set) var requiredAuthorization: [UInt8]?
 
     public init(group: Group, clock: Clock, token: [UInt8]? = nil) {
         self.group = group
         self.clock = clock
+        requiredAuthorization = token.map { Array("Bearer ".utf8) + $0 }
+    }
+
+    /// Replaces the token calls must carry (SIGHUP re-reads `--peer-token-file`).
+    public func setToken(_ token: [UInt8]?) {
         requiredAuthorization = token.map { Array("Bearer ".utf8) + $0 }
     }
 

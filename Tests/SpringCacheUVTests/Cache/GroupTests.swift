@@ -58,6 +58,19 @@ final class GroupTests: XCTestCase {
 
     // MARK: Expiry
 
+    func testExplicitTTLIsHonouredWithoutJitter() {
+        // A 3-minute jitter (springcache's default) must not stretch a TTL the client chose.
+        random = CacheTestRandom([179_999, 179_999])
+        let group = makeGroup(config { $0.jitterMillis = 180_000 })
+        let start = clock.nowMillis
+        group.set(key: "explicit", value: b("v"), ttlMillis: 60_000, hot: false)
+        XCTAssertEqual(expiry(getNow(group, "explicit")), start + 60_000)
+        XCTAssertEqual(random.bounds, [], "no jitter drawn for an explicit TTL")
+        // The default TTL (springcache's expire=0) still gets jitter: such keys are filled together.
+        group.set(key: "default", value: b("v"), ttlMillis: nil, hot: false)
+        XCTAssertEqual(expiry(getNow(group, "default")), start + 1_000 + 179_999)
+    }
+
     func testJitterIsAddedFromTheRandomSource() {
         // (jitterMillis, the random value drawn, expected TTL window)
         let cases: [(Int64, UInt64, Int64)] = [(0, 0, 1_000), (100, 0, 1_000), (100, 37, 1_037), (100, 99, 1_099)]

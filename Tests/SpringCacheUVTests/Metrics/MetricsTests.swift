@@ -12,19 +12,21 @@ final class MetricsTests: XCTestCase {
 
     func testHistogramBuckets() {
         var h = LatencyHistogram()
-        h.observe(nanoseconds: 50_000)          // ≤ 0.0001
-        h.observe(nanoseconds: 100_000)         // exactly on a bound: ≤ 0.0001
-        h.observe(nanoseconds: 100_001)         // ≤ 0.00025
-        h.observe(nanoseconds: 2_000_000_000)   // ≤ 2.5
-        h.observe(nanoseconds: 3_000_000_000)   // +Inf
-        XCTAssertEqual(h.count, 5)
-        XCTAssertEqual(h.sumNanos, 5_000_250_001)
+        h.observe(nanoseconds: 5_000)            // ≤ 0.00001
+        h.observe(nanoseconds: 10_000)           // exactly on a bound: ≤ 0.00001
+        h.observe(nanoseconds: 10_001)           // ≤ 0.000025
+        h.observe(nanoseconds: 2_000_000_000)    // ≤ 2.5
+        h.observe(nanoseconds: 60_000_000_000)   // ≤ 60: the longest --origin-timeout is still a finite bucket
+        h.observe(nanoseconds: 200_000_000_000)  // +Inf
+        XCTAssertEqual(h.count, 6)
+        XCTAssertEqual(h.sumNanos, 262_000_025_001)
         XCTAssertEqual(h.bucketCounts[0], 2)
         XCTAssertEqual(h.bucketCounts[1], 1)
-        XCTAssertEqual(h.bucketCounts[13], 1)
-        XCTAssertEqual(h.bucketCounts[14], 1)
-        XCTAssertEqual(h.cumulativeCount(throughBucket: 12), 3)
-        XCTAssertEqual(h.cumulativeCount(throughBucket: 14), 5)
+        XCTAssertEqual(h.bucketCounts[16], 1)
+        XCTAssertEqual(h.bucketCounts[20], 1)
+        XCTAssertEqual(h.bucketCounts[22], 1)
+        XCTAssertEqual(h.cumulativeCount(throughBucket: 15), 3)
+        XCTAssertEqual(h.cumulativeCount(throughBucket: 22), 6)
         XCTAssertEqual(LatencyHistogram.upperBoundsNanos.count + 1, LatencyHistogram.upperBoundLabels.count)
     }
 
@@ -61,8 +63,10 @@ final class MetricsTests: XCTestCase {
             }
         }
         let buckets = [
+            ("0.00001", 0), ("0.000025", 0), ("0.00005", 0),
             ("0.0001", 0), ("0.00025", 1), ("0.0005", 1), ("0.001", 1), ("0.002", 1), ("0.005", 1), ("0.01", 1),
-            ("0.025", 1), ("0.05", 1), ("0.1", 1), ("0.25", 1), ("0.5", 1), ("1", 2), ("2.5", 2), ("+Inf", 2),
+            ("0.025", 1), ("0.05", 1), ("0.1", 1), ("0.25", 1), ("0.5", 1), ("1", 2), ("2.5", 2), ("5", 2),
+            ("10", 2), ("30", 2), ("60", 2), ("120", 2), ("+Inf", 2),
         ].map { "demo_seconds_bucket{worker=\"0\",route=\"get\",le=\"\($0.0)\"} \($0.1)\n" }.joined()
         XCTAssertEqual(text, """
             # HELP demo_requests_total Requests.\\nWith a \\\\ backslash.
@@ -102,6 +106,8 @@ final class MetricsTests: XCTestCase {
         XCTAssertTrue(text.contains("springcache_http_requests_total{route=\"get\",code=\"200\"} 1\n"))
         XCTAssertTrue(text.contains("springcache_http_requests_total{route=\"v1_put\",code=\"413\"} 1\n"))
         XCTAssertFalse(text.contains("code=\"404\""), "zero cells are left out")
+        XCTAssertTrue(text.contains(
+            "springcache_http_request_duration_seconds_bucket{route=\"get\",le=\"0.00005\"} 0\n"))
         XCTAssertTrue(text.contains(
             "springcache_http_request_duration_seconds_bucket{route=\"get\",le=\"0.0001\"} 1\n"))
         XCTAssertFalse(text.contains("duration_seconds_bucket{route=\"v1_put\""), "routes without latencies")

@@ -47,7 +47,7 @@ final class HTTPOriginTests: XCTestCase {
     func testTimeoutIsTimedOutWithinTimeoutAndSlack() throws {
         let origin = try HTTPOrigin(urlTemplate: server.base + "/k/{key}", multi: multi, timeoutMillis: 500)
         let started = Date()
-        XCTAssertEqual(load(origin, "slow"), .failure(.timedOut("origin did not answer within 500 ms")))
+        XCTAssertEqual(load(origin, "slow"), .failure(.timedOut("origin timed out (no answer within 500 ms)")))
         let elapsed = Date().timeIntervalSince(started)
         XCTAssertGreaterThanOrEqual(elapsed, 0.45)
         XCTAssertLessThan(elapsed, 1.5)
@@ -56,7 +56,7 @@ final class HTTPOriginTests: XCTestCase {
     func testDefaultTimeoutMessage() throws {
         let origin = try HTTPOrigin(urlTemplate: server.base + "/k/{key}", multi: multi)
         XCTAssertEqual(origin.timeoutMillis, 2000)
-        XCTAssertEqual(load(origin, "slow"), .failure(.timedOut("origin did not answer within 2000 ms")))
+        XCTAssertEqual(load(origin, "slow"), .failure(.timedOut("origin timed out (no answer within 2000 ms)")))
     }
 
     func testConnectionRefusedIsUnavailable() throws {
@@ -65,7 +65,7 @@ final class HTTPOriginTests: XCTestCase {
         guard case .failure(.unavailable(let message)) = load(origin, "Tom") else {
             return XCTFail("expected .unavailable")
         }
-        XCTAssertTrue(message.hasPrefix("origin could not be reached for key \"Tom\""), message)
+        XCTAssertTrue(message == "origin unreachable for key \"Tom\"" && !message.contains("127.0.0.1"), message)
     }
 
     func testKeyAndGroupArePercentEncodedOnTheWire() throws {
@@ -129,14 +129,14 @@ final class HTTPOriginTests: XCTestCase {
     func testReplyMappingOfFailures() {
         let cases: [(CurlOutcome, LoadResult)] = [
             (.failed(CurlFailure(kind: .timedOut, message: "x")),
-             .failure(.timedOut("origin did not answer within 2000 ms"))),
+             .failure(.timedOut("origin timed out (no answer within 2000 ms)"))),
             (.failed(CurlFailure(kind: .other, message: "Recv failure: Connection reset by peer")),
-             .failure(.unavailable("origin request for key \"k\" failed: Recv failure: Connection reset by peer"))),
+             .failure(.unavailable("origin request for key \"k\" failed"))),
             (.response(status: 500, body: []), .failure(.unavailable("origin answered 500 for key \"k\""))),
             (.response(status: 204, body: []), .failure(.unavailable("origin answered 204 for key \"k\""))),
         ]
         for (outcome, expected) in cases {
-            XCTAssertEqual(HTTPOrigin.result(of: outcome, key: "k", timeoutMillis: 2000), expected)
+            XCTAssertEqual(HTTPOrigin.result(of: outcome, key: "k", timeoutMillis: 2000).0, expected)
         }
     }
 }

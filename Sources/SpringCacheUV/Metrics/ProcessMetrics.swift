@@ -1,0 +1,115 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// This build's version, as `--version`, `springcache_build_info` and `/api/stats` report it.
+public enum BuildInfo {
+    public static let version = "0.9.0"
+    #if swift(>=6.1)
+    public static let swiftVersion = "6.1+"
+    #elseif swift(>=6.0)
+    public static let swiftVersion = "6.0"
+    #else
+    public static let swiftVersion = "5.x"
+    #endif
+}
+
+/// The process figures Prometheus' client libraries export as `process_*`: CPU time, memory, open file
+/// descriptors and their limit, and the start time, read from /proc (Linux only, as the node is).
+///
+/// Why read /proc at scrape time rather than keep counters: the kernel already keeps them; a scrape every
+/// few seconds costs a few small reads, and nothing is added to the request path.
+public struct ProcessMetrics {
+    public var cpuSeconds: Double = 0
+    public var residentBytes: Int = 0
+    public var virtualBytes: Int = 0
+    public var openFDs: Int = 0
+    public var maxFDs: Int = 0
+    public var startTimeSeconds: Double = 0
+
+    public init() {}
+
+    /// The current figures; a field that cannot be read stays 0.
+    public static func current() -> ProcessMetrics {
+        var m = ProcessMetrics()
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        let page = sysconf(Int32(_SC_PAGESIZE))
+        if let stat = readSmallFile("/proc/self/stat"), let fields = statFields(stat), fields.count > 21 {
+            // Fields after the command (proc(5), counting from 1): 14 utime, 15 stime, 22 starttime, 23 vsize,
+            // 24 rss; `fields` starts at field 3.
+            let utime = Double(fields[11]) ?? 0
+            let stime = Double(fields[12]) ?? 0
+            m.cpuSeconds = (utime + stime) / ticks
+            let startTicks = Double(fields[19]) ?? 0
+            m.virtualBytes = Int(fields[20]) ?? 0
+            m.residentBytes = (Int(fields[21]) ?? 0) * page
+            m.startTimeSeconds = bootTimeSeconds() + startTicks / ticks
+        }
+        m.openFDs = countOpenFDs()
+        var limit = rlimit()
+        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 { m.maxFDs = Int(clamping: limit.rlim_cur) }
+        return m
+    }
+
+    /// The fields of /proc/self/stat after the parenthesised command name (which may hold spaces).
+    static func statFields(_ text: String) -> [Substring]? {
+        guard let close = text.lastIndex(of: ")") else { return nil }
+        return text[text.index(after: close)...].split(separator: " ")
+    }
+
+    static func bootTimeSeconds() -> Double {
+        guard let stat = readSmallFile("/proc/stat") else { return 0 }
+        for line in stat.split(separator: "\n") where line.hasPrefix("btime ") {
+            return Double(line.dropFirst(6).trimmingCharacters()) ?? 0
+        }
+        return 0
+    }
+
+    static func countOpenFDs() -> Int {
+        guard let dir = opendir("/proc/self/fd") else { return 0 }
+        defer { closedir(dir) }
+        var n = 0
+        while let entry = readdir(dir) {
+            if entry.pointee.d_name.0 != CChar(46) { n += 1 }  // skip "." and ".."
+        }
+        // The directory stream itself holds one descriptor while we count.
+        return max(0, n - 1)
+    }
+
+    /// Reads a /proc file of at most 64 KiB.
+    static func readSmallFile(_ path: String) -> String? {
+        guard let file = fopen(path, "r") else { return nil }
+        defer { fclose(file) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while bytes.count < 65536 {
+            let n = fread(&chunk, 1, chunk.count, file)
+            if n <= 0 { break }
+            bytes.append(contentsOf: chunk[0..<n])
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+extension Substring {
+    func trimmingCharacters() -> Substring {
+        var s = self
+        while let c = s.first, c == " " || c == "\t" { s = s.dropFirst() }
+        while let c = s.last, c == " " || c == "\t" || c == "\n" { s = s.dropLast() }
+        return s
+    }
+}
+
+extension PrometheusWriter {
+    /// The `process_*` families under the names Prometheus' client libraries use, so stock dashboards work.
+    public mutating func process(_ m: ProcessMetrics) {
+        family("process_cpu_seconds_total", .counter, help: "User and system CPU time spent, in seconds.")
+        sample("process_cpu_seconds_total", value: m.cpuSeconds)
+        gauge("process_resident_memory_bytes", help: "Resident memory size in bytes.", value: m.residentBytes)
+        gauge("process_virtual_memory_bytes", help: "Virtual memory size in bytes.", value: m.virtualBytes)
+        gauge("process_open_fds", help: "Open file descriptors.", value: m.openFDs)
+        gauge("process_max_fds", help: "The limit on open file descriptors (RLIMIT_NOFILE).", value: m.maxFDs)
+        family("process_start_time_seconds", .gauge, help: "Start time of the process since the Unix epoch, in seconds.")
+        sample("process_start_time_seconds", value: m.startTimeSeconds)
+    }
+}
