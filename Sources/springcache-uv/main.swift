@@ -121,6 +121,9 @@ struct SpringCacheCommand: ParsableCommand {
     @Option(help: ArgumentHelp("A listener serving only /metrics and /healthz. With --workers, worker i listens on PORT+i, so each worker is a Prometheus target of its own.",
                                valueName: "host:port"))
     var metrics: String?
+    @Option(parsing: .unconditional,
+            help: "Repeated origin failures of one kind are logged once per this interval, then summed up (duration).")
+    var failureLogInterval: String = "10s"
 
     /// How many workers `--workers` asks for.
     func workerCount() throws -> Int {
@@ -186,6 +189,10 @@ struct SpringCacheCommand: ParsableCommand {
             c.api = try HostPort.parse(api, flag: "--api").resolvedForBinding(flag: "--api")
             if let metrics { c.metrics = try HostPort.parse(metrics, flag: "--metrics").resolvedForBinding(flag: "--metrics") }
             c.accessLogPath = accessLog
+            c.failureLogIntervalMillis = try ValueParsing.durationMillis(failureLogInterval, flag: "--failure-log-interval")
+            guard c.failureLogIntervalMillis >= 1000 else {
+                throw ConfigError("--failure-log-interval expects at least 1s, got '\(failureLogInterval)'")
+            }
             guard !name.isEmpty else { throw ConfigError("--name must not be empty") }
             c.name = name
             let port = self.port ?? 8888

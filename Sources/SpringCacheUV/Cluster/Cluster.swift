@@ -27,6 +27,13 @@ public struct ClusterStats {
     public var callLatency = LatencyHistogram()
 }
 
+/// Counters of the calls to one peer (the `peer` label of the per-peer families on /metrics).
+public struct PeerCallStats {
+    public var calls: UInt64 = 0
+    public var failures: UInt64 = 0
+    public var latency = LatencyHistogram()
+}
+
 /// The cluster as one node sees it: the members, which of them are reachable, the hash ring over those,
 /// and one gRPC client per peer. Implements `PeerRouter` for the group.
 ///
@@ -40,6 +47,8 @@ public final class Cluster: PeerRouter {
     private(set) var settings: ClusterSettings
     let logger: Logger
     public private(set) var stats = ClusterStats()
+    /// The same counters per peer name; a member that leaves keeps its entry (its counters stay monotonic).
+    public private(set) var perPeer: [String: PeerCallStats] = [:]
 
     /// Every known member, this node included, by name.
     public private(set) var members: [String: Member] = [:]
@@ -199,6 +208,7 @@ public final class Cluster: PeerRouter {
     private func call(_ peer: PeerID, path: String, message: [UInt8], timeoutMillis: Int? = nil,
                       completion: @escaping (Result<[UInt8], GRPCCallError>) -> Void) {
         stats.peerCalls += 1
+        perPeer[peer.name, default: PeerCallStats()].calls += 1
         guard let client = client(for: peer.name) else {
             completion(.failure(GRPCCallError(status: .unavailable, message: "peer \(peer) has no known address")))
             return
@@ -206,9 +216,12 @@ public final class Cluster: PeerRouter {
         let start = uv_hrtime()
         client.unary(path: path, message: message, timeoutMillis: timeoutMillis ?? settings.peerTimeoutMillis,
                      metadata: metadata) { [weak self] result in
-            self?.stats.callLatency.observe(nanoseconds: uv_hrtime() &- start)
+            let took = uv_hrtime() &- start
+            self?.stats.callLatency.observe(nanoseconds: took)
+            self?.perPeer[peer.name]?.latency.observe(nanoseconds: took)
             if case .failure(let error) = result, Cluster.makesPeerUnusable(error) {
                 self?.stats.peerFailures += 1
+                self?.perPeer[peer.name]?.failures += 1
                 let why = error.fromPeer ? "it refused our credentials (\(error.status): \(error.message)); "
                     + "check --peer-token-file on both sides" : "\(error.status): \(error.message)"
                 self?.drop(peer.name, reason: why)

@@ -5,12 +5,15 @@ import Glibc
 /// This build's version, as `--version`, `springcache_build_info` and `/api/stats` report it.
 public enum BuildInfo {
     public static let version = "0.9.0"
-    #if swift(>=6.1)
-    public static let swiftVersion = "6.1+"
-    #elseif swift(>=6.0)
-    public static let swiftVersion = "6.0"
+    /// The compiler that built it (the `swift` label of `springcache_build_info`).
+    #if compiler(>=6.3)
+    public static let swiftVersion = "6.3"
+    #elseif compiler(>=6.2)
+    public static let swiftVersion = "6.2"
+    #elseif compiler(>=6.1)
+    public static let swiftVersion = "6.1"
     #else
-    public static let swiftVersion = "5.x"
+    public static let swiftVersion = "6.0"
     #endif
 }
 

@@ -82,6 +82,28 @@ enum StatsReport {
                   value: c.invalidationsSent)
         p.family("springcache_peer_call_duration_seconds", .histogram, help: "Time from a peer call to its answer.")
         p.histogram("springcache_peer_call_duration_seconds", c.callLatency)
+        let peers = cluster.perPeer.keys.sorted()
+        p.family("springcache_peer_requests_total", .counter, help: "gRPC calls made to each peer.")
+        for name in peers {
+            p.sample("springcache_peer_requests_total", labels: [PrometheusLabel("peer", name)],
+                     value: cluster.perPeer[name]!.calls)
+        }
+        p.family("springcache_peer_request_failures_total", .counter,
+                 help: "Calls to each peer that failed in transport (refused, reset, deadline).")
+        for name in peers {
+            p.sample("springcache_peer_request_failures_total", labels: [PrometheusLabel("peer", name)],
+                     value: cluster.perPeer[name]!.failures)
+        }
+        p.family("springcache_peer_request_duration_seconds", .histogram, help: "Time from a call to each peer to its answer.")
+        for name in peers {
+            p.histogram("springcache_peer_request_duration_seconds", labels: [PrometheusLabel("peer", name)],
+                        cluster.perPeer[name]!.latency)
+        }
+        p.family("springcache_peer_up", .gauge, help: "1 while the member is on this node's ring, 0 while dropped.")
+        for name in cluster.members.keys.sorted() where name != cluster.selfName {
+            p.sample("springcache_peer_up", labels: [PrometheusLabel("peer", name)],
+                     value: cluster.down.contains(name) ? 0 : 1)
+        }
         p.counter("springcache_peer_fetches_total", help: "Misses fetched from their owner.", value: s.peerFetches)
         p.counter("springcache_peer_fetch_errors_total", help: "Fetches from an owner that failed.",
                   value: s.peerFetchErrors)

@@ -68,6 +68,17 @@ public final class WorkerSupervisor {
             })
         }
         signals.append(try SignalWatcher(loop: loop, signal: SIGCHLD) { [unowned self] _ in self.reap() })
+        // SIGHUP (systemd's ExecReload) goes to the supervisor: every worker re-reads its token files.
+        signals.append(try SignalWatcher(loop: loop, signal: SIGHUP) { [unowned self] _ in
+            self.logger.notice("supervisor received SIGHUP; passing it to \(self.count) workers")
+            for w in self.workers where w.pid > 0 { kill(w.pid, SIGHUP) }
+        })
+        // Their default action would end the supervisor, and with it every worker.
+        for signum in [SIGUSR1, SIGUSR2] {
+            signals.append(try SignalWatcher(loop: loop, signal: signum) { [unowned self] sig in
+                self.logger.notice("supervisor received signal \(sig); ignored (SIGHUP re-reads tokens, SIGTERM stops)")
+            })
+        }
         for i in 0..<count { spawn(i) }
         loop.run()
         loop.close()

@@ -107,7 +107,7 @@ final class MetricsTests: XCTestCase {
         XCTAssertTrue(text.contains("springcache_http_requests_total{route=\"v1_put\",code=\"413\"} 1\n"))
         XCTAssertFalse(text.contains("code=\"404\""), "zero cells are left out")
         XCTAssertTrue(text.contains(
-            "springcache_http_request_duration_seconds_bucket{route=\"get\",le=\"0.00005\"} 0\n"))
+            "springcache_http_request_duration_seconds_bucket{route=\"get\",le=\"0.000025\"} 0\n"))
         XCTAssertTrue(text.contains(
             "springcache_http_request_duration_seconds_bucket{route=\"get\",le=\"0.0001\"} 1\n"))
         XCTAssertFalse(text.contains("duration_seconds_bucket{route=\"v1_put\""), "routes without latencies")
