@@ -4,7 +4,9 @@ Run through bench/run.sh. The node and nginx (one worker, no master) are pinned 
 another. For each run: requests/s, p50 and p99 latency (wrk --latency), and the server's CPU time
 per request (utime+stime from /proc/PID/stat before and after the run, divided by the requests).
 Environment: SPRINGCACHE_BIN, BENCH_DURATION (10s), BENCH_ROUNDS (2), BENCH_CONNS ("64 256"),
-BENCH_KEYS (10000), BENCH_SERVER_CPU (1), BENCH_WRK_CPU (0), BENCH_RESULTS (bench/results).
+BENCH_KEYS (10000), BENCH_SERVER_CPU (1), BENCH_WRK_CPU (0), BENCH_RESULTS (bench/results),
+BENCH_ACCESS_LOG (0; 1 = the node runs with --access-log and nginx with its access_log, both to a file in the
+temporary directory, and the report is <date>-local-access-log.md).
 """
 import datetime
 import os
@@ -126,11 +128,15 @@ def run_wrk(server, path, script, conns, duration, wrk_cpu):
             "cpu_s": (after - before) / CLK_TCK}
 
 
+ACCESS_LOG = os.environ.get("BENCH_ACCESS_LOG", "0") == "1"
+
+
 def start_node(binary, cpu, tmp, keys):
     port = free_port()
     log = open(os.path.join(tmp, "node.log"), "wb")
+    access = ["--access-log", os.path.join(tmp, "node-access.log")] if ACCESS_LOG else []
     proc = subprocess.Popen(pinned(cpu, [binary, "--api", "127.0.0.1:%d" % port, "--jitter", "0", "--ttl", "1h",
-                                         "--log-level", "warning"]),
+                                         "--log-level", "warning"] + access),
                             stdout=log, stderr=log, stdin=subprocess.DEVNULL)
     wait_for("http://127.0.0.1:%d/api/get?key=Tom" % port, b"value=630\n", proc)
     loader.api_set(("127.0.0.1", port), keys, "630")
@@ -142,7 +148,10 @@ def start_nginx(cpu, tmp):
     port = free_port()
     conf = os.path.join(tmp, "nginx.conf")
     with open(conf, "w") as f:
-        f.write(NGINX_CONF.format(tmp=tmp, port=port))
+        conf_text = NGINX_CONF.format(tmp=tmp, port=port)
+        if ACCESS_LOG:
+            conf_text = conf_text.replace("access_log off;", "access_log %s/nginx-access.log;" % tmp)
+        f.write(conf_text)
     log = open(os.path.join(tmp, "nginx.out"), "wb")
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     proc = subprocess.Popen(pinned(cpu, [nginx, "-p", tmp, "-e", os.path.join(tmp, "nginx-error.log"), "-c", conf]),
@@ -232,8 +241,10 @@ def main():
     lines = ["# springcache-uv vs nginx, local", ""]
     lines += ["- " + e for e in environment(binary)]
     lines += ["- wrk -t1 -c{64,256} -d%s --latency, pinned to CPU %s; node and nginx (1 worker, master_process off, "
-              "access_log off, `return 200 \"value=630\\n\"`) pinned to CPU %s; runs alternate node/nginx, %d rounds"
-              % (duration, wrk_cpu, server_cpu, rounds),
+              "access_log %s, `return 200 \"value=630\\n\"`) pinned to CPU %s; runs alternate node/nginx, %d rounds"
+              % (duration, wrk_cpu, "to a file" if ACCESS_LOG else "off", server_cpu, rounds),
+              "- access log: %s" % ("node --access-log FILE, nginx access_log FILE (combined format)" if ACCESS_LOG
+                                    else "off on both"),
               "- node: --jitter 0 --ttl 1h --log-level warning; %d keys k0..k%d preloaded with /api/set "
               "(value 630, so node and nginx send bodies of the same size); the keys scenario requests them "
               "round-robin through bench/keys.lua, nginx gets the same paths" % (keys, keys - 1),
@@ -265,7 +276,8 @@ def main():
     print()
     print(report)
     os.makedirs(results_dir, exist_ok=True)
-    path = os.path.join(results_dir, "%s-local.md" % datetime.date.today().isoformat())
+    suffix = "-local-access-log.md" if ACCESS_LOG else "-local.md"
+    path = os.path.join(results_dir, datetime.date.today().isoformat() + suffix)
     with open(path, "w") as f:
         f.write(report)
     print("written to %s" % path)

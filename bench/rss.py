@@ -77,7 +77,9 @@ def main():
         print("RSS per entry:               %.1f bytes (key 8 + value 8 => %.1f bytes overhead per entry)"
               % (per_entry, per_entry - 16))
         try:
-            print("server stats:                %s" % json.dumps(json.loads(stats))[:600])
+            # The cache figures only, whole: a cut JSON object is not JSON (the 2026-11-25 file was cut so).
+            caches = json.loads(stats)["caches"]
+            print("server caches:               %s" % json.dumps(caches, sort_keys=True))
         except ValueError:
             pass
     finally:
