@@ -122,7 +122,7 @@ struct SpringCacheCommand: ParsableCommand {
                                valueName: "host:port"))
     var metrics: String?
     @Option(parsing: .unconditional,
-            help: "Repeated origin failures of one kind are logged once per this interval, then summed up (duration).")
+            help: "Repeated origin and etcd failures of one kind are logged once per this interval, then summed up (duration).")
     var failureLogInterval: String = "10s"
 
     /// How many workers `--workers` asks for.

@@ -193,6 +193,37 @@ def test_unreachable_origin_is_logged_once_per_interval_and_hidden_from_clients(
         n.cleanup()
 
 
+def test_etcd_outage_is_logged_once_per_interval_and_members_joining_are_logged():
+    from etcd_harness import Etcd
+    etcd = Etcd()
+    nodes = []
+    try:
+        a = Node("--name", "a", "--port", str(free_peer_port()), "--etcd", etcd.endpoint)
+        nodes.append(a)
+        b = Node("--name", "b", "--port", str(free_peer_port()), "--etcd", etcd.endpoint)
+        nodes.append(b)
+        wait_until(lambda: "member b joined" in a.log_text(), 15, what="a logging that b joined")
+        etcd.stop()
+        down = time.monotonic()
+        # Discovery retries every 0.2 … 2 s: several failures within the 10 s interval, logged once.
+        wait_until(lambda: time.monotonic() - down > 6 and a.log_text().count("of springcache/members/ failed") >= 1,
+                   20, interval=0.5, what="six seconds of etcd outage")
+        logged = a.log_text().count("of springcache/members/ failed")
+        etcd.start()
+        line = wait_until(lambda: [l for l in a.log_text().splitlines() if "etcd watch works again" in l], 20,
+                          what="the summary once etcd answers again")
+        print("\n[observed] etcd down %.1f s: %d watch-failure line(s); then: %s" % (
+            time.monotonic() - down, logged, line[0]))
+        assert logged == 1, a.log_text()[-3000:]
+        assert re.search(r"etcd watch failures: \d+ more in the last", line[0]), line
+        assert a.log_text().count("member b joined") == 1, "a join is logged once, not again after the outage"
+    finally:
+        for n in nodes:
+            n.stop()
+            n.cleanup()
+        etcd.cleanup()
+
+
 def scrape_api(n):
     return n.request("GET", "/metrics")[2].decode()
 

@@ -8,6 +8,8 @@ public struct EtcdDiscoverySettings {
     public var initialBackoffMillis: UInt64 = 200
     /// The longest wait between retries.
     public var maxBackoffMillis: UInt64 = 2_000
+    /// While etcd keeps failing, one warning per this interval (with the count of the others).
+    public var failureLogIntervalMillis: Int64 = 10_000
 
     public init() {}
 }
@@ -52,12 +54,16 @@ public final class EtcdDiscovery {
     private var pendingRange: EtcdCallHandle?
     private var watch: EtcdWatchHandle?
     private var retryTimer: LoopTimer!
+    private let clock: Clock
+    private var failureLog: FailureLog
 
     public init(client: EtcdClient, loop: EventLoop, settings: EtcdDiscoverySettings = EtcdDiscoverySettings(),
                 logger: Logger = Logger(label: "springcache.etcd.discovery")) {
         self.client = client
         self.settings = settings
         self.logger = logger
+        clock = loop.clock
+        failureLog = FailureLog(intervalMillis: settings.failureLogIntervalMillis)
         prefix = Array(settings.prefix.utf8)
         backoffMillis = settings.initialBackoffMillis
         retryTimer = LoopTimer(loop: loop) { [unowned self] in
@@ -114,6 +120,7 @@ public final class EtcdDiscovery {
     private func startWatch(from revision: Int64) {
         watch = client.watch(prefix: prefix, startRevision: revision, onCreated: { [unowned self] in
             self.isWatching = true
+            for line in self.failureLog.drain(now: self.clock.nowMillis) { self.logger.info("etcd watch works again; \(line)") }
             // The cycle works again: the next failure starts from a short wait.
             self.backoffMillis = self.settings.initialBackoffMillis
         }, onEvents: { [unowned self] events, _ in
@@ -154,7 +161,11 @@ public final class EtcdDiscovery {
         stats.failures += 1
         let delay = backoffMillis
         backoffMillis = min(backoffMillis * 2, settings.maxBackoffMillis)
-        logger.warning("etcd \(what) of \(settings.prefix) failed (fresh range in \(delay) ms): \(error)")
+        // Why rate-limited: with etcd down this fails every backoff period (2 s) for as long as the outage lasts.
+        let cause = "etcd \(what) of \(settings.prefix) failed (fresh range in \(delay) ms): \(error)"
+        if let line = failureLog.record(kind: "etcd watch failures", cause: cause, now: clock.nowMillis) {
+            logger.warning("\(line)")
+        }
         retryTimer.start(timeoutMillis: delay)
     }
 

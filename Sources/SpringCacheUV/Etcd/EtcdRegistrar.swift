@@ -8,6 +8,8 @@ public struct EtcdRegistrarSettings {
     public var initialBackoffMillis: UInt64 = 200
     /// The longest wait between retries. Why 2 s: a node re-registers within about 2 s of etcd answering again.
     public var maxBackoffMillis: UInt64 = 2_000
+    /// While etcd keeps failing, one warning per this interval (with the count of the others).
+    public var failureLogIntervalMillis: Int64 = 10_000
     /// The limit on the revoke sent by `stop`: a graceful stop must not hang on a dead etcd.
     public var revokeTimeoutMillis = 1_000
 
@@ -82,6 +84,8 @@ public final class EtcdRegistrar {
     private var pending: EtcdCallHandle?
     /// Schedules both the next keepalive and retries after failures (never both at once).
     private var timer: LoopTimer!
+    private let clock: Clock
+    private var failureLog: FailureLog
     private var timerAction: (() -> Void)?
 
     public init(entries: [EtcdEntry], client: EtcdClient, loop: EventLoop,
@@ -91,6 +95,8 @@ public final class EtcdRegistrar {
         self.client = client
         self.settings = settings
         self.logger = logger
+        clock = loop.clock
+        failureLog = FailureLog(intervalMillis: settings.failureLogIntervalMillis)
         backoffMillis = settings.initialBackoffMillis
         timer = LoopTimer(loop: loop) { [unowned self] in
             let action = self.timerAction
@@ -211,6 +217,7 @@ public final class EtcdRegistrar {
     }
 
     private func registered() {
+        for line in failureLog.drain(now: clock.nowMillis) { logger.info("etcd answers again; \(line)") }
         if !isRegistered {
             if onNewLease {
                 stats.reRegistrations += 1
@@ -260,7 +267,11 @@ public final class EtcdRegistrar {
         isRegistered = false
         let delay = backoffMillis
         backoffMillis = min(backoffMillis * 2, settings.maxBackoffMillis)
-        logger.warning("etcd \(what) failed (retrying in \(delay) ms): \(error)")
+        // Why rate-limited: with etcd down this fails every backoff period (2 s) for as long as the outage lasts.
+        let cause = "etcd \(what) failed (retrying in \(delay) ms): \(error)"
+        if let line = failureLog.record(kind: "etcd registration failures", cause: cause, now: clock.nowMillis) {
+            logger.warning("\(line)")
+        }
         // Why a keepalive first when a lease exists: it tells whether the lease survived the outage.
         schedule(after: delay) { [unowned self] in
             if self.leaseID != nil { self.keepAlive() } else { self.grant() }

@@ -31,7 +31,9 @@ final class EtcdMembership {
         self.loop = loop
         self.logger = logger
         client = try EtcdClient(endpoints: config.etcdEndpoints, loop: loop, curl: curl)
-        discovery = EtcdDiscovery(client: client, loop: loop, logger: logger)
+        var discoverySettings = EtcdDiscoverySettings()
+        discoverySettings.failureLogIntervalMillis = config.failureLogIntervalMillis
+        discovery = EtcdDiscovery(client: client, loop: loop, settings: discoverySettings, logger: logger)
         let statics = try StaticMembership.parse(config.peers, selfName: config.name)
         staticMembers = statics.members.filter { $0.peer != nil && $0.name != config.name }
         awaitedNames = statics.unresolvedNames.filter { $0 != config.name }
@@ -43,6 +45,7 @@ final class EtcdMembership {
         guard let me = cluster.members[config.name], let peer = me.peer else { return }
         var settings = EtcdRegistrarSettings()
         settings.leaseTTLSeconds = config.leaseTTLSeconds
+        settings.failureLogIntervalMillis = config.failureLogIntervalMillis
         let registrar = EtcdRegistrar(entries: EtcdRegistrar.entries(name: config.name, peer: peer, api: apiAddress),
                                       client: client, loop: loop, settings: settings, logger: logger)
         registrar.onRegistered = { [unowned self] in

@@ -40,7 +40,7 @@ public struct NodeConfig {
     public var metrics: HostPort?
     /// With `--access-log FILE|-`: one line per answered request.
     public var accessLogPath: String?
-    /// Repeated origin failures of one kind are logged once per this interval, then summed up.
+    /// Repeated origin and etcd failures of one kind are logged once per this interval, then summed up.
     public var failureLogIntervalMillis: Int64 = 10_000
     /// How often the cache's backstop sweep runs.
     public var sweepIntervalMillis: UInt64 = 1_000

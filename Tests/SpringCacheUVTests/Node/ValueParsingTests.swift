@@ -55,6 +55,11 @@ final class ValueParsingTests: XCTestCase {
         // Not flushed in time: the next logged line carries the count.
         XCTAssertEqual(log.record(kind: "origin unreachable", cause: "refused 6", now: 30_000),
                        "refused 6 (and 1 more like it before)")
+        // When the failures stop (etcd answers again), the count is told at once, interval over or not.
+        XCTAssertNil(log.record(kind: "origin unreachable", cause: "refused 7", now: 31_000))
+        XCTAssertEqual(log.drain(now: 32_000), ["origin unreachable: 1 more in the last 2s; last: refused 7"])
+        XCTAssertEqual(log.drain(now: 33_000), [])
+        XCTAssertEqual(log.record(kind: "origin unreachable", cause: "refused 8", now: 33_000), "refused 8")
     }
 
     func testDurations() throws {

@@ -36,9 +36,19 @@ public struct FailureLog {
 
     /// The summaries of intervals that ended by `now` with failures counted but not logged.
     public mutating func flush(now: Int64) -> [String] {
+        summaries(now: now, all: false)
+    }
+
+    /// The summaries of every interval, ended or not, and a fresh start: for when the failures stopped
+    /// (etcd answers again), so the count is told now rather than with the next failure.
+    public mutating func drain(now: Int64) -> [String] {
+        summaries(now: now, all: true)
+    }
+
+    private mutating func summaries(now: Int64, all: Bool) -> [String] {
         var lines: [String] = []
         for kind in windows.keys.sorted() {
-            guard let window = windows[kind], now - window.startedAt >= intervalMillis else { continue }
+            guard let window = windows[kind], all || now - window.startedAt >= intervalMillis else { continue }
             if window.suppressed > 0 {
                 lines.append("\(kind): \(window.suppressed) more in the last "
                              + "\(ValueParsing.formatDuration(now - window.startedAt)); last: \(window.lastCause)")
