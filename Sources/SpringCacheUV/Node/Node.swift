@@ -179,11 +179,7 @@ public final class Node {
     /// process exits with its one-line error instead of tripping a handle's "released without close" check.
     private func closeAfterFailedStart() {
         stopping = true
-        metricsServer?.stop {}
-        server.stop { [self] in
-            api.close()
-            closeTheRest()
-        }
+        stopServers()
         loop.run()
         loop.close()
     }
@@ -264,6 +260,11 @@ public final class Node {
         signals.removeAll()
         sweepTimer?.close()
         sweepTimer = nil
+        stopServers()
+    }
+
+    /// Stops the listeners, lets answers in flight finish, revokes the etcd lease, then closes the rest.
+    private func stopServers() {
         metricsServer?.stop {}
         server.stop { [self] in
             api.close()
