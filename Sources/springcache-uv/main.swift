@@ -136,7 +136,7 @@ struct SpringCacheCommand: ParsableCommand {
 
     func validate() throws {
         let count = try workerCount()
-        let config = try makeConfig()
+        let config = try makeConfig(readingFiles: false)
         try checkConflicts(config, count: count)
         if count > 1 && config.api.port == 0 {
             throw ValidationError("--workers \(workers) needs a fixed --api port: the workers share it (SO_REUSEPORT)")
@@ -183,7 +183,9 @@ struct SpringCacheCommand: ParsableCommand {
         }
     }
 
-    func makeConfig() throws -> NodeConfig {
+    /// The node's configuration from the flags. `readingFiles: false` (validation) leaves the token files
+    /// unread: a file that cannot be read is a start-up failure (one line, exit 1), not a usage error.
+    func makeConfig(readingFiles: Bool = true) throws -> NodeConfig {
         var c = NodeConfig()
         do {
             c.api = try HostPort.parse(api, flag: "--api").resolvedForBinding(flag: "--api")
@@ -241,9 +243,12 @@ struct SpringCacheCommand: ParsableCommand {
             c.http.maxConnections = maxConnections
             c.http.headerTimeoutMillis = try ValueParsing.durationMillis(headerTimeout, flag: "--header-timeout")
             c.http.idleTimeoutMillis = try ValueParsing.durationMillis(idleTimeout, flag: "--idle-timeout")
+            // Why refuse 0: it could only mean "close at once", which no client can use.
+            guard c.http.headerTimeoutMillis > 0 else { throw ConfigError("--header-timeout must be greater than 0") }
+            guard c.http.idleTimeoutMillis > 0 else { throw ConfigError("--idle-timeout must be greater than 0") }
             c.http.maxOutputBytesPerConnection = try ValueParsing.byteSize(maxOutputBytes, flag: "--max-output-bytes")
-            if let path = authTokenFile { c.authToken = try TokenFile.read(path, flag: "--auth-token-file") }
-            if let path = peerTokenFile { c.peerToken = try TokenFile.read(path, flag: "--peer-token-file") }
+            if readingFiles, let path = authTokenFile { c.authToken = try TokenFile.read(path, flag: "--auth-token-file") }
+            if readingFiles, let path = peerTokenFile { c.peerToken = try TokenFile.read(path, flag: "--peer-token-file") }
             c.authTokenFile = authTokenFile
             c.peerTokenFile = peerTokenFile
             let peerTimeoutMillis = try ValueParsing.durationMillis(peerTimeout, flag: "--peer-timeout")
@@ -285,13 +290,20 @@ struct SpringCacheCommand: ParsableCommand {
     }
 
     func run() throws {
-        var config = try makeConfig()
         let count = try workerCount()
         let level = Logger.Level(rawValue: logLevel) ?? .info
         let format = LogFormat(rawValue: logFormat) ?? .text
         let nodeName = workerIndex.map { "\(name)-\($0)" } ?? name
         LoggingSystem.bootstrap { _ in NodeLogHandler(node: nodeName, format: format, level: level) }
         let logger = Logger(label: "springcache-uv")
+        var config: NodeConfig
+        do {
+            config = try makeConfig()
+        } catch {
+            // The flags were validated; what fails here is the environment (a token file that cannot be read).
+            logger.critical("\(error)")
+            throw ExitCode(workerIndex != nil ? WorkerSupervisor.startFailureStatus : 1)
+        }
         let cores = WorkerSupervisor.coreCount()
         if count > cores && workerIndex == nil {
             logger.warning("--workers \(count) is more than the \(cores) cores here: workers will compete for CPU (--workers auto starts one per core)")

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -96,12 +97,19 @@ def test_busy_peer_port_names_the_flag():
     (["--workers", "2", "--name", "a", "--peer", "a=127.0.0.1:8001,b=127.0.0.1:8002"], "--workers 2 with --peer a="),
     (["--metrics", "127.0.0.1:9999", "--api", "127.0.0.1:9999"], "would share port 9999 with --api"),
     (["--log-format", "xml"], "--log-format expects text or json"),
+    (["--idle-timeout", "0"], "--idle-timeout must be greater than 0"),
 ])
 def test_bad_flags_are_one_usage_error_naming_the_flag(args, words):
     code, log = run(args)
     assert code == 64, (code, log)
     assert words in log, log
     assert not any(m in log for m in CRASH_MARKERS), log
+
+
+def test_unreadable_token_file_is_one_line_and_exit_1(tmp_path):
+    code, log = run(["--api", "127.0.0.1:0", "--auth-token-file", str(tmp_path / "absent")])
+    assert code == 1, log
+    assert len(log.strip().splitlines()) == 1 and "--auth-token-file: cannot read" in log, log
 
 
 def test_sizes_hostnames_and_version():
@@ -157,6 +165,28 @@ def test_sighup_rereads_the_token_and_other_signals_do_not_stop_the_node(tmp_pat
     finally:
         assert n.stop() == 0
         n.cleanup()
+
+
+def test_sighup_reaches_every_worker(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("old-token-1\n")
+    node = Node("--api", "127.0.0.1:%d" % free_peer_port(), "--port", str(free_peer_port_range(2)),
+                "--workers", "2", "--name", "w", "--auth-token-file", str(token))
+    try:
+        def puts(tok, n=16):
+            # Fresh connections: the kernel spreads them over both workers.
+            return [node.request("PUT", "/v1/cache/scores/k%d" % i, body=b"v",
+                                 headers={"Authorization": "Bearer " + tok})[0] for i in range(n)]
+        wait_until(lambda: all(s == 204 for s in puts("old-token-1")), 10, what="both workers serving")
+        token.write_text("new-token-2\n")
+        node.send_signal(signal.SIGHUP)
+        wait_until(lambda: node.log_text().count("re-read --auth-token-file") == 2, 10,
+                   what="both workers re-reading the token")
+        assert all(s == 204 for s in puts("new-token-2")) and all(s == 401 for s in puts("old-token-1"))
+        assert node.alive()
+    finally:
+        assert node.stop(timeout=15) == 0
+        node.cleanup()
 
 
 # --- failures in the log, the access log ---------------------------------------------------------
@@ -322,6 +352,10 @@ def test_promtool_accepts_a_live_scrape_of_each_worker(monitored):
         assert r.returncode == 0 and out.strip() == "", "promtool: %s" % out
         types, samples = parse_prometheus(text)
         assert types["process_cpu_seconds_total"] == "counter"
+        # The metrics port serves metrics only: the cache's routes are not reachable there.
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen("http://127.0.0.1:%d/api/get?key=key-1" % port, timeout=5)
+        assert answer.value.code == 404
         assert any(n == "springcache_build_info" and ls.get("version") for n, ls, _ in samples)
 
 
