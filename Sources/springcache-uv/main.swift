@@ -62,10 +62,10 @@ struct SpringCacheCommand: ParsableCommand {
 
     // Cache semantics.
     @Option(parsing: .unconditional,
-            help: "Main cache bound: key + value + per-entry overhead (size).")
+            help: "Main cache bound per worker: key + value + per-entry overhead (size; at least 1KiB).")
     var cacheBytes: String = "64MiB"
     @Option(parsing: .unconditional,
-            help: "Hot cache bound (size).")
+            help: "Hot cache bound per worker (size).")
     var hotBytes: String = "8MiB"
     @Option(parsing: .unconditional,
             help: "Lifetime of loaded values and of /api/set with expire=0 (duration).")

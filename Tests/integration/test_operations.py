@@ -267,15 +267,19 @@ def test_access_log_has_one_line_per_request(tmp_path):
         n.get("slowish")                  # a miss: answered later (deferred)
         n.get("slowish")                  # a hit
         n.request("GET", "/nope?\"quote\"")
-        lines = wait_until(lambda: path.exists() and path.read_text().splitlines()[:3] if path.exists() and
-                           len(path.read_text().splitlines()) >= 3 else None, 10, what="three access-log lines")
+        raw = n.raw()
+        raw.send(b"BREW /pot HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n")
+        raw.read_response()
+        raw.close()
+        lines = wait_until(lambda: path.exists() and path.read_text().splitlines()[:4] if path.exists() and
+                           len(path.read_text().splitlines()) >= 4 else None, 10, what="four access-log lines")
         pattern = re.compile(r'^127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d \+0000\] "(.*)" (\d{3}) (\d+) '
                              r'(\d+\.\d{6})$')
         parsed = [pattern.match(l) for l in lines]
         assert all(parsed), lines
         assert [(m.group(1), m.group(2)) for m in parsed] == [
             ("GET /api/get?key=slowish HTTP/1.1", "200"), ("GET /api/get?key=slowish HTTP/1.1", "200"),
-            ('GET /nope?\\x22quote\\x22 HTTP/1.1', "404")], lines
+            ('GET /nope?\\x22quote\\x22 HTTP/1.1', "404"), ("BREW /pot HTTP/1.1", "400")], lines
         print("\n[observed] access log line: %s" % lines[0])
     finally:
         n.stop()

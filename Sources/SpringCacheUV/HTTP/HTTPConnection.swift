@@ -213,7 +213,12 @@ public final class HTTPConnection {
                 }
             case .error(let error):
                 server.stats.parseErrors += 1
+                let mark = server.output.bytes.count
                 server.handler.writeError(status: error.status, reason: error.reason, into: server.output)
+                // Rejected requests are logged too, with what their first line was (cut, escaped).
+                if server.accessLog != nil {
+                    logAnswer(HTTPConnection.requestLine(request), startNanos: batchStart, from: mark)
+                }
                 closeAfterFlush = true
                 return bytes.count
             }
