@@ -115,14 +115,17 @@ struct SpringCacheCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Log lines as text (timestamp level pid= node= message) or one JSON object per line.",
                                valueName: "text|json"))
     var logFormat: String = "text"
-    @Option(help: ArgumentHelp("Also log every answered request here, in the Common Log Format plus the time taken ('-' is standard output). Off by default.",
+    @Option(help: ArgumentHelp("Also log every answered request here, in the Common Log Format plus the time taken "
+                               + "('-' is standard output). Off by default.",
                                valueName: "file|-"))
     var accessLog: String?
-    @Option(help: ArgumentHelp("A listener serving only /metrics and /healthz. With --workers, worker i listens on PORT+i, so each worker is a Prometheus target of its own.",
+    @Option(help: ArgumentHelp("A listener serving only /metrics and /healthz. With --workers, worker i listens on "
+                               + "PORT+i, so each worker is a Prometheus target of its own.",
                                valueName: "host:port"))
     var metrics: String?
     @Option(parsing: .unconditional,
-            help: "Repeated origin and etcd failures of one kind are logged once per this interval, then summed up (duration).")
+            help: ArgumentHelp("Repeated origin and etcd failures of one kind are logged once per this interval, "
+                               + "then summed up (duration)."))
     var failureLogInterval: String = "10s"
 
     /// How many workers `--workers` asks for.
@@ -162,7 +165,8 @@ struct SpringCacheCommand: ParsableCommand {
         }
         if count > 1 && ownEntry != nil {
             throw ValidationError("--workers \(count) with --peer \(config.name)=HOST:PORT: each worker is a member of "
-                                  + "its own (\(config.name)-0 … \(config.name)-\(count - 1), peer ports PORT…PORT+\(count - 1)); "
+                                  + "its own (\(config.name)-0 … \(config.name)-\(count - 1), "
+                                  + "peer ports PORT…PORT+\(count - 1)); "
                                   + "leave \(config.name) out of --peer, or use --etcd")
         }
         if let metrics = config.metrics {
@@ -170,10 +174,13 @@ struct SpringCacheCommand: ParsableCommand {
                 throw ValidationError("--workers \(count) needs a fixed --metrics port: worker i listens on PORT+i")
             }
             let last = metrics.port + count - 1
-            if last > 65535 { throw ValidationError("--metrics port \(metrics.port) + \(count) workers goes past 65535") }
+            if last > 65535 {
+                throw ValidationError("--metrics port \(metrics.port) + \(count) workers goes past 65535")
+            }
             let metricsPorts = metrics.port...last
             if metrics.port != 0 && metricsPorts.contains(config.api.port) {
-                throw ValidationError("--metrics \(metrics) would share port \(config.api.port) with --api; give another port")
+                throw ValidationError("--metrics \(metrics) would share port \(config.api.port) with --api; "
+                                      + "give another port")
             }
             let peerPorts = config.peerPort...(config.peerPort + count - 1)
             if metrics.port != 0 && config.isClustered && metricsPorts.overlaps(peerPorts) {
@@ -189,9 +196,12 @@ struct SpringCacheCommand: ParsableCommand {
         var c = NodeConfig()
         do {
             c.api = try HostPort.parse(api, flag: "--api").resolvedForBinding(flag: "--api")
-            if let metrics { c.metrics = try HostPort.parse(metrics, flag: "--metrics").resolvedForBinding(flag: "--metrics") }
+            if let metrics {
+                c.metrics = try HostPort.parse(metrics, flag: "--metrics").resolvedForBinding(flag: "--metrics")
+            }
             c.accessLogPath = accessLog
-            c.failureLogIntervalMillis = try ValueParsing.durationMillis(failureLogInterval, flag: "--failure-log-interval")
+            c.failureLogIntervalMillis = try ValueParsing.durationMillis(failureLogInterval,
+                                                                         flag: "--failure-log-interval")
             guard c.failureLogIntervalMillis >= 1000 else {
                 throw ConfigError("--failure-log-interval expects at least 1s, got '\(failureLogInterval)'")
             }
@@ -247,8 +257,12 @@ struct SpringCacheCommand: ParsableCommand {
             guard c.http.headerTimeoutMillis > 0 else { throw ConfigError("--header-timeout must be greater than 0") }
             guard c.http.idleTimeoutMillis > 0 else { throw ConfigError("--idle-timeout must be greater than 0") }
             c.http.maxOutputBytesPerConnection = try ValueParsing.byteSize(maxOutputBytes, flag: "--max-output-bytes")
-            if readingFiles, let path = authTokenFile { c.authToken = try TokenFile.read(path, flag: "--auth-token-file") }
-            if readingFiles, let path = peerTokenFile { c.peerToken = try TokenFile.read(path, flag: "--peer-token-file") }
+            if readingFiles, let path = authTokenFile {
+                c.authToken = try TokenFile.read(path, flag: "--auth-token-file")
+            }
+            if readingFiles, let path = peerTokenFile {
+                c.peerToken = try TokenFile.read(path, flag: "--peer-token-file")
+            }
             c.authTokenFile = authTokenFile
             c.peerTokenFile = peerTokenFile
             let peerTimeoutMillis = try ValueParsing.durationMillis(peerTimeout, flag: "--peer-timeout")
@@ -306,11 +320,16 @@ struct SpringCacheCommand: ParsableCommand {
         }
         let cores = WorkerSupervisor.coreCount()
         if count > cores && workerIndex == nil {
-            logger.warning("--workers \(count) is more than the \(cores) cores here: workers will compete for CPU (--workers auto starts one per core)")
+            let warning = "--workers \(count) is more than the \(cores) cores here: workers will compete for CPU "
+                + "(--workers auto starts one per core)"
+            logger.warning("\(warning)")
         }
         if count > 1 && workerIndex == nil {
             let metricsPorts = config.metrics.map { ", metrics ports \($0.port)…\($0.port + count - 1)" } ?? ""
-            logger.info("\(count) workers: memory up to \(count) × (--cache-bytes \(cacheBytes) + --hot-bytes \(hotBytes)); peer ports \(config.peerPort)…\(config.peerPort + count - 1)\(metricsPorts)")
+            let plan = "\(count) workers: memory up to \(count) × "
+                + "(--cache-bytes \(cacheBytes) + --hot-bytes \(hotBytes)); "
+                + "peer ports \(config.peerPort)…\(config.peerPort + count - 1)\(metricsPorts)"
+            logger.info("\(plan)")
         }
         if count > 1 && workerIndex == nil {
             do {

@@ -326,9 +326,9 @@ public final class Group {
     // MARK: Mutations
 
     /// Stores a value (springcache's /api/set and PUT). `ttlMillis` nil (or ≤ 0) means the default TTL, plus
-    /// jitter; an explicit TTL is honoured as given, without jitter. `hot == true` stores into the hot cache only (springcache's
-    /// meaning), else into the main cache. Returns false if the value cannot be stored (larger than the
-    /// cache); the key then holds no value at all.
+    /// jitter; an explicit TTL is honoured as given, without jitter. `hot == true` stores into the hot cache
+    /// only (springcache's meaning), else into the main cache. Returns false if the value cannot be stored
+    /// (larger than the cache); the key then holds no value at all.
     @discardableResult
     public func set(key: String, value: [UInt8], ttlMillis: Int64?, hot toHot: Bool) -> Bool {
         counters.sets += 1

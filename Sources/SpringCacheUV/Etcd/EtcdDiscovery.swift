@@ -120,7 +120,9 @@ public final class EtcdDiscovery {
     private func startWatch(from revision: Int64) {
         watch = client.watch(prefix: prefix, startRevision: revision, onCreated: { [unowned self] in
             self.isWatching = true
-            for line in self.failureLog.drain(now: self.clock.nowMillis) { self.logger.info("etcd watch works again; \(line)") }
+            for line in self.failureLog.drain(now: self.clock.nowMillis) {
+                self.logger.info("etcd watch works again; \(line)")
+            }
             // The cycle works again: the next failure starts from a short wait.
             self.backoffMillis = self.settings.initialBackoffMillis
         }, onEvents: { [unowned self] events, _ in

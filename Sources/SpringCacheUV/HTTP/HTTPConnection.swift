@@ -297,7 +297,9 @@ public final class HTTPConnection {
                         uv_ip6_name($0, &text, text.count) == 0
                     }
                 }
-                return sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { uv_ip4_name($0, &text, text.count) == 0 }
+                return sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
+                    uv_ip4_name($0, &text, text.count) == 0
+                }
             }
         }
         return ok ? String(cString: text) : "-"

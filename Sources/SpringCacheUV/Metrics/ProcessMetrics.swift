@@ -112,7 +112,8 @@ extension PrometheusWriter {
         gauge("process_virtual_memory_bytes", help: "Virtual memory size in bytes.", value: m.virtualBytes)
         gauge("process_open_fds", help: "Open file descriptors.", value: m.openFDs)
         gauge("process_max_fds", help: "The limit on open file descriptors (RLIMIT_NOFILE).", value: m.maxFDs)
-        family("process_start_time_seconds", .gauge, help: "Start time of the process since the Unix epoch, in seconds.")
+        family("process_start_time_seconds", .gauge,
+               help: "Start time of the process since the Unix epoch, in seconds.")
         sample("process_start_time_seconds", value: m.startTimeSeconds)
     }
 }

@@ -57,7 +57,8 @@ enum StatsReport {
                       help: "Times a connection's reading stopped because its answers were not being read.",
                       value: connections.backpressurePauses)
             p.gauge("springcache_uptime_seconds", help: "Seconds since the node started.", value: Int(uptimeMillis / 1000))
-            p.family("springcache_cache_capacity_bytes", .gauge, help: "The byte bound of the cache (--cache-bytes, --hot-bytes).")
+            p.family("springcache_cache_capacity_bytes", .gauge,
+                     help: "The byte bound of the cache (--cache-bytes, --hot-bytes).")
             p.sample("springcache_cache_capacity_bytes", labels: [PrometheusLabel("cache", "main")],
                      value: group.mainCapacityBytes)
             p.sample("springcache_cache_capacity_bytes", labels: [PrometheusLabel("cache", "hot")],
@@ -94,7 +95,8 @@ enum StatsReport {
             p.sample("springcache_peer_request_failures_total", labels: [PrometheusLabel("peer", name)],
                      value: cluster.perPeer[name]!.failures)
         }
-        p.family("springcache_peer_request_duration_seconds", .histogram, help: "Time from a call to each peer to its answer.")
+        p.family("springcache_peer_request_duration_seconds", .histogram,
+                 help: "Time from a call to each peer to its answer.")
         for name in peers {
             p.histogram("springcache_peer_request_duration_seconds", labels: [PrometheusLabel("peer", name)],
                         cluster.perPeer[name]!.latency)

@@ -340,7 +340,7 @@ public final class Node {
         if let origin = httpOrigin {
             let stats = origin.stats
             p.family("springcache_origin_requests_total", .counter,
-                     help: "Origin loads by outcome (ok, not_found, unreachable, timeout, bad_status, too_large, other).")
+                     help: "Origin loads by outcome (ok, not_found, unreachable, timeout, bad_status, …).")
             for outcome in OriginOutcome.allCases {
                 p.sample("springcache_origin_requests_total", labels: [PrometheusLabel("outcome", outcome.label)],
                          value: stats.outcomes[outcome.rawValue])
