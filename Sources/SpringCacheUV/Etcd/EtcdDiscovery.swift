@@ -43,6 +43,8 @@ public final class EtcdDiscovery {
     public var onPut: ((Member) -> Void)?
     /// A member's record was deleted (revoked lease, expired lease, by hand): its name.
     public var onDelete: ((String) -> Void)?
+    /// A range or watch failed; a retry is scheduled (e.g. to start an `EtcdReconnectProbe`).
+    public var onFailure: (() -> Void)?
 
     private let client: EtcdClient
     private let logger: Logger
@@ -156,6 +158,7 @@ public final class EtcdDiscovery {
         backoffMillis = min(backoffMillis * 2, settings.maxBackoffMillis)
         logger.warning("etcd \(what) of \(settings.prefix) failed (fresh range in \(delay) ms): \(error)")
         retryTimer.start(timeoutMillis: delay)
+        onFailure?()
     }
 
     private func member(from kv: EtcdKeyValue) -> Member? {
