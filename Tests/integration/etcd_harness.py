@@ -25,7 +25,7 @@ import subprocess
 import tempfile
 import time
 
-from harness import Node, binary_path, free_peer_port, log_dir, node_json, wait_until
+from harness import DEADLINE, Node, binary_path, free_peer_port, log_dir, node_json, wait_until
 
 ETCD_START_TIMEOUT = 15.0
 
@@ -420,7 +420,7 @@ class NsNode:
                                                dir=log_dir())
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, env=env)
         self.port = None
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + DEADLINE
         while time.monotonic() < deadline:
             m = NS_SERVING_RE.search(self.log_text(raw=True))
             if m:

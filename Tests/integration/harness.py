@@ -393,6 +393,12 @@ def free_ports(n):
     return sorted(ports)
 
 
+# A deadline for correctness, not a speed bound: how long a node may take to reach a state it must reach, on a
+# busy 2-core machine. Tests wait for conditions up to this long; measured times are printed (TIMING lines) or
+# recorded in docs/reliability.md, never asserted as tight bounds.
+DEADLINE = 15.0
+
+
 def wait_for(predicate, timeout, interval=0.05):
     """Polls predicate until it returns something truthy or timeout passes; returns its last value."""
     deadline = time.monotonic() + timeout
@@ -477,7 +483,7 @@ class FixedCluster:
         self.retired.append(old)
         if down_seconds:
             time.sleep(down_seconds)
-        return wait_for(lambda: self._try_start(name), 10, 0.2) or self.start(name)
+        return wait_for(lambda: self._try_start(name), DEADLINE, 0.2) or self.start(name)
 
     def _try_start(self, name):
         try:
@@ -711,7 +717,7 @@ class Cluster:
     def stats(self, name):
         return node_json(self.nodes[name], "/api/stats")
 
-    def wait_all_up(self, timeout=10, on=None):
+    def wait_all_up(self, timeout=DEADLINE, on=None):
         for n in on or self.names:
             wait_until(lambda: all(s == "up" for s in self.states(n).values()) and len(self.states(n)) ==
                        len(self.members), timeout, what="all members up on %s" % n)

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from harness import binary_path, peer_stubs, v1, wait_for
+from harness import DEADLINE, binary_path, peer_stubs, v1, wait_for
 
 TOKEN = "Zq7-api-token-4f1c9e"
 NEAR_MISSES = [TOKEN[:-1], TOKEN[:6], TOKEN + "0", TOKEN.upper(), " " + TOKEN, TOKEN[1:]]
@@ -133,7 +133,7 @@ def test_cluster_with_a_peer_token_routes_keys_across_nodes(start_fixed_cluster,
     origin.value_of = truth
     cl = start_fixed_cluster(extra_flags=["--origin", origin.url, "--peer-token-file", token_file,
                                     "--hot-copy-one-in", "0", "--log-level", "trace"])
-    assert wait_for(cl.converged, 5), {n: cl.members_up(n) for n in cl.names}
+    assert wait_for(cl.converged, DEADLINE), {n: cl.members_up(n) for n in cl.names}
     keys = ["pt-%d" % i for i in range(30)]
     for k in keys:
         for n in cl.names:
@@ -277,7 +277,7 @@ def test_api_binds_loopback_by_default(tmp_path):
     with open(log, "wb") as f:
         p = subprocess.Popen([binary_path(), "--jitter", "0"], stdout=f, stderr=f, stdin=subprocess.DEVNULL)
     try:
-        ok = wait_for(lambda: b"serving http://127.0.0.1:9999" in log.read_bytes() or p.poll() is not None, 5)
+        ok = wait_for(lambda: b"serving http://127.0.0.1:9999" in log.read_bytes() or p.poll() is not None, DEADLINE)
         assert ok and p.poll() is None, log.read_text()
         addrs = listening_addresses(p.pid)
         assert addrs == {("127.0.0.1", 9999)}, "a node started with defaults listens on %r" % addrs

@@ -12,7 +12,7 @@ import urllib.parse
 
 import pytest
 
-from harness import Cluster, Origin, binary_path, free_peer_port, keys_owned_by, ring_owner, wait_until
+from harness import DEADLINE, Cluster, Origin, binary_path, free_peer_port, keys_owned_by, ring_owner, wait_until
 
 NAMES = ["a", "b", "c"]
 
@@ -291,7 +291,7 @@ def test_kill9_one_node_survivors_answer_right_then_it_comes_back(start_cluster,
     # restart on the same ports: the others probe it and mark it up again by themselves
     c.start(victim)
     for n in survivors:
-        wait_until(lambda: c.states(n)[victim] == "up", 8, what="%s up again on %s" % (victim, n))
+        wait_until(lambda: c.states(n)[victim] == "up", DEADLINE, what="%s up again on %s" % (victim, n))
     back = keys_owned_by(c.members, victim, 1, prefix="after-restart-")[0]
     origin_m.values[back] = b"ar"
     before = c.stats(victim)["loads"]
@@ -316,7 +316,7 @@ def test_setpeer_readmits_a_dropped_member(start_cluster, origin_m):
     c.start("b")
     status, _, body, _ = c["a"].form("/setpeer", {"peer": "b"})
     assert (status, body) == (200, b"set peer b successful\n")
-    wait_until(lambda: c.states("a")["b"] == "up", 8, what="b up on a after /setpeer")
+    wait_until(lambda: c.states("a")["b"] == "up", DEADLINE, what="b up on a after /setpeer")
 
 
 # --- bad --peer lists ---------------------------------------------------------------------------

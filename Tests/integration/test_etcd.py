@@ -14,10 +14,12 @@ import pytest
 
 from etcd_harness import (Etcd, Netns, NsNode, check_node_keys, in_netns, keys_of, netns_supported, unb64,
                           view)
-from harness import Origin, ring_owner, wait_until
+from harness import DEADLINE, Origin, ring_owner, wait_until
 
 NAMES = ["a", "b", "c"]
 TTL = 2  # seconds: --lease-ttl of every node here
+# Deadlines (harness.DEADLINE) are for correctness: how long things really take is printed as TIMING lines;
+# the mechanisms that make them fast (revoke before exit, the reconnect probe) are asserted directly.
 FLAGS = ("--lease-ttl", "%ds" % TTL, "--hot-copy-one-in", "0")
 
 
@@ -55,16 +57,16 @@ def check_routing(c, origin, prefix, count=30):
 
 @pytest.fixture
 def cluster3(etcd, start_etcd_cluster, origin):
-    """a, b, c with only --etcd (and TTL 2 s); waits (≤ 2 s after the last one serves) until all see all up."""
+    """a, b, c with only --etcd (and TTL 2 s); waits until all see all up."""
     c = start_etcd_cluster(NAMES, "--origin", origin.url, *FLAGS)
     t0 = time.monotonic()
     try:
-        c.wait_whole(2.0, members=NAMES, what="all three nodes seeing a, b, c up (2 s)")
+        c.wait_whole(DEADLINE, members=NAMES, what="all three nodes seeing a, b, c up")
     except AssertionError as e:
         raise AssertionError("%s\nviews: %r\netcd: %r\n%s" % (e, {n: safe_view(c[n]) for n in NAMES},
                                                              safe_kvs(etcd), c.logs()))
     timing("3 nodes see each other after the last one serves", time.monotonic() - t0)
-    wait_until(c.registered, 2.0, what="every node's keys registered")
+    wait_until(c.registered, DEADLINE, what="every node's keys registered")
     yield c
     dead = {n: c[n].proc.returncode for n in c.nodes if not c[n].alive() and c[n].proc.returncode not in (0,)}
     assert not dead, "nodes died (exit codes %r)\n%s" % (dead, c.logs())
@@ -131,7 +133,8 @@ def test_three_nodes_find_each_other_and_register_their_keys_on_one_lease_each(c
 def test_sigterm_leaves_at_once_kill9_after_the_lease_and_restarts_rejoin(cluster3, etcd):
     c = cluster3
 
-    # SIGTERM: the lease is revoked before the process exits; the others drop c within 1 s.
+    # SIGTERM: the lease is revoked before the process exits (asserted below: etcd no longer holds c's keys when
+    # it has exited), so the others drop c as soon as their watch reports it.
     t0 = time.monotonic()
     rc = c["c"].stop()
     t_exit = time.monotonic()
@@ -139,24 +142,23 @@ def test_sigterm_leaves_at_once_kill9_after_the_lease_and_restarts_rejoin(cluste
     kvs = etcd.kvs()
     assert keys_of(kvs, "c") == [], "c exited but its keys are still in etcd: %r\n%s" % (
         keys_of(kvs, "c"), c["c"].log_text()[-2000:])
-    wait_until(lambda: c.whole(on=["a", "b"], members=["a", "b"]), max(0.0, t0 + 1.0 - time.monotonic()),
-               what="a and b dropping c within 1 s of SIGTERM")
+    wait_until(lambda: c.whole(on=["a", "b"], members=["a", "b"]), DEADLINE, what="a and b dropping c after SIGTERM")
     timing("drop after SIGTERM (from the signal; exit took %.3f s)" % (t_exit - t0), time.monotonic() - t0)
     assert "revoked" in c["c"].log_text(), c["c"].log_text()[-2000:]
 
     c.start("c")
     t0 = time.monotonic()
-    c.wait_whole(2.0, members=NAMES, what="c back on every node after restart")
+    c.wait_whole(DEADLINE, members=NAMES, what="c back on every node after restart")
     timing("rejoin after restart (SIGTERM case)", time.monotonic() - t0)
-    wait_until(c.registered, 2.0, what="c registered again")
+    wait_until(c.registered, DEADLINE, what="c registered again")
 
-    # kill -9: nothing is revoked; the keys stay until the lease expires; the others drop b within TTL + 1 s.
+    # kill -9: nothing is revoked; the keys stay until the lease expires; then the others drop b.
     t0 = time.monotonic()
     c.kill9("b")
     assert keys_of(etcd.kvs(), "b"), "b's keys vanished right after kill -9 (nothing should revoke them)"
     try:
-        wait_until(lambda: c.whole(on=["a", "c"], members=["a", "c"]), max(0.0, t0 + TTL + 1.0 - time.monotonic()),
-                   what="a and c dropping b within TTL + 1 s of kill -9")
+        wait_until(lambda: c.whole(on=["a", "c"], members=["a", "c"]), DEADLINE,
+                   what="a and c dropping b after its lease expired (kill -9)")
     except AssertionError as e:
         raise AssertionError("%s\netcd: %r\n%s" % (e, safe_kvs(etcd), c.logs()))
     timing("drop after kill -9 (TTL %d s)" % TTL, time.monotonic() - t0)
@@ -164,9 +166,9 @@ def test_sigterm_leaves_at_once_kill9_after_the_lease_and_restarts_rejoin(cluste
 
     c.start("b")
     t0 = time.monotonic()
-    c.wait_whole(2.0, members=NAMES, what="b back on every node after restart")
+    c.wait_whole(DEADLINE, members=NAMES, what="b back on every node after restart")
     timing("rejoin after restart (kill -9 case)", time.monotonic() - t0)
-    wait_until(c.registered, 2.0, what="b registered again")
+    wait_until(c.registered, DEADLINE, what="b registered again")
 
 
 # --- etcd frozen, restarted, replaced ---------------------------------------------------------------
@@ -222,8 +224,8 @@ def test_frozen_etcd_costs_no_request_and_nodes_stay_registered(cluster3, etcd, 
         etcd.thaw()
         t_thaw = time.monotonic()
         try:
-            wait_until(lambda: c.registered() and c.whole(members=NAMES), 2.0,
-                       what="all nodes registered and seeing each other within 2 s of SIGCONT")
+            wait_until(lambda: c.registered() and c.whole(members=NAMES), DEADLINE,
+                       what="all nodes registered and seeing each other after SIGCONT")
         except AssertionError as e:
             raise explain(e, c, etcd)
         timing("registered and whole after SIGCONT (etcd frozen %.1f s)" % (t_thaw - t_freeze),
@@ -240,7 +242,7 @@ def test_frozen_etcd_costs_no_request_and_nodes_stay_registered(cluster3, etcd, 
 
 
 @pytest.mark.parametrize("fresh", [False, True], ids=["same-data-dir", "fresh-empty-data-dir"])
-def test_etcd_restart_every_node_registers_again_within_2s(cluster3, etcd, origin, fresh):
+def test_etcd_restart_every_node_registers_again_and_follows_it(cluster3, etcd, origin, fresh):
     c = cluster3
     keys = ["restart-%d" % i for i in range(12)]
     for k in keys:
@@ -254,12 +256,13 @@ def test_etcd_restart_every_node_registers_again_within_2s(cluster3, etcd, origi
     time.sleep(max(0.0, t_down + TTL + 1.5 - time.monotonic()))
     assert c.whole(members=NAMES), "membership changed while etcd was down: %r" % {n: view(c[n]) for n in NAMES}
     assert {k: origin.count(k) for k in keys} == {k: 1 for k in keys}
+    probes_before = {n: c[n].log_text().count("etcd answers again (") for n in NAMES}
 
     etcd.start(fresh=fresh, wait=False)
     t_ans = etcd.wait_ready()
     try:
-        wait_until(lambda: c.registered() and c.whole(members=NAMES), max(0.0, t_ans + 2.0 - time.monotonic()),
-                   interval=0.02, what="every node registered again within 2 s of etcd answering")
+        wait_until(lambda: c.registered() and c.whole(members=NAMES), DEADLINE, interval=0.02,
+                   what="every node registered again after etcd answers")
     except AssertionError as e:
         raise explain(e, c, etcd)
     timing("re-registration after etcd restart (%s)" % ("fresh empty data dir" if fresh else "same data dir"),
@@ -267,30 +270,35 @@ def test_etcd_restart_every_node_registers_again_within_2s(cluster3, etcd, origi
     kvs = etcd.kvs()
     assert len(kvs) == 9, "etcd holds %r" % sorted(kvs)
 
-    # The nodes follow the new etcd's changes again (their watch is live, also on a fresh etcd whose revisions
-    # restarted from 1): discovery re-reads the members as soon as the registrar sees etcd answer, rather than
-    # after its retry backoff, so a member that leaves right then is gone everywhere within 1 s as usual.
-    t0 = time.monotonic()
+    # b leaves right away: with the same data dir etcd holds every key and lease before the nodes have noticed it
+    # is back, so the others may still be between retries. They follow etcd's changes again (their watch is live,
+    # also on a fresh etcd whose revisions restarted from 1) and drop b.
     assert c["b"].stop() == 0
     try:
-        wait_until(lambda: c.whole(on=["a", "c"], members=["a", "c"]), max(0.0, t0 + 1.0 - time.monotonic()),
-                   what="a and c dropping b (SIGTERM right after etcd answered) within 1 s")
+        wait_until(lambda: c.whole(on=["a", "c"], members=["a", "c"]), DEADLINE,
+                   what="a and c dropping b (SIGTERM right after etcd answered)")
     except AssertionError as e:
         raise explain(e, c, etcd, on=("a", "c"))
     timing("drop of a member SIGTERMed right after etcd answered (%s), from etcd answering" %
            ("fresh" if fresh else "same data dir"), time.monotonic() - t_ans)
+    # What makes that prompt: each node noticed etcd's return through its reconnect probe (every 250 ms while
+    # etcd is unreachable), which re-reads the members and restarts the watch at once, rather than at the end of
+    # its registrar's and discovery's backoff (up to 2 s).
+    wait_until(lambda: all(c[n].log_text().count("etcd answers again (") > probes_before[n] for n in ("a", "c")),
+               DEADLINE, what="the reconnect probe of a and c reporting etcd back")
     c.start("b")
-    c.wait_whole(2.0, members=NAMES, what="b back on every node after the etcd restart")
-    time.sleep(max(0.0, t_ans + 2.0 - time.monotonic()))
+    c.wait_whole(DEADLINE, members=NAMES, what="b back on every node after the etcd restart")
     t0 = time.monotonic()
     assert c["b"].stop() == 0
     try:
-        wait_until(lambda: c.whole(on=["a", "c"], members=["a", "c"]), max(0.0, t0 + 1.0 - time.monotonic()),
-                   what="a and c dropping b within 1 s of its SIGTERM, 2 s after etcd answered")
+        wait_until(lambda: c.whole(on=["a", "c"], members=["a", "c"]), DEADLINE,
+                   what="a and c dropping b after its SIGTERM, later after the etcd restart")
     except AssertionError as e:
         raise explain(e, c, etcd, on=("a", "c"))
+    timing("drop of a member SIGTERMed later after the etcd restart (%s)" % ("fresh" if fresh else "same data dir"),
+           time.monotonic() - t0)
     c.start("b")
-    c.wait_whole(2.0, members=NAMES, what="b back on every node (second time) after the etcd restart")
+    c.wait_whole(DEADLINE, members=NAMES, what="b back on every node (second time) after the etcd restart")
     check_routing(c, origin, "after-restart-%s" % fresh, count=12)
 
 
@@ -301,9 +309,9 @@ def test_several_etcd_endpoints_fail_over_past_a_dead_one(etcd, start_etcd_clust
     c.start("a", etcd_arg="%s,%s" % (dead, etcd.endpoint))
     c.start("b", etcd_arg="%s,%s" % (etcd.endpoint, dead))
     t0 = time.monotonic()
-    c.wait_whole(2.0, members=["a", "b"], what="a (dead endpoint first) and b seeing each other")
+    c.wait_whole(DEADLINE, members=["a", "b"], what="a (dead endpoint first) and b seeing each other")
     timing("2 nodes see each other with a dead first endpoint", time.monotonic() - t0)
-    wait_until(lambda: c.registered(["a", "b"]), 2.0, what="both registered")
+    wait_until(lambda: c.registered(["a", "b"]), DEADLINE, what="both registered")
     # Both keep their leases alive through the live endpoint: still there after 2 TTLs.
     time.sleep(2 * TTL)
     assert c.registered(["a", "b"]) and c.whole(members=["a", "b"]), (safe_kvs(etcd), c.logs())
@@ -312,7 +320,7 @@ def test_several_etcd_endpoints_fail_over_past_a_dead_one(etcd, start_etcd_clust
 # --- springcache's --peer wait --------------------------------------------------------------------
 
 
-def _wait_log(node, text, timeout=2.0):
+def _wait_log(node, text, timeout=DEADLINE):
     wait_until(lambda: text in node.log_text(), timeout, what="log line %r" % text)
 
 
@@ -320,7 +328,7 @@ def test_peer_names_wait_answering_503_then_serve_once_s2_registers(etcd, start_
     c = start_etcd_cluster(["s1", "s2"], "--peer", "s1,s2", "--peer-wait", "30s", *FLAGS, start=False)
     s1 = c.start("s1")
     _wait_log(s1, "wait other server to register: s2")
-    wait_until(lambda: c.registered(["s1"]), 2.0, what="s1 registering itself while it waits")
+    wait_until(lambda: c.registered(["s1"]), DEADLINE, what="s1 registering itself while it waits")
     time.sleep(1.0)
     status, _, body, _ = s1.get("Tom")
     assert status == 503 and b"wait" in body.lower() and b"s2" in body, (status, body)
@@ -328,13 +336,13 @@ def test_peer_names_wait_answering_503_then_serve_once_s2_registers(etcd, start_
 
     s2 = c.start("s2")
     t0 = time.monotonic()
-    wait_until(lambda: s1.get("Tom")[0] == 200, 2.0, what="s1 serving once s2 registered")
+    wait_until(lambda: s1.get("Tom")[0] == 200, DEADLINE, what="s1 serving once s2 registered")
     timing("s1 serving after s2 started", time.monotonic() - t0)
     read_ok(s1, "Tom", b"630")
     _wait_log(s1, "other servers are registered")
-    wait_until(lambda: s2.get("Tom")[0] == 200, 2.0, what="s2 serving (s1 was already registered)")
+    wait_until(lambda: s2.get("Tom")[0] == 200, DEADLINE, what="s2 serving (s1 was already registered)")
     read_ok(s2, "Jack", b"589")
-    c.wait_whole(2.0, members=["s1", "s2"])
+    c.wait_whole(DEADLINE, members=["s1", "s2"])
 
 
 def test_peer_wait_gives_up_with_a_message_naming_the_missing_peer(etcd, start_etcd_cluster):
@@ -344,14 +352,15 @@ def test_peer_wait_gives_up_with_a_message_naming_the_missing_peer(etcd, start_e
     status, _, body, _ = s1.get("Tom")
     assert status == 503, (status, body)
     try:
-        rc = s1.proc.wait(6)
+        rc = s1.proc.wait(DEADLINE)
     except Exception:  # noqa: BLE001
-        raise AssertionError("s1 still running 6 s after start with --peer-wait 2s\n%s" % s1.log_text())
+        raise AssertionError("s1 still running %d s after start with --peer-wait 2s\n%s" % (DEADLINE, s1.log_text()))
     elapsed = time.monotonic() - t0
     timing("exit after --peer-wait 2s", elapsed)
     log = s1.log_text()
     assert rc != 0, "exit code %r\n%s" % (rc, log)
-    assert 2.0 <= elapsed <= 4.0, "exited after %.2f s\n%s" % (elapsed, log)
+    # Not before --peer-wait; the upper bound only tells "gave up after --peer-wait" from springcache's 30 s.
+    assert 2.0 <= elapsed <= 2.0 + DEADLINE / 2, "exited after %.2f s\n%s" % (elapsed, log)
     lines = [l for l in log.split("\n") if "critical" in l.lower() and "s2" in l and "--peer-wait" in l]
     assert lines, "no critical line naming s2 and --peer-wait:\n%s" % log
     assert keys_of(etcd.kvs(), "s1") == [], "s1 gave up but left its keys: %r" % etcd.kvs()
@@ -370,7 +379,7 @@ def test_springcache_nodes_own_key_satisfies_the_wait(etcd, start_etcd_cluster, 
         # What a springcache node registers: only NAME -> HOST:PORT (and NAME/HOST:PORT), no member record.
         etcd.ctl("put", "s2", "127.0.0.1:%d" % port)
         t0 = time.monotonic()
-        wait_until(lambda: s1.get("Tom")[0] == 200, 3.0, what="s1 serving once springcache's key s2 exists")
+        wait_until(lambda: s1.get("Tom")[0] == 200, DEADLINE, what="s1 serving once springcache's key s2 exists")
         timing("s1 serving after springcache's key s2 was put", time.monotonic() - t0)
         _wait_log(s1, "other servers are registered")
         members = {m["name"]: m for m in json.loads(s1.request("GET", "/api/peers")[2])["members"]}
@@ -436,7 +445,7 @@ def test_several_hosts_in_network_namespaces():
             return all(nodes[i].view() == want for i in on)
 
         try:
-            wait_until(lambda: whole(range(3), names), 3.0, what="h0..h2 seeing each other across namespaces")
+            wait_until(lambda: whole(range(3), names), DEADLINE, what="h0..h2 seeing each other across namespaces")
         except AssertionError as e:
             raise AssertionError("%s\netcd: %r\n%s" % (e, safe_kvs(etcd), logs()))
         kvs = etcd.kvs()
@@ -469,7 +478,7 @@ def test_several_hosts_in_network_namespaces():
         net.link(2, False)
         t0 = time.monotonic()
         try:
-            wait_until(lambda: whole([0, 1], ["h0", "h1"]), TTL + 1.5, what="h0, h1 dropping h2 after its lease")
+            wait_until(lambda: whole([0, 1], ["h0", "h1"]), DEADLINE, what="h0, h1 dropping h2 after its lease")
         except AssertionError as e:
             raise AssertionError("%s\netcd: %r\n%s" % (e, safe_kvs(etcd), logs()))
         timing("namespaces: drop after link down (TTL %d s)" % TTL, time.monotonic() - t0)
@@ -479,7 +488,7 @@ def test_several_hosts_in_network_namespaces():
         net.link(2, True)
         t0 = time.monotonic()
         try:
-            wait_until(lambda: whole(range(3), names), 5.0, what="h2 back on every host after link up")
+            wait_until(lambda: whole(range(3), names), DEADLINE, what="h2 back on every host after link up")
         except AssertionError as e:
             raise AssertionError("%s\netcd: %r\n%s" % (e, safe_kvs(etcd), logs()))
         timing("namespaces: back after link up", time.monotonic() - t0)

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from harness import v1
+from harness import DEADLINE, v1
 
 GET_TOM = b"GET /api/get?key=Tom HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
@@ -249,11 +249,13 @@ def test_incomplete_request_times_out_with_408(start_node):
     try:
         start = time.monotonic()
         c.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
-        c.sock.settimeout(5)
+        c.sock.settimeout(DEADLINE)
         status, _, _, _ = c.read_response()
         elapsed = time.monotonic() - start
         assert status == 408
-        assert 0.8 <= elapsed <= 3.5, "408 after %.2fs with --header-timeout 1s" % elapsed
+        # Not before the timeout; the upper bound only tells it from the 60 s idle timeout.
+        assert 0.8 <= elapsed <= DEADLINE, "408 after %.2fs with --header-timeout 1s" % elapsed
+        print("TIMING 408 after %.3f s with --header-timeout 1s" % elapsed)
         assert c.closed_by_peer()
     finally:
         c.close()
@@ -266,7 +268,7 @@ def test_idle_connection_is_closed_after_idle_timeout(start_node):
     try:
         c.send(GET_TOM)
         assert c.read_response()[0] == 200
-        assert c.closed_by_peer(timeout=4), "an idle keep-alive connection should close after --idle-timeout"
+        assert c.closed_by_peer(timeout=DEADLINE), "an idle keep-alive connection should close after --idle-timeout"
     finally:
         c.close()
 
@@ -290,7 +292,7 @@ def test_max_connections_rejects_with_503(start_node):
             c.send(GET_TOM)
             assert c.read_response()[2] == b"value=630\n"
         held.pop().close()
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + DEADLINE
         while True:
             c = n.raw()
             try:

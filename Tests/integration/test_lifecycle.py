@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from harness import Node, binary_path, v1
+from harness import DEADLINE, Node, binary_path, v1
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -18,7 +18,7 @@ def test_signal_stops_gracefully_with_exit_0(start_node, sig):
     start = time.monotonic()
     rc = n.stop(sig)
     assert rc == 0, "exit code %r after %s; log:\n%s" % (rc, sig.name, n.log_text()[-2000:])
-    assert time.monotonic() - start < 5
+    assert time.monotonic() - start < DEADLINE
 
 
 def test_sigterm_with_idle_keep_alive_connections(start_node):
@@ -30,7 +30,7 @@ def test_sigterm_with_idle_keep_alive_connections(start_node):
             assert c.read_response()[0] == 200
         start = time.monotonic()
         assert n.stop() == 0
-        assert time.monotonic() - start < 5
+        assert time.monotonic() - start < DEADLINE
     finally:
         for c in conns:
             c.close()
@@ -50,7 +50,7 @@ def test_sigterm_while_origin_request_in_flight(start_node, origin):
 
     t = threading.Thread(target=client)
     t.start()
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + DEADLINE
     while origin.count("slow-inflight") == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert origin.count("slow-inflight") == 1
@@ -63,7 +63,7 @@ def test_sigterm_while_origin_request_in_flight(start_node, origin):
         rc = "still running"
     assert result.get("r") == (200, b"value=finished\n"), "the in-flight client got %r" % (result.get("r"),)
     assert rc == 0, "exit code %r; log:\n%s" % (rc, n.log_text()[-2000:])
-    assert time.monotonic() - start < 5
+    assert time.monotonic() - start < DEADLINE
 
 
 @pytest.mark.parametrize("flag,value,hint", [

@@ -45,6 +45,8 @@ public final class EtcdDiscovery {
     public var onPut: ((Member) -> Void)?
     /// A member's record was deleted (revoked lease, expired lease, by hand): its name.
     public var onDelete: ((String) -> Void)?
+    /// A range or watch failed; a retry is scheduled (e.g. to start an `EtcdReconnectProbe`).
+    public var onFailure: (() -> Void)?
 
     private let client: EtcdClient
     private let logger: Logger
@@ -169,6 +171,7 @@ public final class EtcdDiscovery {
             logger.warning("\(line)")
         }
         retryTimer.start(timeoutMillis: delay)
+        onFailure?()
     }
 
     private func member(from kv: EtcdKeyValue) -> Member? {

@@ -68,6 +68,8 @@ public final class EtcdRegistrar {
     public private(set) var leaseID: Int64?
     /// Called each time the node becomes registered (first time and after every recovery).
     public var onRegistered: (() -> Void)?
+    /// Called after each failed call, before its retry is scheduled (e.g. to start an `EtcdReconnectProbe`).
+    public var onFailure: (() -> Void)?
 
     private let client: EtcdClient
     private let logger: Logger
@@ -165,14 +167,15 @@ public final class EtcdRegistrar {
         }
     }
 
-    /// Asks etcd about the lease now instead of at the next keepalive, when the registrar is idle between
-    /// keepalives. Why: etcd may have restarted empty between two keepalives (TTL/3 apart); whoever notices
-    /// first (e.g. `EtcdDiscovery`'s watch breaking and coming back) can call this to re-register at once.
+    /// Asks etcd about the lease now instead of at the next keepalive or at the end of a retry's backoff.
+    /// Why: etcd may have restarted empty between two keepalives (TTL/3 apart), or come back while a retry
+    /// waits out up to `maxBackoffMillis`; whoever notices first (discovery's snapshot, the reconnect probe)
+    /// calls this so the node is registered again at once. A no-op while a call is in flight.
     public func checkNow() {
-        guard phase == .running, pending == nil, isRegistered else { return }
+        guard phase == .running, pending == nil else { return }
         timer.stop()
         timerAction = nil
-        keepAlive()
+        if leaseID != nil { keepAlive() } else { grant() }
     }
 
     // MARK: - The cycle
@@ -272,6 +275,7 @@ public final class EtcdRegistrar {
         if let line = failureLog.record(kind: "etcd registration failures", cause: cause, now: clock.nowMillis) {
             logger.warning("\(line)")
         }
+        onFailure?()
         // Why a keepalive first when a lease exists: it tells whether the lease survived the outage.
         schedule(after: delay) { [unowned self] in
             if self.leaseID != nil { self.keepAlive() } else { self.grant() }

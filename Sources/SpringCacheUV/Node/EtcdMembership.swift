@@ -12,6 +12,8 @@ final class EtcdMembership {
     let logger: Logger
     let client: EtcdClient
     let discovery: EtcdDiscovery
+    /// Notices etcd answering again within its interval after an outage, instead of the backoff's cap.
+    let probe: EtcdReconnectProbe
     private var registrar: EtcdRegistrar?
     /// Members that come from `--peer NAME=HOST:PORT` (not from etcd): etcd never removes them.
     private let staticMembers: [Member]
@@ -30,13 +32,16 @@ final class EtcdMembership {
         self.cluster = cluster
         self.loop = loop
         self.logger = logger
+        let statics = try StaticMembership.parse(config.peers, selfName: config.name)
+        staticMembers = statics.members.filter { $0.peer != nil && $0.name != config.name }
+        awaitedNames = statics.unresolvedNames.filter { $0 != config.name }
         client = try EtcdClient(endpoints: config.etcdEndpoints, loop: loop, curl: curl)
         var discoverySettings = EtcdDiscoverySettings()
         discoverySettings.failureLogIntervalMillis = config.failureLogIntervalMillis
         discovery = EtcdDiscovery(client: client, loop: loop, settings: discoverySettings, logger: logger)
-        let statics = try StaticMembership.parse(config.peers, selfName: config.name)
-        staticMembers = statics.members.filter { $0.peer != nil && $0.name != config.name }
-        awaitedNames = statics.unresolvedNames.filter { $0 != config.name }
+        var probeSettings = EtcdReconnectProbeSettings()
+        probeSettings.key = Array((EtcdRegistrar.membersPrefix + config.name).utf8)
+        probe = EtcdReconnectProbe(client: client, loop: loop, settings: probeSettings)
     }
 
     /// Registers this node (with its API address), starts following the members, and calls `ready(true)`
@@ -54,8 +59,19 @@ final class EtcdMembership {
             // etcd answers (again): follow it now rather than after discovery's backoff.
             self.discovery.retryNow()
         }
+        registrar.onFailure = { [unowned self] in self.probe.start() }
         self.registrar = registrar
         registrar.start()
+
+        // While the registrar or discovery waits out a backoff, the probe asks etcd every 250 ms; its first
+        // answer retries both at once, so a member leaving right after etcd's return is seen within about
+        // the probe's interval rather than after up to 2 s of backoff.
+        probe.onAnswer = { [unowned self] in
+            self.logger.info("etcd answers again (\(self.client.currentEndpoint)); registering and re-reading members")
+            self.registrar?.checkNow()
+            self.discovery.retryNow()
+        }
+        discovery.onFailure = { [unowned self] in self.probe.start() }
 
         discovery.onSnapshot = { [unowned self] members in
             // A fresh snapshot follows a broken watch: etcd may have come back empty between two keepalives,
@@ -181,6 +197,7 @@ final class EtcdMembership {
         waitTimer = nil
         onReady = nil
         discovery.stop()
+        probe.close()
         guard let registrar else {
             client.close()
             completion()
