@@ -32,22 +32,22 @@ public struct ProcessMetrics {
 
     public init() {}
 
-    /// The current figures; a field that cannot be read stays 0.
-    public static func current() -> ProcessMetrics {
+    /// The current figures; a field that cannot be read stays 0. The start time is the caller's (it does not
+    /// change, so it is read once: see `startTimeSeconds()`).
+    public static func current(startTimeSeconds: Double) -> ProcessMetrics {
         var m = ProcessMetrics()
         let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
         let page = sysconf(Int32(_SC_PAGESIZE))
         if let stat = readSmallFile("/proc/self/stat"), let fields = statFields(stat), fields.count > 21 {
-            // Fields after the command (proc(5), counting from 1): 14 utime, 15 stime, 22 starttime, 23 vsize,
-            // 24 rss; `fields` starts at field 3.
+            // Fields after the command (proc(5), counting from 1): 14 utime, 15 stime, 23 vsize, 24 rss;
+            // `fields` starts at field 3.
             let utime = Double(fields[11]) ?? 0
             let stime = Double(fields[12]) ?? 0
             m.cpuSeconds = (utime + stime) / ticks
-            let startTicks = Double(fields[19]) ?? 0
             m.virtualBytes = Int(fields[20]) ?? 0
             m.residentBytes = (Int(fields[21]) ?? 0) * page
-            m.startTimeSeconds = bootTimeSeconds() + startTicks / ticks
         }
+        m.startTimeSeconds = startTimeSeconds
         m.openFDs = countOpenFDs()
         var limit = rlimit()
         if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 { m.maxFDs = Int(clamping: limit.rlim_cur) }
@@ -60,12 +60,20 @@ public struct ProcessMetrics {
         return text[text.index(after: close)...].split(separator: " ")
     }
 
-    static func bootTimeSeconds() -> Double {
-        guard let stat = readSmallFile("/proc/stat") else { return 0 }
-        for line in stat.split(separator: "\n") where line.hasPrefix("btime ") {
-            return Double(line.dropFirst(6).trimmingCharacters()) ?? 0
-        }
-        return 0
+    /// This process's wall-clock start time in seconds (to the clock tick): now, minus the time since boot
+    /// (/proc/uptime), plus when after boot it started (/proc/self/stat's starttime). Why /proc/uptime rather
+    /// than /proc/stat's btime: /proc/stat grows with cores and interrupts (past 64 KiB on large machines, with
+    /// btime after the long `intr` line); /proc/uptime is one line.
+    public static func startTimeSeconds() -> Double {
+        guard let stat = readSmallFile("/proc/self/stat"), let fields = statFields(stat), fields.count > 19,
+              let startTicks = Double(fields[19]) else { return 0 }
+        let sinceBoot = startTicks / Double(sysconf(Int32(_SC_CLK_TCK)))
+        guard let uptime = readSmallFile("/proc/uptime"), let first = uptime.split(separator: " ").first,
+              let up = Double(first) else { return 0 }
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let nowSeconds = Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+        return ((nowSeconds - (up - sinceBoot)) * 100).rounded() / 100
     }
 
     static func countOpenFDs() -> Int {
@@ -91,15 +99,6 @@ public struct ProcessMetrics {
             bytes.append(contentsOf: chunk[0..<n])
         }
         return String(decoding: bytes, as: UTF8.self)
-    }
-}
-
-extension Substring {
-    func trimmingCharacters() -> Substring {
-        var s = self
-        while let c = s.first, c == " " || c == "\t" { s = s.dropFirst() }
-        while let c = s.last, c == " " || c == "\t" || c == "\n" { s = s.dropLast() }
-        return s
     }
 }
 

@@ -32,6 +32,8 @@ public final class Node {
     /// The HTTP origin, when there is one: its counters reach /metrics, its failures the log.
     private var httpOrigin: HTTPOrigin?
     private var failureLog: FailureLog
+    /// When this process started (process_start_time_seconds), read once.
+    private let processStartTime = ProcessMetrics.startTimeSeconds()
 
     public init(config: NodeConfig, logger: Logger) throws {
         self.config = config
@@ -331,7 +333,7 @@ public final class Node {
 
     /// The node's own families on /metrics: process, build, origin.
     private func writeNodeMetrics(_ p: inout PrometheusWriter) {
-        p.process(ProcessMetrics.current())
+        p.process(ProcessMetrics.current(startTimeSeconds: processStartTime))
         p.family("springcache_build_info", .gauge, help: "Always 1; the labels say which build runs.")
         p.sample("springcache_build_info", labels: [PrometheusLabel("version", BuildInfo.version),
                                                      PrometheusLabel("swift", BuildInfo.swiftVersion)], value: 1)
@@ -358,7 +360,7 @@ public final class Node {
 
     /// The node's own fields in /api/stats: version, configuration, RSS.
     private func writeNodeStats(_ j: inout JSONWriter) {
-        let process = ProcessMetrics.current()
+        let process = ProcessMetrics.current(startTimeSeconds: processStartTime)
         j.field("version", BuildInfo.version)
         j.field("rss_bytes", process.residentBytes)
         j.field("open_fds", process.openFDs)
