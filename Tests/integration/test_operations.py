@@ -84,7 +84,8 @@ def test_busy_peer_port_names_the_flag():
         taken.close()
     assert code == 1, log
     assert not any(m in log for m in CRASH_MARKERS), log
-    assert "address already in use" in log and "--port %d" % peer in log, log
+    assert "address already in use" in log and "--peer a=127.0.0.1:%d:" % peer in log, log
+    assert len([l for l in log.splitlines() if " critical " in l]) == 1, log
 
 
 @pytest.mark.parametrize("args, words", [

@@ -27,7 +27,6 @@ public final class Node {
     private var stopping = false
     /// The metrics listener (`--metrics`), serving only /metrics and /healthz.
     private var metricsServer: HTTPServer?
-    private var metricsEndpoint: MetricsEndpoint?
     private var accessLog: AccessLog?
     /// The HTTP origin, when there is one: its counters reach /metrics, its failures the log.
     private var httpOrigin: HTTPOrigin?
@@ -79,11 +78,10 @@ public final class Node {
         server = HTTPServer(loop: loop, config: config.http, handler: api)
         api.server = server
         if config.metrics != nil {
-            let endpoint = MetricsEndpoint(api: api, clock: loop.clock)
             var metricsConfig = HTTPServerConfig()
             metricsConfig.maxConnections = Node.maxMetricsConnections
-            metricsServer = HTTPServer(loop: loop, config: metricsConfig, handler: endpoint)
-            metricsEndpoint = endpoint
+            metricsServer = HTTPServer(loop: loop, config: metricsConfig,
+                                       handler: MetricsEndpoint(api: api, clock: loop.clock))
         }
         httpOrigin?.onFailure = { [unowned self] kind, cause in self.originFailed(kind, cause) }
         api.extraMetrics = { [unowned self] p in self.writeNodeMetrics(&p) }
@@ -145,7 +143,10 @@ public final class Node {
             do {
                 try peers.start(address: address)
             } catch {
-                throw ConfigError("--port \(address.port) (peer port \(address)): \(Node.cause(error))")
+                // The address comes from this node's own --peer entry when there is one, else from --port.
+                let flag = config.peers.contains { $0.hasPrefix(config.name + "=") }
+                    ? "--peer \(config.name)=\(address)" : "--port \(address.port) (peer port \(address))"
+                throw ConfigError("\(flag): \(Node.cause(error))")
             }
             logger.info("peer port grpc://\(address) members=\(cluster.members.keys.sorted().joined(separator: ","))")
         }
