@@ -99,7 +99,18 @@ public final class Node {
         var settings = ClusterSettings()
         settings.peerTimeoutMillis = config.peerTimeoutMillis
         settings.peerToken = config.peerToken
+        settings.ringKind = config.ringKind
+        settings.group = config.group
         let me = selfMember(config: config, statics: statics)
+        if config.ringKind == .springcache {
+            // springcache's ring knows a member only by its IP: two members on one IP would be one to every
+            // springcache node, and the rings would disagree on their keys. Refuse rather than split keys.
+            let known = statics.members.filter { $0.peer != nil && $0.name != me.name } + [me]
+            if let shared = SpringcacheRing.sharedHosts(known.map { (name: $0.name, host: $0.peer!.host) }).first {
+                throw ConfigError("--ring springcache keys members by IP, and \(shared.names.joined(separator: ", ")) "
+                                  + "share \(shared.host); give each member its own IP (or use the default ring)")
+            }
+        }
         let cluster = Cluster(selfMember: me, loop: loop, settings: settings, logger: logger)
         cluster.setMembers(statics.members.filter { $0.peer != nil } + [me])
         return cluster
@@ -118,9 +129,17 @@ public final class Node {
         if let cluster, let address = cluster.members[config.name]?.peer {
             let peers = GRPCServer(loop: loop, handler: PeerService(group: group, clock: loop.clock,
                                                                     token: config.peerToken))
-            try peers.start(address: address)
+            // Why all interfaces by default: the advertised address (IP_ADDRESS) need not be one of this host's
+            // (NAT, containers), as with springcache, which listens on 0.0.0.0.
+            let listen = config.peerListen ?? HostPort(host: "0.0.0.0", port: address.port)
+            do {
+                try peers.start(address: listen)
+            } catch {
+                throw ConfigError("cannot listen for peers on \(listen) (--port/--peer-listen): \(error)")
+            }
             peerServer = peers
-            logger.info("peer port grpc://\(address) members=\(cluster.members.keys.sorted().joined(separator: ","))")
+            let members = cluster.members.keys.sorted().joined(separator: ",")
+            logger.info("peer port grpc://\(address) members=\(members) listening=\(listen) ring=\(config.ringKind)")
         }
         try server.start(address: config.api, reusePort: config.reusePort)
         if let etcd {
@@ -164,6 +183,18 @@ public final class Node {
     private func logAddresses() {
         let api = HostPort(host: config.api.host, port: server.boundPort)
         logger.info("serving http://\(api) group=\(config.group) origin=\(config.origin) name=\(config.name)")
+        if config.apiBindsAllAsSpringcache {
+            let why = "because IP_ADDRESS or --advertise is set and --api is not; give --api HOST:PORT to narrow it"
+            logger.info("the API listens on all interfaces (\(api)), as springcache's does, \(why)")
+            if config.authToken == nil {
+                let routes = "/api/set, /api/delete, /setpeer and PUT/DELETE /v1/cache"
+                logger.warning("the API on \(api) takes \(routes) from anyone who can reach it; give --auth-token-file")
+            }
+        }
+        if let cluster, config.advertiseHost == nil, let peer = cluster.members[config.name]?.peer,
+           ["0.0.0.0", "::", "[::]"].contains(peer.host) {
+            logger.warning("advertising the wildcard \(peer) to peers: give IP_ADDRESS or --advertise")
+        }
 
     }
 
