@@ -28,3 +28,35 @@ final class MembershipTests: XCTestCase {
         XCTAssertEqual(try StaticMembership.parse([], selfName: "a").members, [])
     }
 }
+
+/// springcache's membership rule: with `--peer`, the members are exactly its names (anything else registered
+/// in the same etcd stays out); without it, everything under the cluster's prefix.
+final class MembershipFilterTests: XCTestCase {
+    private let discovered = ["svc1", "svc2", "svc4"].map { Member(name: $0, peer: HostPort(host: "10.0.0.1", port: 8888)) }
+
+    func testAPeerListAdmitsExactlyItsNames() throws {
+        let cases: [([String], Set<String>, [String])] = [
+            (["svc1", "svc2"], [], ["svc1", "svc2"]),
+            (["svc1", "svc2=10.0.0.2:8888"], [], ["svc1", "svc2"]),
+            (["svc1"], [], ["svc1"]),
+            (["svc1", "svc2"], ["svc4"], ["svc1", "svc2", "svc4"]),   // named by /setpeer
+            ([], [], ["svc1", "svc2", "svc4"]),                     // no --peer: the whole prefix
+        ]
+        for (peers, extra, expected) in cases {
+            let statics = try StaticMembership.parse(peers, selfName: peers.isEmpty ? "svc1" : "svc1")
+            XCTAssertEqual(statics.admitted(discovered, alsoNamed: extra).map(\.name), expected, "\(peers) \(extra)")
+        }
+    }
+
+    func testTheDefaultClusterKeepsTheExistingPrefix() {
+        var config = NodeConfig()
+        XCTAssertEqual(config.membersPrefix, "springcache/members/")
+        XCTAssertEqual(config.membersPrefix, EtcdRegistrar.membersPrefix)
+        config.clusterName = "blue"
+        XCTAssertEqual(config.membersPrefix, "blue/members/")
+        let entries = EtcdRegistrar.entries(name: "a", peer: HostPort(host: "10.0.0.1", port: 8888), api: nil,
+                                            membersPrefix: config.membersPrefix)
+        XCTAssertEqual(entries.map { String(decoding: $0.key, as: UTF8.self) },
+                       ["blue/members/a", "a", "a/10.0.0.1:8888"], "springcache's own keys do not move")
+    }
+}
