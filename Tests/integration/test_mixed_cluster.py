@@ -259,3 +259,87 @@ def test_two_members_on_one_ip_are_refused_with_the_springcache_ring(start_node)
     p = sp.run([binary_path(), "--api", "127.0.0.1:%d" % free_peer_port(), "--ring", "springcache", "--workers", "2"],
                capture_output=True, text=True, timeout=10)
     assert p.returncode == 1 and "--workers 2" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+# --- hosts in network namespaces, one real etcd -------------------------------------------------------
+
+
+def http_from(ns, host, port, path, timeout=3):
+    """GET host:port/path from inside namespace ns (another host than the node's)."""
+    from etcd_harness import in_netns
+    with in_netns(ns):
+        c = http.client.HTTPConnection(host, port, timeout=timeout)
+        c.connect()
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+def test_springcache_command_line_nat_address_and_membership_in_namespaces():
+    from etcd_harness import Etcd, Netns, NsNode, netns_supported
+    reason = netns_supported()
+    if reason:
+        pytest.skip(reason)
+    subnet = "10.252.%d" % (20 + os.getpid() % 200)
+    nat_ip = "%s.200" % subnet   # svc2's IP_ADDRESS: an address no namespace has (as behind NAT)
+    net = Netns(3, subnet)
+    etcd = None
+    nodes = {}
+    try:
+        etcd = Etcd(host=net.bridge_addr, client_port=2379, peer_port=2380, netns=net.bridge_ns)
+        e = etcd.endpoint
+        t0 = time.monotonic()
+        # springcache's exact command line: IP_ADDRESS, --name, --peer, --etcd; nothing else.
+        nodes["svc1"] = NsNode(net.host_ns[0], net.addr(0), None, "--name", "svc1", "--peer", "svc1,svc2",
+                               "--etcd", e)
+        nodes["svc2"] = NsNode(net.host_ns[1], net.addr(1), None, "--name", "svc2", "--peer", "svc1,svc2",
+                               "--etcd", e, ip_address=nat_ip)
+        # Registered in the same etcd, but not one of svc1's and svc2's --peer names.
+        nodes["svc4"] = NsNode(net.host_ns[2], net.addr(2), None, "--name", "svc4", "--peer", "svc4", "--etcd", e)
+
+        def logs():
+            return "\n".join("--- %s\n%s" % (n, node.log_text()[-2500:]) for n, node in nodes.items())
+
+        try:
+            # The API listens on IP_ADDRESS:9999 for everyone, not on loopback: asked from another host.
+            wait_until(lambda: http_from(net.host_ns[2], net.addr(0), 9999, "/api/get?key=Tom") ==
+                       (200, b"value=630\n"), 10, what="svc1's API answering from another host")
+            # IP_ADDRESS not on the host: svc2 still starts, and serves on all interfaces.
+            wait_until(lambda: http_from(net.host_ns[0], net.addr(1), 9999, "/api/get?key=Jack") ==
+                       (200, b"value=589\n"), 10, what="svc2's API answering from another host")
+        except AssertionError as err:
+            raise AssertionError("%s\n%s" % (err, logs()))
+        timing("namespaces: springcache's command line serving on IP_ADDRESS:9999", time.monotonic() - t0)
+        assert "listens on all interfaces (0.0.0.0:9999)" in nodes["svc1"].log_text()
+        assert "--auth-token-file" in nodes["svc1"].log_text(), "the warning about an open API"
+
+        from etcd_harness import check_node_keys
+        kvs = etcd.kvs()
+        check_node_keys(kvs, "svc1", "%s:8888" % net.addr(0), "%s:9999" % net.addr(0))
+        # IP_ADDRESS is advertised (peer and API) even though it is not an address of the host.
+        check_node_keys(kvs, "svc2", "%s:8888" % nat_ip, "%s:9999" % nat_ip)
+        assert "springcache/members/svc4" in kvs, "svc4 registered in the same etcd"
+
+        def members(node):
+            return sorted(m["name"] for m in nodes[node].json("/api/peers")["members"])
+
+        try:
+            wait_until(lambda: members("svc1") == ["svc1", "svc2"] and members("svc2") == ["svc1", "svc2"], 5,
+                       what="svc1 and svc2 seeing exactly their --peer names")
+        except AssertionError as err:
+            raise AssertionError("%s\n%s" % (err, logs()))
+        assert members("svc4") == ["svc4"], "svc4's --peer names only itself"
+        # Still so a moment later (a late etcd event must not bring svc4 in).
+        time.sleep(0.5)
+        assert members("svc1") == ["svc1", "svc2"] and members("svc2") == ["svc1", "svc2"]
+        assert all(n.alive() for n in nodes.values()), logs()
+    finally:
+        for n in nodes.values():
+            n.stop()
+            n.cleanup()
+        if etcd is not None:
+            etcd.cleanup()
+        net.cleanup()
