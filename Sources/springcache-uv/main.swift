@@ -261,7 +261,10 @@ struct SpringCacheCommand: ParsableCommand {
         let logger = Logger(label: label)
         if count > 1 && config.ringKind == .springcache {
             // springcache's ring knows members by IP, and workers share one: they would be one member to it.
-            logger.critical("--ring springcache keys members by IP, and --workers \(workers) would put \(count) members on one IP; run one worker per IP (or use the default ring)")
+            logger.critical("""
+                --ring springcache keys members by IP, and --workers \(workers) would put \(count) members on one IP; \
+                run one worker per IP (or use the default ring)
+                """)
             throw ExitCode(1)
         }
         if count > 1 && workerIndex == nil {

@@ -148,7 +148,8 @@ public final class Cluster: PeerRouter {
         reportedSharedHosts = described
         if !described.isEmpty {
             let list = described.joined(separator: "; ")
-            logger.error("--ring springcache keys members by IP, and these members share one: \(list); only the last of each (by name) owns keys")
+            let what = "--ring springcache keys members by IP, and these members share one"
+            logger.error("\(what): \(list); only the last of each (by name) owns keys")
         }
     }
 

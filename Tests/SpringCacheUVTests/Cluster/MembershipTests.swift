@@ -32,7 +32,9 @@ final class MembershipTests: XCTestCase {
 /// springcache's membership rule: with `--peer`, the members are exactly its names (anything else registered
 /// in the same etcd stays out); without it, everything under the cluster's prefix.
 final class MembershipFilterTests: XCTestCase {
-    private let discovered = ["svc1", "svc2", "svc4"].map { Member(name: $0, peer: HostPort(host: "10.0.0.1", port: 8888)) }
+    private let discovered = ["svc1", "svc2", "svc4"].map {
+        Member(name: $0, peer: HostPort(host: "10.0.0.1", port: 8888))
+    }
 
     func testAPeerListAdmitsExactlyItsNames() throws {
         let cases: [([String], Set<String>, [String])] = [
@@ -43,7 +45,7 @@ final class MembershipFilterTests: XCTestCase {
             ([], [], ["svc1", "svc2", "svc4"]),                     // no --peer: the whole prefix
         ]
         for (peers, extra, expected) in cases {
-            let statics = try StaticMembership.parse(peers, selfName: peers.isEmpty ? "svc1" : "svc1")
+            let statics = try StaticMembership.parse(peers, selfName: "svc1")
             XCTAssertEqual(statics.admitted(discovered, alsoNamed: extra).map(\.name), expected, "\(peers) \(extra)")
         }
     }
