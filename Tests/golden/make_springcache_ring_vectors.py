@@ -18,6 +18,8 @@ The integration tests import this module too (the stand-in springcache peer rout
 import bisect
 import hashlib
 
+from make_ring_vectors import swift_string
+
 MASK = (1 << 64) - 1
 FNV1_OFFSET = 14695981039346656037
 FNV1_PRIME = 1099511628211
@@ -69,13 +71,6 @@ class Ring:
 
 def owner(members, key):
     return Ring(members).owner(key)
-
-
-def swift_string(s):
-    out = []
-    for ch in s:
-        out.append(ch if 0x20 <= ord(ch) < 0x7F and ch not in '"\\' else "\\u{%X}" % ord(ch))
-    return '"' + "".join(out) + '"'
 
 
 def main():
