@@ -82,10 +82,23 @@ public final class Node {
 
     /// This node's own entry: from `--peer` if it names an address for us, else the advertised host
     /// (springcache's `IP_ADDRESS`, or the API's host) and `--port`.
+    ///
+    /// Why the advertised host replaces a wildcard or loopback one from `--peer`: what others are told must be
+    /// an address they can reach (DESIGN, "Addresses"); the listed port stays.
     static func selfMember(config: NodeConfig, statics: StaticMembership) -> Member {
         let host = config.advertiseHost ?? config.api.host
-        let listed = statics.members.first { $0.name == config.name }?.peer
-        return Member(name: config.name, peer: listed ?? HostPort(host: host, port: config.peerPort))
+        guard let listed = statics.members.first(where: { $0.name == config.name })?.peer else {
+            return Member(name: config.name, peer: HostPort(host: host, port: config.peerPort))
+        }
+        if let advertised = config.advertiseHost, Node.isWildcardOrLoopback(listed.host) {
+            return Member(name: config.name, peer: HostPort(host: advertised, port: listed.port))
+        }
+        return Member(name: config.name, peer: listed)
+    }
+
+    /// `0.0.0.0`, `::`, `127.x.y.z`, `::1` or `localhost`: addresses no other host can use to reach this one.
+    static func isWildcardOrLoopback(_ host: String) -> Bool {
+        host == "0.0.0.0" || host == "::" || host == "::1" || host == "localhost" || host.hasPrefix("127.")
     }
 
     private static func makeCluster(config: NodeConfig, loop: EventLoop, logger: Logger) throws -> Cluster? {
@@ -192,7 +205,7 @@ public final class Node {
             }
         }
         if let cluster, config.advertiseHost == nil, let peer = cluster.members[config.name]?.peer,
-           ["0.0.0.0", "::", "[::]"].contains(peer.host) {
+           peer.host == "0.0.0.0" || peer.host == "::" {
             logger.warning("advertising the wildcard \(peer) to peers: give IP_ADDRESS or --advertise")
         }
 

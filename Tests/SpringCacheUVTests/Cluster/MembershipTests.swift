@@ -62,3 +62,28 @@ final class MembershipFilterTests: XCTestCase {
                        ["blue/members/a", "a", "a/10.0.0.1:8888"], "springcache's own keys do not move")
     }
 }
+
+/// What a node advertises as its own peer address (DESIGN, "Addresses").
+final class SelfAddressTests: XCTestCase {
+    func testTheAdvertisedAddressIsNeverWildcardOrLoopbackWhenOneIsKnown() throws {
+        // (--peer entries, IP_ADDRESS, API host, expected peer address)
+        let cases: [([String], String?, String, String)] = [
+            ([], "10.0.0.2", "0.0.0.0", "10.0.0.2:8888"),                     // IP_ADDRESS, even if not local
+            ([], nil, "127.0.0.1", "127.0.0.1:8888"),                        // nothing better known
+            (["a=127.0.0.1:8001"], "10.0.0.2", "127.0.0.1", "10.0.0.2:8001"),  // loopback listed: advertise wins
+            (["a=0.0.0.0:8001"], "10.0.0.2", "127.0.0.1", "10.0.0.2:8001"),
+            (["a=10.0.0.9:8001"], "10.0.0.2", "127.0.0.1", "10.0.0.9:8001"),   // a real listed address stays
+            (["a=127.0.0.1:8001"], nil, "127.0.0.1", "127.0.0.1:8001"),
+        ]
+        for (peers, advertise, apiHost, expected) in cases {
+            var config = NodeConfig()
+            config.name = "a"
+            config.peers = peers
+            config.advertiseHost = advertise
+            config.api = HostPort(host: apiHost, port: 9999)
+            let statics = try StaticMembership.parse(peers, selfName: "a")
+            XCTAssertEqual(Node.selfMember(config: config, statics: statics).peer?.description, expected,
+                           "\(peers) \(advertise ?? "-") \(apiHost)")
+        }
+    }
+}
