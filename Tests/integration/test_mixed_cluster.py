@@ -317,11 +317,12 @@ def test_springcache_command_line_nat_address_and_membership_in_namespaces():
         assert "--auth-token-file" in nodes["svc1"].log_text(), "the warning about an open API"
 
         from etcd_harness import check_node_keys
+        # svc4 registered in the same etcd (so the membership check below means something).
+        wait_until(lambda: "springcache/members/svc4" in etcd.kvs(), 10, what="svc4 registered in etcd")
         kvs = etcd.kvs()
         check_node_keys(kvs, "svc1", "%s:8888" % net.addr(0), "%s:9999" % net.addr(0))
         # IP_ADDRESS is advertised (peer and API) even though it is not an address of the host.
         check_node_keys(kvs, "svc2", "%s:8888" % nat_ip, "%s:9999" % nat_ip)
-        assert "springcache/members/svc4" in kvs, "svc4 registered in the same etcd"
 
         def members(node):
             return sorted(m["name"] for m in nodes[node].json("/api/peers")["members"])
