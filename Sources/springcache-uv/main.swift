@@ -40,6 +40,14 @@ struct SpringCacheCommand: ParsableCommand {
     var peerWait: String = "30s"
     @Option(help: "The host other nodes use to reach this one (overrides IP_ADDRESS, springcache's environment variable).")
     var advertise: String?
+    @Option(help: ArgumentHelp("Where the peer port listens, HOST:PORT (default: all interfaces on --port, as springcache).",
+                               valueName: "host:port"))
+    var peerListen: String?
+    @Option(help: ArgumentHelp("Which ring maps keys to members: 'rendezvous' (by name) or 'springcache' (springcache's own, by IP: for clusters with springcache nodes in them).",
+                               valueName: "rendezvous|springcache"))
+    var ring: String = "rendezvous"
+    @Option(help: "The cluster's name in etcd: members register under NAME/members/, so clusters can share one etcd.")
+    var cluster: String = NodeConfig.defaultClusterName
     @Option(parsing: .unconditional,
             help: "A peer call slower than this fails and the key is loaded locally (duration; springcache's 2s).")
     var peerTimeout: String = "2s"
@@ -50,8 +58,9 @@ struct SpringCacheCommand: ParsableCommand {
     var peerTokenFile: String?
 
     // Where and what to serve.
-    @Option(help: "HTTP API address HOST:PORT. Use 0.0.0.0:9999 for springcache's bind-all behaviour.")
-    var api: String = "127.0.0.1:9999"
+    @Option(help: ArgumentHelp("HTTP API address HOST:PORT (default 127.0.0.1:9999; 0.0.0.0:9999, springcache's, when IP_ADDRESS or --advertise is set).",
+                               valueName: "host:port"))
+    var api: String?
     @Option(help: "The cache group served at /api/get and /v1/cache/{group}/{key}.")
     var group: String = "scores"
     @Option(help: "Where misses are loaded from: 'demo' (springcache's example store) or an URL template http://HOST:PORT/PATH/{key}.")
@@ -195,7 +204,9 @@ struct SpringCacheCommand: ParsableCommand {
     func makeConfig(readingFiles: Bool = true) throws -> NodeConfig {
         var c = NodeConfig()
         do {
-            c.api = try HostPort.parse(api, flag: "--api").resolvedForBinding(flag: "--api")
+            if let api {
+                c.api = try HostPort.parse(api, flag: "--api").resolvedForBinding(flag: "--api")
+            }
             if let metrics {
                 c.metrics = try HostPort.parse(metrics, flag: "--metrics").resolvedForBinding(flag: "--metrics")
             }
@@ -219,6 +230,24 @@ struct SpringCacheCommand: ParsableCommand {
                 }
                 c.advertiseHost = host
             }
+            if api == nil && c.advertiseHost != nil {
+                // springcache's cluster command line (IP_ADDRESS set): its API listened on all interfaces and
+                // is advertised as IP_ADDRESS:9999, so loopback would make the advertised API unreachable.
+                c.api = HostPort(host: "0.0.0.0", port: 9999)
+                c.apiBindsAllAsSpringcache = true
+            }
+            if let peerListen {
+                c.peerListen = try HostPort.parse(peerListen, flag: "--peer-listen")
+                guard c.peerListen!.port > 0 else { throw ConfigError("--peer-listen needs a port above 0") }
+            }
+            guard let ringKind = RingKind(rawValue: ring) else {
+                throw ConfigError("--ring expects 'rendezvous' or 'springcache', got '\(ring)'")
+            }
+            c.ringKind = ringKind
+            guard !cluster.isEmpty, !cluster.contains("/"), !cluster.contains(" ") else {
+                throw ConfigError("--cluster expects a name without '/' or spaces, got '\(cluster)'")
+            }
+            c.clusterName = cluster
             let lease = try ValueParsing.durationMillis(leaseTtl, flag: "--lease-ttl")
             guard lease >= 1000, lease % 1000 == 0 else {
                 throw ConfigError("--lease-ttl expects whole seconds of at least 1s (etcd leases count seconds), got '\(leaseTtl)'")
@@ -288,6 +317,7 @@ struct SpringCacheCommand: ParsableCommand {
         c.name = "\(base.name)-\(index)"
         c.peerPort = base.peerPort + index
         if let metrics = base.metrics { c.metrics = HostPort(host: metrics.host, port: metrics.port + index) }
+        if let listen = base.peerListen { c.peerListen = HostPort(host: listen.host, port: listen.port + index) }
         c.reusePort = true
         c.workerIndex = index
         guard count > 1 else { return c }
@@ -330,6 +360,14 @@ struct SpringCacheCommand: ParsableCommand {
                 + "(--cache-bytes \(cacheBytes) + --hot-bytes \(hotBytes)); "
                 + "peer ports \(config.peerPort)…\(config.peerPort + count - 1)\(metricsPorts)"
             logger.info("\(plan)")
+        }
+        if count > 1 && config.ringKind == .springcache {
+            // springcache's ring knows members by IP, and workers share one: they would be one member to it.
+            logger.critical("""
+                --ring springcache keys members by IP, and --workers \(workers) would put \(count) members on one IP; \
+                run one worker per IP (or use the default ring)
+                """)
+            throw ExitCode(1)
         }
         if count > 1 && workerIndex == nil {
             do {

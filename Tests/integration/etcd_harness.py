@@ -410,12 +410,14 @@ class NsNode:
     """springcache-uv run with `ip netns exec NS` (exec, so proc is the node itself) and IP_ADDRESS=host.
     HTTP requests to it are made from inside NS."""
 
-    def __init__(self, ns, host, api_port, *args):
+    def __init__(self, ns, host, api_port, *args, ip_address=None):
+        """api_port None: springcache's exact command line (no --api, no test flags); ip_address: IP_ADDRESS
+        when it is not `host` (an address the host does not have, as behind NAT)."""
         self.ns = ns
         self.host = host
-        env = dict(os.environ, IP_ADDRESS=host)
-        self.args = ["ip", "netns", "exec", ns, binary_path(), "--api", "%s:%d" % (host, api_port), "--jitter", "0",
-                     *[str(a) for a in args]]
+        env = dict(os.environ, IP_ADDRESS=ip_address or host)
+        api = ["--api", "%s:%d" % (host, api_port), "--jitter", "0"] if api_port is not None else []
+        self.args = ["ip", "netns", "exec", ns, binary_path(), *api, *[str(a) for a in args]]
         self.log = tempfile.NamedTemporaryFile(prefix="springcache-it-ns-", suffix=".log", delete=False,
                                                dir=log_dir())
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, env=env)

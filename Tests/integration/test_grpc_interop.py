@@ -109,12 +109,16 @@ def test_missing_key_and_unknown_group_are_not_found(pb, stub):
         == grpc.StatusCode.NOT_FOUND
 
 
-def test_set_with_expire_in_the_past_is_invalid_argument(pb, stub):
-    past = int(time.time()) - 3600
-    assert code_of(lambda: stub.Set(pb.pb2.SetRequest(group=GROUP, key="past", value=b"v", expire=past),
-                                    timeout=5)) == grpc.StatusCode.INVALID_ARGUMENT
-    assert code_of(lambda: stub.Get(pb.pb2.GetRequest(group=GROUP, key="past"), timeout=5)) \
-        == grpc.StatusCode.NOT_FOUND
+def test_set_with_expire_in_the_past_is_accepted_and_drops_the_key(pb, stub):
+    # springcache sends such Sets (its API's expire=0 is "now"; an expired Set is its only delete) and stores
+    # them as already expired: accepted, and the key is gone.
+    for past in (int(time.time()) - 3600, int(time.time()), 1):
+        future = int(time.time()) + 600
+        assert stub.Set(pb.pb2.SetRequest(group=GROUP, key="past", value=b"v", expire=future), timeout=5).ok
+        assert stub.Get(pb.pb2.GetRequest(group=GROUP, key="past"), timeout=5).value == b"v"
+        assert stub.Set(pb.pb2.SetRequest(group=GROUP, key="past", value=b"v2", expire=past), timeout=5).ok is True
+        assert code_of(lambda: stub.Get(pb.pb2.GetRequest(group=GROUP, key="past"), timeout=5)) \
+            == grpc.StatusCode.NOT_FOUND, past
 
 
 def test_delete_then_get_goes_to_the_origin_again(pb, stub, origin_m):

@@ -19,6 +19,16 @@ public enum GetOutcome: Equatable {
     case failure(LoadError)
 }
 
+/// What a delete through `Group.remove` did, as the client is told it.
+public enum RemoveOutcome: Equatable {
+    /// A value was removed here, or the owner confirmed the key is gone.
+    case removed
+    /// Nothing was cached under the key (this node owns it, or its owner said so).
+    case notCached
+    /// The owner could not confirm (unreachable, or it failed); the message says why.
+    case failed(String)
+}
+
 /// One named cache namespace with read-through semantics: a main and a hot LRU cache in front of an origin.
 ///
 /// Semantics are DESIGN.md's "Cache semantics" table: lookup main then hot; TTL plus jitter; sliding or
@@ -258,7 +268,10 @@ public final class Group {
         // after the write is acknowledged, must see the new value (read-your-writes through this node).
         dropLocalCopies(key: key, newValue: .value(value, expiresAtMillis: now + (ttlMillis ?? config.ttlMillis),
                                                    etag: LRUCache.valueHash(value), stale: false))
-        let expireSeconds = ttlMillis.map { $0 > 0 ? (now + $0 + 999) / 1000 : 0 } ?? 0
+        // Why always an absolute expiry: springcache stores whatever `expire` arrives, so 0 (our old "the
+        // owner's default") meant 1970 to it and the value was gone at once. The default TTL is ours to apply.
+        let ttl = ttlMillis.flatMap { $0 > 0 ? $0 : nil } ?? config.ttlMillis
+        let expireSeconds = (now + ttl + 999) / 1000
         router.store(at: owner, group: name, key: key, value: value, expireUnixSeconds: expireSeconds,
                      hot: false) { result in
             switch result {
@@ -272,10 +285,13 @@ public final class Group {
     }
 
     /// Deletes a key where it lives: at its owner when that is another member (which then invalidates every
-    /// copy), and here. `completion(true)` when something was removed anywhere.
-    public func remove(key: String, completion: @escaping (Bool) -> Void) {
+    /// copy), and here.
+    ///
+    /// Why `.failed` when the owner does not answer, even if a copy was removed here: the owner may still
+    /// serve the value to everyone else, so "deleted" would be a lie (a springcache owner kept serving it).
+    public func remove(key: String, completion: @escaping (RemoveOutcome) -> Void) {
         guard let router, let owner = router.owner(of: key) else {
-            let removed = delete(key: key)
+            let removed: RemoveOutcome = delete(key: key) ? .removed : .notCached
             guard let router else {
                 completion(removed)
                 return
@@ -287,8 +303,8 @@ public final class Group {
         let removedHere = delete(key: key)
         router.remove(at: owner, group: name, key: key) { result in
             switch result {
-            case .done(let removed): completion(removed || removedHere)
-            case .failed: completion(removedHere)
+            case .done(let removed): completion(removed || removedHere ? .removed : .notCached)
+            case .failed(let why): completion(.failed("the key's owner \(owner) did not confirm the delete: \(why)"))
             }
         }
     }

@@ -12,6 +12,11 @@ public struct ClusterSettings {
     public var invalidateTimeoutMillis: Int { max(50, peerTimeoutMillis / 4) }
     /// Sent as `authorization: Bearer <token>` on every peer call, with `--peer-token-file`.
     public var peerToken: [UInt8]?
+    /// Which ring maps keys to members (`--ring`).
+    public var ringKind = RingKind.rendezvous
+    /// The group this node serves: the only group ever sent to a peer, probes included, because a springcache
+    /// peer crashes on a group it does not serve.
+    public var group = "scores"
 
     public init() {}
 }
@@ -55,7 +60,12 @@ public final class Cluster: PeerRouter {
     /// Members dropped after a failed call; not on the ring until re-admitted.
     public private(set) var down: Set<String> = []
     /// The ring over the members that are up.
-    public private(set) var ring: HashRing
+    public private(set) var ring: MemberRing
+    /// Peers that answered a Delete or Invalidate with UNIMPLEMENTED (springcache speaks only Get and Set):
+    /// deletes go to them as already-expired Sets, and they are not sent invalidations.
+    public private(set) var getSetOnly: Set<String> = []
+    /// Hosts that several members share, last reported (springcache's ring cannot tell them apart).
+    private var reportedSharedHosts: [String] = []
     private var clients: [String: GRPCClient] = [:]
     private var probeTimer: LoopTimer?
     private var probing: Set<String> = []
@@ -75,7 +85,7 @@ public final class Cluster: PeerRouter {
         self.settings = settings
         self.logger = logger
         members[selfMember.name] = selfMember
-        ring = HashRing(members: [selfMember.name])
+        ring = MemberRing(kind: settings.ringKind, members: [selfMember])
         let timer = LoopTimer(loop: loop) { [unowned self] in self.probeDownPeers() }
         timer.start(timeoutMillis: settings.probeIntervalMillis, repeatMillis: settings.probeIntervalMillis)
         probeTimer = timer
@@ -91,6 +101,7 @@ public final class Cluster: PeerRouter {
         for (name, old) in members where name != selfName {
             if next[name] == nil || next[name]?.peer != old.peer {
                 clients.removeValue(forKey: name)?.close()
+                getSetOnly.remove(name)
             }
         }
         members = next
@@ -134,27 +145,45 @@ public final class Cluster: PeerRouter {
 
     private func rebuildRing(readmitted: [String] = []) {
         // A member without a peer address cannot be asked, so it owns nothing until it has one.
-        let next = HashRing(members: members.values.filter { $0.name == selfName || ($0.peer != nil && !down.contains($0.name)) }
-                                                    .map(\.name))
+        let up = members.values.filter { $0.name == selfName || ($0.peer != nil && !down.contains($0.name)) }
+        let next = MemberRing(kind: settings.ringKind, members: up)
+        if settings.ringKind == .springcache { reportSharedHosts(up) }
         let gained = next.members.contains { !ring.contains($0) }
         ring = next
         if gained || !readmitted.isEmpty { onRingChange?(readmitted) }
     }
 
+    /// With springcache's ring, members on one IP are one member to springcache: say so once per change (the
+    /// node refuses to start that way; this catches members that joined through etcd).
+    private func reportSharedHosts(_ up: [Member]) {
+        let shared = SpringcacheRing.sharedHosts(up.map { (name: $0.name, host: $0.peer?.host ?? "") })
+        let described = shared.map { "\($0.host): \($0.names.joined(separator: ","))" }
+        guard described != reportedSharedHosts else { return }
+        reportedSharedHosts = described
+        if !described.isEmpty {
+            let list = described.joined(separator: "; ")
+            let what = "--ring springcache keys members by IP, and these members share one"
+            logger.error("\(what): \(list); only the last of each (by name) owns keys")
+        }
+    }
+
     /// Tells a member that missed invalidations (it was cut off) to drop every copy it holds of keys it does
     /// not own: an Invalidate with an empty key.
     public func tellToDropCopies(_ name: String, group: String) {
-        guard name != selfName else { return }
+        guard name != selfName, !getSetOnly.contains(name) else { return }
         call(PeerID(name), path: PeerService.invalidatePath, message: DeleteRequest(group: group, key: "").encoded(),
              timeoutMillis: settings.invalidateTimeoutMillis) { _ in }
     }
 
-    /// Asks each dropped peer for a key of no group: any gRPC answer (NOT_FOUND) proves it is back.
+    /// Asks each dropped peer for the empty key of our group: any gRPC answer proves it is back.
+    ///
+    /// Why our group and not an empty one: a springcache peer crashes on a group it does not serve. The empty
+    /// key is refused at once by both implementations (ours with NOT_FOUND), so a probe never loads anything.
     private func probeDownPeers() {
         for name in down where !probing.contains(name) {
             guard let client = client(for: name) else { continue }
             probing.insert(name)
-            let probe = GetRequest(group: "", key: "").encoded()
+            let probe = GetRequest(group: settings.group, key: "").encoded()
             client.unary(path: PeerService.getPath, message: probe, timeoutMillis: settings.peerTimeoutMillis,
                          metadata: metadata) { [weak self] result in
                 guard let self, !self.closed else { return }
@@ -174,7 +203,7 @@ public final class Cluster: PeerRouter {
     // MARK: PeerRouter
 
     public func owner(of key: String) -> PeerID? {
-        guard ring.count > 1, let name = ring.ownerName(of: key), name != selfName else { return nil }
+        guard ring.count > 1, let name = ring.ownerName(of: key.utf8), name != selfName else { return nil }
         return PeerID(name)
     }
 
@@ -241,7 +270,7 @@ public final class Cluster: PeerRouter {
                 } catch {
                     completion(.failed("peer \(peer) sent a malformed GetResponse: \(error)"))
                 }
-            case .failure(let error) where error.status == .notFound:
+            case .failure(let error) where error.status == .notFound || Cluster.isSpringcacheNotFound(error):
                 completion(.notFound)
             case .failure(let error):
                 completion(.failed("peer \(peer): \(error.status): \(error.message)"))
@@ -257,10 +286,41 @@ public final class Cluster: PeerRouter {
         }
     }
 
+    /// springcache's answer to a Get its origin cannot fill: UNKNOWN with the message `<key> not exist`.
+    static func isSpringcacheNotFound(_ error: GRPCCallError) -> Bool {
+        error.fromPeer && error.status == .unknown && error.message.hasSuffix(" not exist")
+    }
+
+    /// An expiry in unix seconds that is past on every peer, however skewed its clock: a Set carrying it makes
+    /// the owner drop the key (springcache stores it as already expired; we drop it).
+    public static let expiredUnixSeconds: Int64 = 1
+
     public func remove(at peer: PeerID, group: String, key: String, completion: @escaping (PeerCallResult) -> Void) {
+        guard !getSetOnly.contains(peer.name) else {
+            removeByExpiredSet(at: peer, group: group, key: key, completion: completion)
+            return
+        }
         call(peer, path: PeerService.deletePath, message: DeleteRequest(group: group, key: key).encoded()) { result in
+            if case .failure(let error) = result, error.fromPeer, error.status == .unimplemented {
+                // springcache has no Delete: a Set that has already expired is the one way to make it drop the
+                // value (DESIGN, "Ring and membership").
+                self.markGetSetOnly(peer.name)
+                self.removeByExpiredSet(at: peer, group: group, key: key, completion: completion)
+                return
+            }
             completion(Cluster.okResult(result, peer: peer, decode: { try DeleteResponse.decode($0).ok }))
         }
+    }
+
+    private func removeByExpiredSet(at peer: PeerID, group: String, key: String,
+                                    completion: @escaping (PeerCallResult) -> Void) {
+        store(at: peer, group: group, key: key, value: [], expireUnixSeconds: Cluster.expiredUnixSeconds, hot: false,
+              completion: completion)
+    }
+
+    private func markGetSetOnly(_ name: String) {
+        guard members[name] != nil, getSetOnly.insert(name).inserted else { return }
+        logger.info("peer \(name) has no Delete/Invalidate (a springcache node): deletes go to it as expired Sets")
     }
 
     private static func okResult(_ result: Result<[UInt8], GRPCCallError>, peer: PeerID,
@@ -276,7 +336,7 @@ public final class Cluster: PeerRouter {
 
     public func invalidate(group: String, key: String, completion: @escaping () -> Void) {
         let message = DeleteRequest(group: group, key: key).encoded()
-        let others = ring.members.filter { $0 != selfName }
+        let others = ring.members.filter { $0 != selfName && !getSetOnly.contains($0) }
         var pending = others.count
         guard pending > 0 else {
             completion()
@@ -285,7 +345,10 @@ public final class Cluster: PeerRouter {
         for name in others {
             stats.invalidationsSent += 1
             call(PeerID(name), path: PeerService.invalidatePath, message: message,
-                 timeoutMillis: settings.invalidateTimeoutMillis) { _ in
+                 timeoutMillis: settings.invalidateTimeoutMillis) { result in
+                if case .failure(let error) = result, error.fromPeer, error.status == .unimplemented {
+                    self.markGetSetOnly(name)
+                }
                 pending -= 1
                 if pending == 0 { completion() }
             }

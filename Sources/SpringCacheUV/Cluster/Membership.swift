@@ -19,6 +19,16 @@ public struct Member: Equatable, Sendable {
 public struct StaticMembership: Equatable {
     public var members: [Member]
 
+    /// The members discovered in etcd that belong to the cluster: with a `--peer` list, exactly the names on
+    /// it (springcache's rule: a node started `--peer svc4` elsewhere in the same etcd is not a member here);
+    /// without one, every member discovered under the cluster's prefix. `alsoNamed`: names added by hand
+    /// (springcache's `/setpeer` adds the peer it names).
+    public func admitted(_ discovered: [Member], alsoNamed extra: Set<String> = []) -> [Member] {
+        guard !members.isEmpty else { return discovered }
+        let listed = Set(members.map(\.name)).union(extra)
+        return discovered.filter { listed.contains($0.name) }
+    }
+
     /// The names that still need an address from etcd.
     public var unresolvedNames: [String] { members.filter { $0.peer == nil }.map(\.name) }
 

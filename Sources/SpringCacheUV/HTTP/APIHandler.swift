@@ -145,20 +145,19 @@ public final class APIHandler: HTTPHandler {
     /// `POST /api/set` form `key, value, expire, hot` → `done\n`, with springcache's validation.
     private func handleSet(_ request: HTTPRequest, on connection: HTTPConnection) -> HTTPHandling {
         if let denied = checkAuth(request, .set) { return denied }
-        let form = request.body
         let key: Range<Int>
-        switch requiredField("key", in: form) {
+        switch requiredField("key", of: request) {
         case .success(let range): key = range
         case .failure(let message): return text(request, .set, 400, message)
         }
         let value: Range<Int>
-        switch FormDecoder.field("value", in: form, into: &scratch) {
+        switch formField("value", of: request) {
         case .absent: return text(request, .set, 400, "missing form field \"value\"")
         case .malformed(let message): return text(request, .set, 400, message)
         case .value(let range): value = range
         }
         var ttlMillis: Int64? = nil
-        switch FormDecoder.field("expire", in: form, into: &scratch) {
+        switch formField("expire", of: request) {
         case .absent: break
         case .malformed(let message): return text(request, .set, 400, message)
         case .value(let range):
@@ -170,7 +169,7 @@ public final class APIHandler: HTTPHandler {
             if minutes > 0 { ttlMillis = Int64(minutes) * 60_000 }
         }
         var hot = false
-        switch FormDecoder.field("hot", in: form, into: &scratch) {
+        switch formField("hot", of: request) {
         case .absent: break
         case .malformed(let message): return text(request, .set, 400, message)
         case .value(let range):
@@ -195,20 +194,21 @@ public final class APIHandler: HTTPHandler {
         }
     }
 
-    /// `POST /api/delete` form `key` → `deleted\n`, or 404 if nothing was cached under it.
+    /// `POST /api/delete` form `key` → `deleted\n`, 404 if nothing was cached under it, 502 when the key's
+    /// owner could not confirm the delete.
     private func handleDelete(_ request: HTTPRequest, on connection: HTTPConnection) -> HTTPHandling {
         if let denied = checkAuth(request, .delete) { return denied }
-        switch requiredField("key", in: request.body) {
+        switch requiredField("key", of: request) {
         case .failure(let message): return text(request, .delete, 400, message)
         case .success(let key):
             let keyString = scratchString(key)
             let reply = ReplyContext(request)
             return deferAnswer(connection) { [unowned self] finish in
-                self.group.remove(key: keyString) { removed in
-                    if removed {
-                        self.text(reply, .delete, 200, "deleted")
-                    } else {
-                        self.text(reply, .delete, 404, "key \"\(keyString)\" was not cached")
+                self.group.remove(key: keyString) { outcome in
+                    switch outcome {
+                    case .removed: self.text(reply, .delete, 200, "deleted")
+                    case .notCached: self.text(reply, .delete, 404, "key \"\(keyString)\" was not cached")
+                    case .failed(let why): self.text(reply, .delete, 502, why)
                     }
                     finish()
                 }
@@ -219,19 +219,19 @@ public final class APIHandler: HTTPHandler {
     /// `POST /setpeer` form `peer=NAME` (springcache's). A single node has no other peers to re-admit.
     private func handleSetPeer(_ request: HTTPRequest, on connection: HTTPConnection) -> HTTPHandling {
         if let denied = checkAuth(request, .setpeer) { return denied }
-        switch requiredField("peer", in: request.body) {
+        switch requiredField("peer", of: request) {
         case .failure(let message): return text(request, .setpeer, 400, message)
         case .success(let peer):
             let name = scratchString(peer)
             let known = cluster?.readmit(name) ?? (name == config.name)
-            if known { return text(request, .setpeer, 200, "set peer \(name) successful") }
+            if known { return setPeerDone(ReplyContext(request), name) }
             guard let resolvePeer else { return text(request, .setpeer, 404, "no member named \"\(name)\"") }
             // Not a member here: springcache resolved the name through etcd, and so do we.
             let reply = ReplyContext(request)
             return deferAnswer(connection) { [unowned self] finish in
                 resolvePeer(name) { found in
                     if found {
-                        self.text(reply, .setpeer, 200, "set peer \(name) successful")
+                        self.setPeerDone(reply, name)
                     } else {
                         self.text(reply, .setpeer, 404, "no member named \"\(name)\", here or in etcd")
                     }
@@ -272,11 +272,11 @@ public final class APIHandler: HTTPHandler {
             let keyString = scratchString(key)
             let reply = ReplyContext(request)
             return deferAnswer(connection) { [unowned self] finish in
-                self.group.remove(key: keyString) { removed in
-                    if removed {
-                        self.empty(reply, .v1Delete, 204)
-                    } else {
-                        self.text(reply, .v1Delete, 404, "key \"\(keyString)\" was not cached")
+                self.group.remove(key: keyString) { outcome in
+                    switch outcome {
+                    case .removed: self.empty(reply, .v1Delete, 204)
+                    case .notCached: self.text(reply, .v1Delete, 404, "key \"\(keyString)\" was not cached")
+                    case .failed(let why): self.text(reply, .v1Delete, 502, why)
                     }
                     finish()
                 }
@@ -467,9 +467,38 @@ public final class APIHandler: HTTPHandler {
 
     private enum FieldResult { case success(Range<Int>), failure(String) }
 
+    /// A field of a POST route, read as Go's `FormValue` reads it (springcache's): the urlencoded body first,
+    /// then the query string, so `POST /api/set?key=a&value=b` works as it did there.
+    private func formField(_ name: StaticString, of request: HTTPRequest) -> FormField {
+        let found = FormDecoder.field(name, in: request.body, into: &scratch)
+        guard case .absent = found, let query = request.query else { return found }
+        return FormDecoder.field(name, in: query, into: &scratch)
+    }
+
+    /// A POST route's field that must be present and non-empty (body first, then query).
+    private func requiredField(_ name: StaticString, of request: HTTPRequest) -> FieldResult {
+        required(name, formField(name, of: request))
+    }
+
+    /// springcache's `/setpeer` answer, `application/octet-stream` like its `/api/get`.
+    @discardableResult
+    private func setPeerDone(_ reply: ReplyContext, _ name: String) -> HTTPHandling {
+        let body = Array("set peer \(name) successful\n".utf8)
+        body.withUnsafeBytes { b in
+            HTTPResponse.append(to: &out.bytes, status: 200, contentType: HTTPResponse.octetStream,
+                                body: b, framing: reply.framing, date: date)
+        }
+        requestStats.record(route: .setpeer, status: 200, latencyNanos: uv_hrtime() &- reply.startNanos)
+        return .done
+    }
+
     /// A field that must be present and non-empty (springcache's `key` and `peer`).
     private func requiredField(_ name: StaticString, in form: UnsafeRawBufferPointer) -> FieldResult {
-        switch FormDecoder.field(name, in: form, into: &scratch) {
+        required(name, FormDecoder.field(name, in: form, into: &scratch))
+    }
+
+    private func required(_ name: StaticString, _ field: FormField) -> FieldResult {
+        switch field {
         case .absent: return .failure("missing parameter \"\(name)\"")
         case .malformed(let message): return .failure(message)
         case .value(let range):

@@ -17,6 +17,8 @@ final class EtcdMembership {
     private var registrar: EtcdRegistrar?
     /// Members that come from `--peer NAME=HOST:PORT` (not from etcd): etcd never removes them.
     private let staticMembers: [Member]
+    /// `--peer` as given: when it lists names, only those are members (nil for workers, see `init`).
+    private let statics: StaticMembership?
     /// Names listed with `--peer` (springcache's form) that must register before the node serves.
     let awaitedNames: [String]
     /// Addresses found under springcache's own key `NAME` for awaited names that never registered ours.
@@ -26,6 +28,8 @@ final class EtcdMembership {
     private var waitDeadline: Int64 = 0
     private var onReady: ((Bool) -> Void)?
     private var lookupsInFlight: Set<String> = []
+    /// Names `/setpeer` added although `--peer` does not list them (springcache adds what /setpeer names).
+    private var namedBySetpeer: Set<String> = []
 
     init(config: NodeConfig, cluster: Cluster, loop: EventLoop, curl: CurlMulti, logger: Logger) throws {
         self.config = config
@@ -33,14 +37,18 @@ final class EtcdMembership {
         self.loop = loop
         self.logger = logger
         let statics = try StaticMembership.parse(config.peers, selfName: config.name)
+        // Why not for workers: a worker's --peer list is rewritten without its siblings (NAME-i register in
+        // etcd), so workers keep every member of the cluster's prefix.
+        self.statics = config.workerIndex == nil ? statics : nil
         staticMembers = statics.members.filter { $0.peer != nil && $0.name != config.name }
         awaitedNames = statics.unresolvedNames.filter { $0 != config.name }
         client = try EtcdClient(endpoints: config.etcdEndpoints, loop: loop, curl: curl)
         var discoverySettings = EtcdDiscoverySettings()
         discoverySettings.failureLogIntervalMillis = config.failureLogIntervalMillis
+        discoverySettings.prefix = config.membersPrefix
         discovery = EtcdDiscovery(client: client, loop: loop, settings: discoverySettings, logger: logger)
         var probeSettings = EtcdReconnectProbeSettings()
-        probeSettings.key = Array((EtcdRegistrar.membersPrefix + config.name).utf8)
+        probeSettings.key = Array((config.membersPrefix + config.name).utf8)
         probe = EtcdReconnectProbe(client: client, loop: loop, settings: probeSettings)
     }
 
@@ -51,7 +59,9 @@ final class EtcdMembership {
         var settings = EtcdRegistrarSettings()
         settings.leaseTTLSeconds = config.leaseTTLSeconds
         settings.failureLogIntervalMillis = config.failureLogIntervalMillis
-        let registrar = EtcdRegistrar(entries: EtcdRegistrar.entries(name: config.name, peer: peer, api: apiAddress),
+        let entries = EtcdRegistrar.entries(name: config.name, peer: peer, api: apiAddress,
+                                            membersPrefix: config.membersPrefix)
+        let registrar = EtcdRegistrar(entries: entries,
                                       client: client, loop: loop, settings: settings, logger: logger)
         registrar.onRegistered = { [unowned self] in
             // springcache's log lines, which its users' scripts wait for.
@@ -120,10 +130,11 @@ final class EtcdMembership {
     /// The cluster's members: this node, the static entries, what etcd says, and springcache nodes found
     /// under their own keys.
     private func apply() {
-        var list = staticMembers + Array(fromEtcd.values)
+        var found = Array(fromEtcd.values)
         for (name, address) in springcacheAddresses where fromEtcd[name] == nil {
-            list.append(Member(name: name, peer: address))
+            found.append(Member(name: name, peer: address))
         }
+        var list = staticMembers + (statics?.admitted(found, alsoNamed: namedBySetpeer) ?? found)
         if let me = cluster.members[config.name] { list.append(me) }
         cluster.setMembers(list)
         if onReady != nil && missingNames().isEmpty { finishWaiting(true) }
@@ -173,11 +184,12 @@ final class EtcdMembership {
     /// springcache's `/setpeer` for a name that is not a member here: looks it up in etcd (our record, then
     /// springcache's own key) and adds it. Completes with whether it was found.
     func resolve(_ name: String, completion: @escaping (Bool) -> Void) {
-        client.get(key: Array((EtcdRegistrar.membersPrefix + name).utf8)) { [weak self] result in
+        namedBySetpeer.insert(name)
+        client.get(key: Array((config.membersPrefix + name).utf8)) { [weak self] result in
             guard let self else { return completion(false) }
             if case .success(let reply) = result, let kv = reply.kvs.first,
                case .success(let member) = EtcdDiscovery.member(key: kv.key, value: kv.value,
-                                                                prefix: Array(EtcdRegistrar.membersPrefix.utf8)) {
+                                                                prefix: Array(self.config.membersPrefix.utf8)) {
                 self.fromEtcd[member.name] = member
                 self.apply()
                 return completion(true)

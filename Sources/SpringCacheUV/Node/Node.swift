@@ -101,10 +101,23 @@ public final class Node {
 
     /// This node's own entry: from `--peer` if it names an address for us, else the advertised host
     /// (springcache's `IP_ADDRESS`, or the API's host) and `--port`.
+    ///
+    /// Why the advertised host replaces a wildcard or loopback one from `--peer`: what others are told must be
+    /// an address they can reach (DESIGN, "Addresses"); the listed port stays.
     static func selfMember(config: NodeConfig, statics: StaticMembership) -> Member {
         let host = config.advertiseHost ?? config.api.host
-        let listed = statics.members.first { $0.name == config.name }?.peer
-        return Member(name: config.name, peer: listed ?? HostPort(host: host, port: config.peerPort))
+        guard let listed = statics.members.first(where: { $0.name == config.name })?.peer else {
+            return Member(name: config.name, peer: HostPort(host: host, port: config.peerPort))
+        }
+        if let advertised = config.advertiseHost, Node.isWildcardOrLoopback(listed.host) {
+            return Member(name: config.name, peer: HostPort(host: advertised, port: listed.port))
+        }
+        return Member(name: config.name, peer: listed)
+    }
+
+    /// `0.0.0.0`, `::`, `127.x.y.z`, `::1` or `localhost`: addresses no other host can use to reach this one.
+    static func isWildcardOrLoopback(_ host: String) -> Bool {
+        host == "0.0.0.0" || host == "::" || host == "::1" || host == "localhost" || host.hasPrefix("127.")
     }
 
     private static func makeCluster(config: NodeConfig, loop: EventLoop, logger: Logger) throws -> Cluster? {
@@ -118,7 +131,18 @@ public final class Node {
         var settings = ClusterSettings()
         settings.peerTimeoutMillis = config.peerTimeoutMillis
         settings.peerToken = config.peerToken
+        settings.ringKind = config.ringKind
+        settings.group = config.group
         let me = selfMember(config: config, statics: statics)
+        if config.ringKind == .springcache {
+            // springcache's ring knows a member only by its IP: two members on one IP would be one to every
+            // springcache node, and the rings would disagree on their keys. Refuse rather than split keys.
+            let known = statics.members.filter { $0.peer != nil && $0.name != me.name } + [me]
+            if let shared = SpringcacheRing.sharedHosts(known.map { (name: $0.name, host: $0.peer!.host) }).first {
+                throw ConfigError("--ring springcache keys members by IP, and \(shared.names.joined(separator: ", ")) "
+                                  + "share \(shared.host); give each member its own IP (or use the default ring)")
+            }
+        }
         let cluster = Cluster(selfMember: me, loop: loop, settings: settings, logger: logger)
         cluster.setMembers(statics.members.filter { $0.peer != nil } + [me])
         return cluster
@@ -140,15 +164,20 @@ public final class Node {
             peerService = service
             // Kept before start: if the bind fails, `closeAfterFailedStart` still owns it and closes it.
             peerServer = peers
+            // Why all interfaces by default: the advertised address (IP_ADDRESS) need not be one of this host's
+            // (NAT, containers), as with springcache, which listens on 0.0.0.0.
+            let listen = config.peerListen ?? HostPort(host: "0.0.0.0", port: address.port)
             do {
-                try peers.start(address: address)
+                try peers.start(address: listen)
             } catch {
-                // The address comes from this node's own --peer entry when there is one, else from --port.
-                let flag = config.peers.contains { $0.hasPrefix(config.name + "=") }
-                    ? "--peer \(config.name)=\(address)" : "--port \(address.port) (peer port \(address))"
+                // Name the flag the address came from: --peer-listen, this node's own --peer entry, or --port.
+                let flag = config.peerListen != nil ? "--peer-listen \(listen)"
+                    : config.peers.contains { $0.hasPrefix(config.name + "=") } ? "--peer \(config.name)=\(address)"
+                    : "--port \(address.port) (peer port \(listen))"
                 throw ConfigError("\(flag): \(Node.cause(error))")
             }
-            logger.info("peer port grpc://\(address) members=\(cluster.members.keys.sorted().joined(separator: ","))")
+            let members = cluster.members.keys.sorted().joined(separator: ",")
+            logger.info("peer port grpc://\(address) members=\(members) listening=\(listen) ring=\(config.ringKind)")
         }
         do {
             try server.start(address: config.api, reusePort: config.reusePort)
@@ -252,6 +281,18 @@ public final class Node {
     private func logAddresses() {
         let api = HostPort(host: config.api.host, port: server.boundPort)
         logger.info("serving http://\(api) group=\(config.group) origin=\(config.origin) name=\(config.name)")
+        if config.apiBindsAllAsSpringcache {
+            let why = "because IP_ADDRESS or --advertise is set and --api is not; give --api HOST:PORT to narrow it"
+            logger.info("the API listens on all interfaces (\(api)), as springcache's does, \(why)")
+            if config.authToken == nil {
+                let routes = "/api/set, /api/delete, /setpeer and PUT/DELETE /v1/cache"
+                logger.warning("the API on \(api) takes \(routes) from anyone who can reach it; give --auth-token-file")
+            }
+        }
+        if let cluster, config.advertiseHost == nil, let peer = cluster.members[config.name]?.peer,
+           peer.host == "0.0.0.0" || peer.host == "::" {
+            logger.warning("advertising the wildcard \(peer) to peers: give IP_ADDRESS or --advertise")
+        }
 
     }
 

@@ -10,8 +10,20 @@ public struct NodeConfig {
     public var peers: [String] = []
     /// etcd endpoints (`--etcd`, comma-separated).
     public var etcdEndpoints: [String] = []
-    /// The address other nodes use to reach this one (springcache's `IP_ADDRESS`, or `--advertise`).
+    /// The address other nodes use to reach this one (springcache's `IP_ADDRESS`, or `--advertise`); it need
+    /// not be an address of this host (NAT, containers).
     public var advertiseHost: String?
+    /// Where the peer port listens (`--peer-listen`); nil = all interfaces on the peer port, as springcache.
+    public var peerListen: HostPort?
+    /// The API address was not given and springcache's cluster command line is used (`IP_ADDRESS` or
+    /// `--advertise`): `api` is then springcache's `0.0.0.0:9999`, and the node says so in its log.
+    public var apiBindsAllAsSpringcache = false
+    /// Which ring maps keys to members (`--ring`): rendezvous by name, or springcache's by IP.
+    public var ringKind = RingKind.rendezvous
+    /// The cluster's name in etcd (`--cluster`): members register under `NAME/members/`, so clusters with
+    /// different names can share one etcd. The default keeps the prefix every existing cluster uses.
+    public var clusterName = NodeConfig.defaultClusterName
+    public static let defaultClusterName = "springcache"
     /// The etcd lease every registration key hangs on (springcache's 10 s); kept alive every third of it.
     public var leaseTTLSeconds = 10
     /// How long start-up waits for the names listed in `--peer` to register (springcache's ~30 s).
@@ -53,4 +65,7 @@ public struct NodeConfig {
 
     /// Whether this node is part of a cluster (and so serves the gRPC peer port).
     public var isClustered: Bool { !peers.isEmpty || !etcdEndpoints.isEmpty }
+
+    /// The etcd prefix of this cluster's member records: `springcache/members/` by default.
+    public var membersPrefix: String { clusterName + "/members/" }
 }

@@ -61,6 +61,11 @@ public final class PeerService: GRPCServiceHandler {
     private func get(_ call: GRPCServerCall) throws {
         let request = try GetRequest.decode(call.message)
         guard checkGroup(request.group, call) else { return }
+        // The probe of a dropped peer asks for the empty key: answer at once, never load it.
+        guard !request.key.isEmpty else {
+            call.fail(status: .notFound, message: "the key must not be empty")
+            return
+        }
         group.get(key: request.key, forward: false) { outcome in
             guard !call.isCancelled else { return }
             switch outcome {
@@ -77,23 +82,42 @@ public final class PeerService: GRPCServiceHandler {
         }
     }
 
-    /// springcache's Set: `expire` is the absolute expiry in unix seconds (0 = the default TTL), `ishot`
-    /// keeps the value in the hot cache only.
+    /// What a Set's `expire` (absolute, unix seconds) asks for.
+    enum SetExpiry: Equatable {
+        /// 0: the default TTL (what springcache-uv nodes before absolute expiries sent).
+        case defaultTTL
+        /// A lifetime from now, in milliseconds.
+        case ttl(Int64)
+        /// Already past: the key is dropped (springcache sends this for `expire=0` and as its only delete).
+        case past
+    }
+
+    /// Classifies `expire` against `nowMillis`. Why a past expiry is accepted rather than refused: springcache
+    /// stores whatever arrives and its own API sends "now" for `expire=0`; refusing made its API answer 500,
+    /// and dropping the key is exactly what springcache itself would do with it.
+    static func expiry(ofSetExpire expire: Int64, nowMillis: Int64) -> SetExpiry {
+        if expire == 0 { return .defaultTTL }
+        let (millis, overflow) = expire.multipliedReportingOverflow(by: 1000)
+        if overflow { return expire > 0 ? .ttl(Int64.max / 2) : .past }
+        let ttl = millis - nowMillis
+        return ttl > 0 ? .ttl(ttl) : .past
+    }
+
+    /// springcache's Set: `expire` is the absolute expiry in unix seconds, `ishot` keeps the value in the hot
+    /// cache only. An expiry already past drops the key (and the other members' copies) and answers ok.
     private func set(_ call: GRPCServerCall) throws {
         let request = try SetRequest.decode(call.message)
         guard checkGroup(request.group, call) else { return }
-        var ttlMillis: Int64? = nil
-        if request.expireSeconds != 0 {
-            let (millis, overflow) = request.expireSeconds.multipliedReportingOverflow(by: 1000)
-            let ttl = millis - clock.nowMillis
-            guard !overflow, ttl > 0 else {
-                call.fail(status: .invalidArgument,
-                          message: "expire \(request.expireSeconds) (unix seconds) is not in the future")
-                return
-            }
-            ttlMillis = ttl
+        let stored: Bool
+        switch PeerService.expiry(ofSetExpire: request.expireSeconds, nowMillis: clock.nowMillis) {
+        case .past:
+            group.delete(key: request.key)
+            stored = true
+        case .defaultTTL:
+            stored = group.set(key: request.key, value: request.value, ttlMillis: nil, hot: request.isHot)
+        case .ttl(let ttl):
+            stored = group.set(key: request.key, value: request.value, ttlMillis: ttl, hot: request.isHot)
         }
-        let stored = group.set(key: request.key, value: request.value, ttlMillis: ttlMillis, hot: request.isHot)
         let answer = SetResponse(ok: stored).encoded()
         guard stored, !request.isHot, let router = group.router else {
             call.respond(message: answer)

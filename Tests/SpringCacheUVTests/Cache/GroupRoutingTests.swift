@@ -76,6 +76,12 @@ final class GroupRoutingTests: XCTestCase {
         func callback() -> (Bool) -> Void { { self.all.append($0) } }
     }
 
+    /// A completion that records each remove outcome it gets.
+    private final class RemoveResults {
+        private(set) var all: [RemoveOutcome] = []
+        func callback() -> (RemoveOutcome) -> Void { { self.all.append($0) } }
+    }
+
     // MARK: Fetching from the owner
 
     func testAMissForAKeyOwnedElsewhereIsFetchedOnceForAllWaiters() {
@@ -395,9 +401,11 @@ final class GroupRoutingTests: XCTestCase {
 
     func testAStoreOfAKeyOwnedElsewhereGoesToTheOwner() {
         let now = GroupRoutingTests.start
-        // (TTL asked, expire sent in unix seconds (rounded up; 0 = the owner's default), local copy before)
+        // (TTL asked, expire sent in absolute unix seconds, rounded up, local copy before). Never 0: springcache
+        // stores 0 as 1970, so "the default TTL" (nil or 0; 1 s here) is sent as now + that TTL.
         let cases: [(Int64?, Int64, String)] = [
-            (nil, 0, "none"), (0, 0, "main"), (300_000, (now + 300_000 + 999) / 1_000, "hot"),
+            (nil, 1_700_000_002, "none"), (0, 1_700_000_002, "main"),
+            (300_000, (now + 300_000 + 999) / 1_000, "hot"),
             (877, 1_700_000_001, "main"), (878, 1_700_000_002, "hot"), (1, 1_700_000_001, "none"),
         ]
         XCTAssertEqual((now + 300_000 + 999) / 1_000, 1_700_000_301)
@@ -486,17 +494,19 @@ final class GroupRoutingTests: XCTestCase {
     // MARK: Remove
 
     func testARemoveOfAKeyOwnedElsewhereGoesToTheOwner() {
-        // (a copy here, the owner's answer, the completion)
-        let cases: [(Bool, PeerCallResult, Bool)] = [
-            (false, .done(true), true), (false, .done(false), false), (true, .done(false), true),
-            (true, .done(true), true), (true, .failed("refused"), true), (false, .failed("refused"), false),
+        // (a copy here, the owner's answer, the completion). Only the owner's answer makes a delete "done": a
+        // copy removed here while the owner did not answer is no delete (the owner still serves the value).
+        let failed = RemoveOutcome.failed("the key's owner node-b did not confirm the delete: refused")
+        let cases: [(Bool, PeerCallResult, RemoveOutcome)] = [
+            (false, .done(true), .removed), (false, .done(false), .notCached), (true, .done(false), .removed),
+            (true, .done(true), .removed), (true, .failed("refused"), failed), (false, .failed("refused"), failed),
         ]
         for (copyHere, answer, expected) in cases {
             let label = "copy here \(copyHere), owner \(answer)"
             let group = makeGroup()
             if copyHere { group.storeHotCopy(key: "k", value: b("old"), expiresAtMillis: clock.nowMillis + 500) }
             router.owners["k"] = ownerB
-            let results = Results()
+            let results = RemoveResults()
             group.remove(key: "k", completion: results.callback())
 
             XCTAssertEqual(router.calls, [.remove(peer: "node-b", group: "scores", key: "k")], label)
@@ -514,14 +524,14 @@ final class GroupRoutingTests: XCTestCase {
         for present in [true, false] {
             let group = makeGroup()
             if present { group.set(key: "k", value: b("v"), ttlMillis: nil, hot: false) }
-            let results = Results()
+            let results = RemoveResults()
             group.remove(key: "k", completion: results.callback())
 
             XCTAssertEqual(group.mainItems + group.hotItems, 0, "present \(present)")
             XCTAssertEqual(router.calls, [.invalidate(group: "scores", key: "k")], "present \(present)")
             XCTAssertEqual(results.all, [], "present \(present)")
             router.completeInvalidate("k")
-            XCTAssertEqual(results.all, [present], "present \(present)")
+            XCTAssertEqual(results.all, [present ? .removed : .notCached], "present \(present)")
             XCTAssertEqual(group.stats.forwardedDeletes, 0)
         }
     }
@@ -538,9 +548,11 @@ final class GroupRoutingTests: XCTestCase {
         group.store(key: "h", value: b("v"), ttlMillis: nil, hot: true, completion: results.callback())
         XCTAssertEqual(results.all, [true, true])
         XCTAssertEqual(group.hotItems, 1)
-        group.remove(key: "k", completion: results.callback())
-        group.remove(key: "k", completion: results.callback())
-        XCTAssertEqual(results.all, [true, true, true, false])
+        let removes = RemoveResults()
+        group.remove(key: "k", completion: removes.callback())
+        group.remove(key: "k", completion: removes.callback())
+        XCTAssertEqual(results.all, [true, true])
+        XCTAssertEqual(removes.all, [.removed, .notCached])
         XCTAssertEqual(group.mainItems, 0)
         XCTAssertEqual(router.calls, [])
         XCTAssertEqual(router.ownerLookups, [])
