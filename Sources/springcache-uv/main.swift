@@ -348,6 +348,14 @@ struct SpringCacheCommand: ParsableCommand {
             logger.critical("\(error)")
             throw ExitCode(workerIndex != nil ? WorkerSupervisor.startFailureStatus : 1)
         }
+        if count > 1 && config.ringKind == .springcache {
+            // springcache's ring knows members by IP, and workers share one: they would be one member to it.
+            logger.critical("""
+                --ring springcache keys members by IP, and --workers \(workers) would put \(count) members on one IP; \
+                run one worker per IP (or use the default ring)
+                """)
+            throw ExitCode(1)
+        }
         let cores = WorkerSupervisor.coreCount()
         if count > cores && workerIndex == nil {
             let warning = "--workers \(count) is more than the \(cores) cores here: workers will compete for CPU "
@@ -360,14 +368,6 @@ struct SpringCacheCommand: ParsableCommand {
                 + "(--cache-bytes \(cacheBytes) + --hot-bytes \(hotBytes)); "
                 + "peer ports \(config.peerPort)…\(config.peerPort + count - 1)\(metricsPorts)"
             logger.info("\(plan)")
-        }
-        if count > 1 && config.ringKind == .springcache {
-            // springcache's ring knows members by IP, and workers share one: they would be one member to it.
-            logger.critical("""
-                --ring springcache keys members by IP, and --workers \(workers) would put \(count) members on one IP; \
-                run one worker per IP (or use the default ring)
-                """)
-            throw ExitCode(1)
         }
         if count > 1 && workerIndex == nil {
             do {
