@@ -29,7 +29,7 @@ Exit status: 1 if any answer was wrong or a node never converged, 2 if the envir
 Environment: SPRINGCACHE_BIN, SCALE_NODES (32), SCALE_KEYS (1000), SCALE_RATE (200), SCALE_THREADS (8),
 SCALE_LEASE_TTL (10s), SCALE_FLAP_SECONDS (60), SCALE_FLAP_DOWN (4), SCALE_FLAP_UP (4),
 SCALE_NOQUORUM_SECONDS (30), SCALE_REST_SECONDS (15), SCALE_BUDGET (540 s for everything),
-SCALE_MAX_REQUESTS (400000), SCALE_SEED (1), SCALE_RESULTS (bench/results), SCALE_KEEP=1 keeps the logs.
+SCALE_MAX_REQUESTS (400000), SCALE_SEED (1), SCALE_ORIGIN_DELAY (0 s per origin answer), SCALE_RESULTS (bench/results), SCALE_KEEP=1 keeps the logs.
 """
 import collections
 import concurrent.futures
@@ -76,6 +76,7 @@ REST_SECONDS = env_int("SCALE_REST_SECONDS", 15)
 BUDGET = env_int("SCALE_BUDGET", 540)
 MAX_REQUESTS = env_int("SCALE_MAX_REQUESTS", 400000)
 SEED = env_int("SCALE_SEED", 1)
+ORIGIN_DELAY = float(os.environ.get("SCALE_ORIGIN_DELAY", 0))   # seconds the origin takes per answer
 KILLED = 4
 REQUEST_TIMEOUT = 3.0      # > the nodes' 2 s peer timeout: a node waiting on a dead owner still answers in time
 POLL_TIMEOUT = 1.0         # one /api/peers read by the poller
@@ -153,6 +154,7 @@ def _origin_main(ns, host, conn):
     with in_netns(ns):
         origin = Origin(host=host)
     origin.value_of = lambda k: truth(k) if k.startswith("k") else None
+    origin.all_delay = ORIGIN_DELAY
     conn.send(origin.url)
     try:
         while conn.recv() == "counts":
@@ -285,6 +287,15 @@ def etcd_counters(samples_by_member):
 
 def etcd_rates(before, after, seconds):
     return {k: (after[k] - before[k]) / seconds for k in sorted(after)}
+
+
+def etcd_delta(before, after, seconds, changes):
+    """What a window of churn cost etcd: totals, per second, and per membership change."""
+    return {"window_s": round(seconds, 2), "membership_changes": changes,
+            "total": {k: after[k] - before[k] for k in sorted(after) if after[k] != before[k]},
+            "per_change": {k: round((after[k] - before[k]) / float(changes), 1) for k in sorted(after)
+                           if after[k] != before[k]},
+            "per_s": {k: round((after[k] - before[k]) / seconds, 1) for k in sorted(after) if after[k] != before[k]}}
 
 
 # --- nodes ------------------------------------------------------------------------------------------------
@@ -535,6 +546,13 @@ class Poller:
         self.record(views)
         return all(v == (want, want) for v in views.values())
 
+    def members_agree(self, on, members):
+        """Whether every node in on lists exactly members (from etcd), whatever their up/down state."""
+        want = frozenset(members)
+        views = self.views(on)
+        self.record(views)
+        return all(v is not None and v[0] == want for v in views.values())
+
     def converge(self, on, members, what, timeout=CONVERGE_TIMEOUT):
         """Seconds from now until every node in on shows exactly members, all up. Raises if it never happens."""
         t0 = time.monotonic()
@@ -731,7 +749,8 @@ def run(report):
         report.rest = {"seconds": round(w1 - w0, 1), "etcd": etcd_rates(e0, e1, w1 - w0),
                        "cpu_pct_mean": round(statistics.mean(cpu.values()), 3),
                        "cpu_pct_max": round(max(cpu.values()), 3),
-                       "rss_kib_mean": round(statistics.mean(rss.values())), "rss_kib_max": max(rss.values())}
+                       "rss_kib_mean": round(statistics.mean(rss.values())), "rss_kib_max": max(rss.values()),
+                       "cpu_pct": {n: round(v, 3) for n, v in cpu.items()}, "rss_kib": rss}
         log("at rest %.0f s: etcd %.1f req/s (%.1f keepalives/s), %.0f B/s in, %.0f B/s out; node CPU mean %.2f%% "
             "max %.2f%%, RSS mean %d KiB max %d KiB" % (
                 w1 - w0, report.rest["etcd"]["grpc:all"], report.rest["etcd"]["grpc:LeaseKeepAlive"],
@@ -765,7 +784,7 @@ def run(report):
             load.disturbed = set()
         e1, w1 = etcd_counters(etcd.metrics()), time.monotonic()
         scenario_end("rolling restart", sets, {"after SIGTERM": leave, "after start": join}, o0,
-                     {"etcd_during": etcd_rates(e0, e1, w1 - w0)})
+                     {"etcd_during": etcd_delta(e0, e1, w1 - w0, 2 * len(all_names))})
 
         # 3. kill -9 of KILLED nodes at once; their leases expire; then they come back.
         o0 = origin.counts()
@@ -792,7 +811,7 @@ def run(report):
         e1, w1 = etcd_counters(etcd.metrics()), time.monotonic()
         scenario_end("kill -9 x%d" % KILLED, [frozenset(all_names), frozenset(rest), frozenset(all_names)],
                      {"dropped (lease expiry)": gone, "returned": back_total}, o0,
-                     {"victims": victims, "etcd_during": etcd_rates(e0, e1, w1 - w0)})
+                     {"victims": victims, "etcd_during": etcd_delta(e0, e1, w1 - w0, 2 * KILLED)})
 
         # 4. One host flapping: its link down FLAP_DOWN s, up FLAP_UP s, for FLAP_SECONDS.
         o0 = origin.counts()
@@ -856,7 +875,7 @@ def run(report):
         for m in lost:
             m.stop()
         poller.observe(all_names, NOQUORUM_SECONDS)
-        kept = poller.agree(all_names, all_names)
+        kept = poller.members_agree(all_names, all_names)
         t = time.monotonic()
         for m in lost:
             m.start(fresh=False, wait=False)
@@ -916,6 +935,12 @@ def write_report(report, status):
             sc["name"], sc["requests"], sc["wrong"], sc["failed_healthy"], sc["failed_disturbed"], sc["p99_ms"],
             sc["keys_owner_changes"], sc["keys_owner_changes_ideal"], sc["origin_loads"], sc["origin_loads_excess"],
             conv))
+    for sc in report.scenarios:
+        if "etcd_during" in sc:
+            e = sc["etcd_during"]
+            lines += ["", "etcd during %s (%s s, %d membership changes), per change: %s." % (
+                sc["name"], e["window_s"], e["membership_changes"],
+                ", ".join("%s %s" % (k, v) for k, v in e["per_change"].items()))]
     if report.rest:
         lines += ["", "At rest (%s s, no load): etcd %s; node CPU mean %s%% max %s%%, RSS mean %s KiB max %s KiB." % (
             report.rest["seconds"], ", ".join("%s %.1f/s" % (k, v) for k, v in report.rest["etcd"].items() if v),
