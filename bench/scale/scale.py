@@ -29,7 +29,9 @@ Exit status: 1 if any answer was wrong or a node never converged, 2 if the envir
 Environment: SPRINGCACHE_BIN, SCALE_NODES (32), SCALE_KEYS (1000), SCALE_RATE (200), SCALE_THREADS (8),
 SCALE_LEASE_TTL (10s), SCALE_FLAP_SECONDS (60), SCALE_FLAP_DOWN (4), SCALE_FLAP_UP (4),
 SCALE_NOQUORUM_SECONDS (30), SCALE_REST_SECONDS (15), SCALE_BUDGET (540 s for everything),
-SCALE_MAX_REQUESTS (400000), SCALE_SEED (1), SCALE_ORIGIN_DELAY (0 s per origin answer), SCALE_RESULTS (bench/results), SCALE_KEEP=1 keeps the logs.
+SCALE_MAX_REQUESTS (400000), SCALE_SEED (1), SCALE_ORIGIN_DELAY (0 s per origin answer),
+SCALE_INJECT_WRONG=1 (node n00 loads wrong values: shows that the run fails loudly), SCALE_RESULTS
+(bench/results), SCALE_KEEP=1 keeps the logs.
 """
 import collections
 import concurrent.futures
@@ -76,6 +78,7 @@ REST_SECONDS = env_int("SCALE_REST_SECONDS", 15)
 BUDGET = env_int("SCALE_BUDGET", 540)
 MAX_REQUESTS = env_int("SCALE_MAX_REQUESTS", 400000)
 SEED = env_int("SCALE_SEED", 1)
+INJECT_WRONG = os.environ.get("SCALE_INJECT_WRONG") == "1"   # make one node load wrong values: must fail
 ORIGIN_DELAY = float(os.environ.get("SCALE_ORIGIN_DELAY", 0))   # seconds the origin takes per answer
 KILLED = 4
 REQUEST_TIMEOUT = 3.0      # > the nodes' 2 s peer timeout: a node waiting on a dead owner still answers in time
@@ -321,8 +324,12 @@ class Nodes:
         if old is not None:
             self.retired.append(old)
         h = self.host[name]
+        origin = self.origin.url
+        if INJECT_WRONG and name == self.names[0]:
+            # The checker's own check: this node loads key K as K-wrong, whose value is another key's truth.
+            origin = origin.replace("{key}", "{key}-wrong")
         self.procs[name] = NsNode(self.net.host_ns[h], self.net.addr(h), 9999, "--name", name, "--port", 8888,
-                                  "--etcd", self.etcd.endpoints, "--origin", self.origin.url, "--ttl", "1h",
+                                  "--etcd", self.etcd.endpoints, "--origin", origin, "--ttl", "1h",
                                   "--lease-ttl", "%ds" % LEASE_TTL)
         return self.procs[name]
 
