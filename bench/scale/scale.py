@@ -584,10 +584,14 @@ class Poller:
             ss = subprocess.run(["ip", "netns", "exec", ns, "ss", "-tnoi", "( dport = :8888 or sport = :8888 )"],
                                 capture_output=True, text=True, timeout=10).stdout
             out.append("--- %s sockets:\n%s" % (name, "\n".join(" ".join(l.split()) for l in ss.split("\n"))))
+            link = subprocess.run(["ip", "-n", ns, "-s", "link", "show", "eth0"], capture_output=True, text=True,
+                                  timeout=10).stdout
+            out.append("--- %s eth0 counters:\n%s" % (name, link.strip()))
             try:
                 status, body = self.nodes.procs[name].request("GET", "/metrics")
                 out.append("--- %s peer metrics:\n%s" % (name, "\n".join(
-                    l for l in body.decode().split("\n") if "peer" in l and not l.startswith("#"))))
+                    l for l in body.decode().split("\n")
+                    if l.startswith(("springcache_peer", "springcache_grpc")) and "_bucket" not in l)))
             except (OSError, http.client.HTTPException) as e:
                 out.append("--- %s /metrics: %s" % (name, e))
         return "\n" + "\n".join(out)
