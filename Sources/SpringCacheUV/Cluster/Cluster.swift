@@ -12,6 +12,8 @@ public struct ClusterSettings {
     public var invalidateTimeoutMillis: Int { max(50, peerTimeoutMillis / 4) }
     /// Sent as `authorization: Bearer <token>` on every peer call, with `--peer-token-file`.
     public var peerToken: [UInt8]?
+    /// Largest message sent or accepted on a peer call (see `NodeConfig.maxPeerMessageBytes`).
+    public var maxMessageBytes = 4 << 20
 
     public init() {}
 }
@@ -172,7 +174,9 @@ public final class Cluster: PeerRouter {
     private func client(for name: String) -> GRPCClient? {
         if let c = clients[name] { return c }
         guard !closed, let member = members[name], let address = member.peer else { return nil }
-        let c = GRPCClient(loop: loop, target: address, settings: GRPCClientSettings())
+        var clientSettings = GRPCClientSettings()
+        clientSettings.maxMessageBytes = settings.maxMessageBytes
+        let c = GRPCClient(loop: loop, target: address, settings: clientSettings)
         clients[name] = c
         return c
     }

@@ -493,11 +493,7 @@ public final class APIHandler: HTTPHandler {
     private func checkAuth(_ request: HTTPRequest, _ route: APIRoute) -> HTTPHandling? {
         guard let token = config.authToken else { return nil }
         if let header = request.head.authorization {
-            let value = request.slice(header)
-            if value.count > 7, value.starts(with: "Bearer ") || value.starts(with: "bearer "),
-               APIHandler.constantTimeEquals(UnsafeRawBufferPointer(rebasing: value[7...]), token) {
-                return nil
-            }
+            if BearerToken.matches(request.slice(header), token: token) { return nil }
         }
         let framing = ReplyContext(request).framing
         HTTPResponse.appendText(to: &out.bytes, status: 401,
@@ -507,18 +503,6 @@ public final class APIHandler: HTTPHandler {
         }
         requestStats.record(route: route, status: 401, latencyNanos: uv_hrtime() &- request.startNanos)
         return .done
-    }
-
-    /// Compares in time that depends only on the lengths, so the token cannot be guessed byte by byte.
-    static func constantTimeEquals(_ a: UnsafeRawBufferPointer, _ b: [UInt8]) -> Bool {
-        var diff = UInt8(a.count == b.count ? 0 : 1)
-        let n = Swift.max(a.count, b.count)
-        for i in 0..<n {
-            let x = i < a.count ? a[i] : 0
-            let y = i < b.count ? b[i] : 0xFF
-            diff |= x ^ y
-        }
-        return diff == 0
     }
 
     static func status(of error: LoadError) -> Int {

@@ -83,6 +83,10 @@ public final class HTTPServer {
     public let handler: HTTPHandler
     public let output = ResponseBuffer()
     public internal(set) var stats = ConnectionStats()
+    /// Response bytes queued on all connections (see `HTTPServerConfig.maxQueuedOutputBytes`).
+    public internal(set) var queuedOutputBytes = 0
+    /// Malformed requests, timeouts and unread answers, told to the log once per kind and interval.
+    public let abuse = AbuseLog()
     public var openConnections: Int { connections.count }
     public private(set) var boundPort = 0
 

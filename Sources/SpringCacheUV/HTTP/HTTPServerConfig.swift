@@ -11,6 +11,11 @@ public struct HTTPServerConfig {
     /// Response bytes one connection may have queued before the node stops reading its requests
     /// (a client that pipelines and never reads cannot make the node buffer without bound).
     public var maxOutputBytesPerConnection = 4 << 20
+    /// Response bytes queued over all connections. At it, a connection that still has answers queued stops
+    /// being read until they are taken; one whose queue is empty is still served. Why that rule: it is fair
+    /// between connections (a client reading its answers is never held back by one that does not), and the
+    /// total stays within this bound plus at most one answer per connection that had nothing queued.
+    public var maxQueuedOutputBytes = 64 << 20
     /// After a response that closes the connection, how long unread input is drained before closing,
     /// so the kernel does not reset the connection and destroy the response in flight (lingering close).
     public var lingerMillis: Int64 = 2_000

@@ -67,6 +67,8 @@ public final class Node {
         api = APIHandler(config: config, clock: loop.clock, group: group, cluster: cluster)
         server = HTTPServer(loop: loop, config: config.http, handler: api)
         api.server = server
+        // One abuse log for both ports: a line per kind and interval, with the offender's address.
+        server.abuse.sink = { [logger] line in logger.warning("\(line)") }
         if let cluster, !config.etcdEndpoints.isEmpty {
             let multi = curl ?? CurlMulti(loop: loop.uv)
             curl = multi
@@ -99,6 +101,7 @@ public final class Node {
         var settings = ClusterSettings()
         settings.peerTimeoutMillis = config.peerTimeoutMillis
         settings.peerToken = config.peerToken
+        settings.maxMessageBytes = config.maxPeerMessageBytes
         let me = selfMember(config: config, statics: statics)
         let cluster = Cluster(selfMember: me, loop: loop, settings: settings, logger: logger)
         cluster.setMembers(statics.members.filter { $0.peer != nil } + [me])
@@ -116,8 +119,11 @@ public final class Node {
         // The peer port first: a node that cannot serve its peers must not take API connections (a worker
         // sharing the API port would accept some and then die with them).
         if let cluster, let address = cluster.members[config.name]?.peer {
-            let peers = GRPCServer(loop: loop, handler: PeerService(group: group, clock: loop.clock,
-                                                                    token: config.peerToken))
+            var settings = config.peerServer
+            settings.peerToken = config.peerToken
+            settings.maxMessageBytes = config.maxPeerMessageBytes
+            let service = PeerService(group: group, clock: loop.clock, maxValueBytes: config.http.limits.maxBodyBytes)
+            let peers = GRPCServer(loop: loop, settings: settings, handler: service, abuse: server.abuse)
             try peers.start(address: address)
             peerServer = peers
             logger.info("peer port grpc://\(address) members=\(cluster.members.keys.sorted().joined(separator: ","))")

@@ -1,0 +1,387 @@
+"""Hostile clients and peers (issue 10): each attack re-run as a black-box test against the real binary.
+
+Every test asserts what a user relies on (the node alive and answering correctly, memory under the configured
+bounds plus a margin, connections closed) and prints what a well-behaved client saw meanwhile as TIMING lines
+(p50/p99/max latency, stalls over 1 s): the machine is shared, so latencies are figures, not assertions.
+RELIABILITY_RESULTS=FILE appends each measurement as a JSON line (docs/reliability.md).
+
+HTTP/2 abuse is written as raw frames (RFC 9113) with hand-made HPACK (RFC 7541), because a conforming
+library refuses to send what these tests must send.
+"""
+import json
+import os
+import socket
+import struct
+import threading
+import time
+import urllib.parse
+
+from harness import free_peer_port, percentile, proc_status_kib, v1, wait_until
+
+MiB = 1 << 20
+
+# --- raw HTTP/2 -------------------------------------------------------------------------------------
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE = 0, 1, 3, 4, 6, 7, 8
+END_STREAM, END_HEADERS, ACK = 0x1, 0x4, 0x1
+SETTINGS_INITIAL_WINDOW_SIZE = 4
+
+
+def frame(kind, flags, stream, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+
+
+def hpack_int(value, prefix_bits, first=0):
+    limit = (1 << prefix_bits) - 1
+    if value < limit:
+        return bytes([first | value])
+    out = [first | limit]
+    value -= limit
+    while value >= 128:
+        out.append(value % 128 + 128)
+        value //= 128
+    out.append(value)
+    return bytes(out)
+
+
+def hpack_literal(name, value, indexed=False):
+    """A literal header field with a new name: without indexing, or with incremental indexing."""
+    return (b"\x40" if indexed else b"\x00") + hpack_int(len(name), 7) + name + hpack_int(len(value), 7) + value
+
+
+def grpc_headers(path, timeout=None):
+    block = b"".join(hpack_literal(n, v) for n, v in [
+        (b":method", b"POST"), (b":scheme", b"http"), (b":path", path), (b":authority", b"x"),
+        (b"content-type", b"application/grpc"), (b"te", b"trailers")])
+    if timeout:
+        block += hpack_literal(b"grpc-timeout", timeout)
+    return block
+
+
+def pb_string(field, data):
+    return bytes([field << 3 | 2]) + pb_varint(len(data)) + data
+
+
+def pb_varint(n):
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def grpc_message(message):
+    return b"\x00" + struct.pack(">I", len(message)) + message
+
+
+class RawH2:
+    """A client connection to the peer port that sends whatever frames it is given."""
+
+    def __init__(self, port, initial_window=None, rcvbuf=None):
+        self.sock = socket.socket()
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.connect(("127.0.0.1", port))
+        settings = b"" if initial_window is None else struct.pack(">HI", SETTINGS_INITIAL_WINDOW_SIZE, initial_window)
+        self.sock.sendall(PREFACE + frame(SETTINGS, 0, 0, settings))
+        self.next_stream = 1
+
+    def stream(self):
+        sid = self.next_stream
+        self.next_stream += 2
+        return sid
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def read_frames(self, timeout):
+        """Frames until the peer closes or `timeout` passes: [(type, flags, stream, payload)], closed."""
+        self.sock.settimeout(timeout)
+        buf, frames, closed = b"", [], False
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                chunk = self.sock.recv(1 << 16)
+                if not chunk:
+                    closed = True
+                    break
+                buf += chunk
+                while len(buf) >= 9:
+                    n = int.from_bytes(buf[:3], "big")
+                    if len(buf) < 9 + n:
+                        break
+                    frames.append((buf[3], buf[4], int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF, buf[9:9 + n]))
+                    buf = buf[9 + n:]
+        except socket.timeout:
+            pass
+        except (ConnectionResetError, BrokenPipeError):
+            closed = True
+        return frames, closed
+
+    def close(self):
+        self.sock.close()
+
+
+# --- what a well-behaved client sees --------------------------------------------------------------
+
+
+class Probe:
+    """Reads `Tom` through the API (and, with a peer port, through gRPC) in a loop; records latencies."""
+
+    def __init__(self, node, peer_port=None):
+        self.node, self.peer_port = node, peer_port
+        self.api, self.peer, self.wrong, self.errors = [], [], 0, []
+        self.stop_event = threading.Event()
+        self.threads = [threading.Thread(target=self._api_loop)]
+        if peer_port:
+            self.threads.append(threading.Thread(target=self._peer_loop))
+        for t in self.threads:
+            t.start()
+
+    def _api_loop(self):
+        import http.client
+        conn = None
+        while not self.stop_event.is_set():
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection(*self.node.addr, timeout=15)
+                t0 = time.monotonic()
+                conn.request("GET", "/api/get?key=Tom")
+                r = conn.getresponse()
+                body = r.read()
+                self.api.append(time.monotonic() - t0)
+                if r.status != 200 or body != b"value=630\n":
+                    self.wrong += 1
+            except Exception as e:  # noqa: BLE001 - recorded, the test asserts on it
+                self.errors.append(repr(e))
+                conn = None
+            time.sleep(0.005)
+
+    def _peer_loop(self):
+        import grpc
+        from harness import peer_stubs
+        pb, pbg = peer_stubs()
+        with grpc.insecure_channel("127.0.0.1:%d" % self.peer_port) as ch:
+            stub = pbg.SpringCacheStub(ch)
+            while not self.stop_event.is_set():
+                t0 = time.monotonic()
+                try:
+                    value = stub.Get(pb.GetRequest(group="scores", key="Tom"), timeout=15).value
+                    self.peer.append(time.monotonic() - t0)
+                    if value != b"630":
+                        self.wrong += 1
+                except grpc.RpcError as e:
+                    self.errors.append("peer %s" % e.code())
+                time.sleep(0.005)
+
+    def finish(self, what):
+        self.stop_event.set()
+        for t in self.threads:
+            t.join(20)
+        figures = {"attack": what}
+        for name, samples in (("api", self.api), ("peer", self.peer)):
+            if not samples and name == "peer" and not self.peer_port:
+                continue
+            s = sorted(samples)
+            figures[name] = {"n": len(s), "p50_ms": round(percentile(s, 50) * 1000, 2),
+                             "p99_ms": round(percentile(s, 99) * 1000, 2),
+                             "max_ms": round((s[-1] if s else float("nan")) * 1000, 2),
+                             "stalls_over_1s": sum(1 for x in s if x > 1.0)}
+            print("TIMING %s: %s probe n=%d p50=%.2f ms p99=%.2f ms max=%.2f ms stalls>1s=%d" % (
+                what, name, len(s), figures[name]["p50_ms"], figures[name]["p99_ms"], figures[name]["max_ms"],
+                figures[name]["stalls_over_1s"]))
+        figures["wrong_answers"] = self.wrong
+        return figures
+
+
+class RssPeak:
+    """Samples the node's RSS every 20 ms; `peak_mib` is the highest seen above the start."""
+
+    def __init__(self, pid):
+        self.pid, self.start_kib, self.peak_kib = pid, proc_status_kib(pid), 0
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stop_event.is_set():
+            try:
+                self.peak_kib = max(self.peak_kib, proc_status_kib(self.pid))
+            except (OSError, KeyError):
+                return
+            time.sleep(0.02)
+
+    def finish(self):
+        self.stop_event.set()
+        self.thread.join(5)
+        return self.start_kib / 1024, self.peak_kib / 1024
+
+
+def record(figures):
+    path = os.environ.get("RELIABILITY_RESULTS")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps(figures) + "\n")
+
+
+def peer_node(start_node, *flags):
+    port = free_peer_port()
+    node = start_node("--name", "a", "--port", str(port), "--peer", "a=127.0.0.1:%d" % port, *flags)
+    wait_until(lambda: "peer port grpc://" in node.log_text(), 5, what="peer port up")
+    return node, port
+
+
+def run_attack(node, peer_port, what, attack, seconds):
+    """Runs `attack(stop_event)` in threads for about `seconds` while a probe and an RSS sampler watch."""
+    rss = RssPeak(node.proc.pid)
+    probe = Probe(node, peer_port)
+    time.sleep(0.2)
+    stop = threading.Event()
+    threads = [threading.Thread(target=attack, args=(stop, i)) for i in range(attack.threads)]
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join(30)
+    figures = probe.finish(what)
+    start, peak = rss.finish()
+    figures.update(rss_start_mib=round(start, 1), rss_peak_mib=round(peak, 1))
+    print("TIMING %s: RSS %.1f -> peak %.1f MiB (+%.1f)" % (what, start, peak, peak - start))
+    assert node.alive(), "node died during %s:\n%s" % (what, node.log_text()[-3000:])
+    assert figures["wrong_answers"] == 0, figures
+    record(figures)
+    return figures, probe
+
+
+# --- 1. the peer port pins no more than its bounds ---------------------------------------------------
+
+
+def test_peer_non_reader_and_unfinished_requests_stay_within_the_buffer_bounds(start_node):
+    """Zero-window Gets of a 1 MiB value and streams that never finish their 4 MiB message (finding 1)."""
+    node, port = peer_node(start_node, "--max-body-bytes", "2MiB", "--peer-stream-timeout", "2s",
+                           "--peer-max-connection-buffer", "16MiB", "--peer-max-buffer", "48MiB")
+    assert node.request("PUT", v1("big"), body=b"v" * MiB)[0] == 204
+    get_big = grpc_message(pb_string(1, b"scores") + pb_string(2, b"big"))
+    headers = grpc_headers(b"/springcachepb.SpringCache/Get")
+    set_path = grpc_headers(b"/springcachepb.SpringCache/Set")
+    answered = {"refused": 0}
+
+    def attack(stop, i):
+        conns = []
+        while not stop.is_set() and len(conns) < 3:
+            if i % 2 == 0:
+                # Gets whose answers can never leave: the stream window is 0 and never opened.
+                c = RawH2(port, initial_window=0, rcvbuf=4096)
+                out = b""
+                for _ in range(300):
+                    sid = c.stream()
+                    out += frame(HEADERS, END_HEADERS, sid, headers) + frame(DATA, END_STREAM, sid, get_big)
+                c.send(out)
+            else:
+                # A Set claiming 4 MiB on each stream, 1 MiB sent, never finished.
+                c = RawH2(port)
+                chunk = grpc_message(b"")[:1] + struct.pack(">I", 4 * MiB) + b"s" * (16384 - 5)
+                for _ in range(40):
+                    sid = c.stream()
+                    c.send(frame(HEADERS, END_HEADERS, sid, set_path))
+                    try:
+                        c.send(frame(DATA, 0, sid, chunk) + b"".join(frame(DATA, 0, sid, b"s" * 16384)
+                                                                    for _ in range(63)))
+                    except OSError:
+                        break
+            conns.append(c)
+        frames = []
+        for c in conns:
+            frames += c.read_frames(0.5)[0]
+        answered["refused"] += sum(1 for f in frames if f[0] == HEADERS and b"grpc-status" in f[3])
+        stop.wait()
+        for c in conns:
+            c.close()
+
+    attack.threads = 4
+    figures, _ = run_attack(node, port, "peer non-readers and unfinished messages", attack, 4)
+    # The bound: 48 MiB of buffers; the rest is the node itself and allocator slack.
+    assert figures["rss_peak_mib"] - figures["rss_start_mib"] < 48 + 40, figures
+    log = node.log_text()
+    assert "abuse buffer-full from 127.0.0.1:" in log, log[-2000:]
+    # Every stream is over after --peer-stream-timeout: the node says so once per interval.
+    wait_until(lambda: "abuse stream-timeout from 127.0.0.1:" in node.log_text(), 10, what="stream timeouts logged")
+
+
+# --- 2. an HPACK bomb ends the connection at the advertised header-list limit -----------------------
+
+
+def test_hpack_bomb_is_cut_off_at_the_header_list_limit(start_node):
+    node, port = peer_node(start_node)
+    bomb_name = b"x-bomb"
+    big = b"b" * 4000
+    # One 4,000-byte entry into the dynamic table, then 16,000 one-byte references to it (index 62):
+    # about 64 MB of decoded header fields from 16 KB on the wire.
+    block = hpack_literal(bomb_name, big, indexed=True) + b"\xbe" * 12000
+    codes = []
+
+    def attack(stop, i):
+        while not stop.is_set():
+            c = RawH2(port)
+            try:
+                c.send(frame(HEADERS, END_HEADERS | END_STREAM, 1, block))
+                frames, closed = c.read_frames(2)
+                codes.extend(int.from_bytes(f[3][4:8], "big") for f in frames if f[0] == GOAWAY)
+            except OSError:
+                pass
+            c.close()
+
+    attack.threads = 2
+    figures, _ = run_attack(node, port, "HPACK bomb", attack, 3)
+    assert codes and set(codes) == {0xB}, codes[:10]  # GOAWAY(ENHANCE_YOUR_CALM) every time
+    assert "abuse header-list-too-large from 127.0.0.1:" in node.log_text()
+    figures["connections_cut"] = len(codes)
+    record(figures)
+
+
+# --- 5. silent connections are closed; peers still get in --------------------------------------------
+
+
+def test_silent_connections_cannot_lock_out_peers_or_clients(start_node):
+    import grpc
+    from harness import peer_stubs
+    pb, pbg = peer_stubs()
+    node, port = peer_node(start_node, "--peer-handshake-timeout", "1s", "--peer-max-unauthenticated", "16",
+                           "--header-timeout", "1s", "--max-connections", "100")
+    peer_silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(200)]
+    api_silent = [socket.create_connection(node.addr) for _ in range(90)]
+    try:
+        # A real peer connects and is served although 200 silent sockets came first.
+        with grpc.insecure_channel("127.0.0.1:%d" % port) as ch:
+            t0 = time.monotonic()
+            assert pbg.SpringCacheStub(ch).Get(pb.GetRequest(group="scores", key="Tom"), timeout=5).value == b"630"
+            print("TIMING silent peer sockets: a real peer's first Get took %.1f ms" % ((time.monotonic() - t0) * 1000))
+
+        def all_closed(socks):
+            closed = 0
+            for s in socks:
+                s.settimeout(0.001)
+                try:
+                    data = s.recv(4096)
+                    closed += data == b"" or data.startswith(b"HTTP/1.1 408")
+                except socket.timeout:
+                    pass
+                except OSError:
+                    closed += 1
+            return closed == len(socks)
+
+        t0 = time.monotonic()
+        wait_until(lambda: all_closed(peer_silent), 10, what="silent peer connections closed")
+        wait_until(lambda: all_closed(api_silent), 10, what="silent API connections closed")
+        print("TIMING silent sockets: all closed %.2f s after they were opened (timeouts 1 s)" % (time.monotonic() - t0))
+        assert node.get("Tom")[2] == b"value=630\n"
+        log = node.log_text()
+        assert "abuse connection-timeout from 127.0.0.1:" in log
+        assert "abuse unauthenticated-connections from 127.0.0.1:" in log
+        assert "abuse http-request-timeout from 127.0.0.1:" in log
+    finally:
+        for s in peer_silent + api_silent:
+            s.close()
