@@ -95,6 +95,8 @@ struct SpringCacheCommand: ParsableCommand {
     var maxOutputBytes: String = "4MiB"
     @Option(help: "Response bytes queued over all API connections; at it, connections with answers still unread stop being read until theirs are (size).")
     var maxQueuedOutputBytes: String = "64MiB"
+    @Option(help: "While all API connections are at --max-queued-output-bytes, one whose answers stay unread this long is closed to make room (duration).")
+    var unreadTimeout: String = "1s"
 
     @Option(help: ArgumentHelp("Worker processes, each a full node: a number, or 'auto' for one per core. Worker i is named NAME-i, serves its peer protocol on PORT+i and shares the API port (SO_REUSEPORT).",
                                valueName: "n|auto"))
@@ -177,6 +179,7 @@ struct SpringCacheCommand: ParsableCommand {
             guard c.http.maxQueuedOutputBytes >= c.http.maxOutputBytesPerConnection else {
                 throw ConfigError("--max-queued-output-bytes must be at least --max-output-bytes")
             }
+            c.http.unreadTimeoutMillis = try positiveDuration(unreadTimeout, flag: "--unread-timeout")
             try peerLimits(&c)
             if let path = authTokenFile { c.authToken = try readToken(path, flag: "--auth-token-file") }
             if let path = peerTokenFile { c.peerToken = try readToken(path, flag: "--peer-token-file") }

@@ -385,3 +385,53 @@ def test_silent_connections_cannot_lock_out_peers_or_clients(start_node):
     finally:
         for s in peer_silent + api_silent:
             s.close()
+
+
+# --- 3. unread HTTP answers are bounded for the whole process --------------------------------------
+
+
+def test_api_non_readers_stay_within_the_process_wide_output_bound(start_node):
+    """800 connections pipeline GETs of a 1 MiB value and never read (finding 3); then one greedy reader."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, 4096), hard), hard))
+    node = start_node("--max-body-bytes", "2MiB", "--max-output-bytes", "1MiB", "--max-queued-output-bytes", "32MiB",
+                      "--unread-timeout", "500ms")
+    assert node.request("PUT", v1("big"), body=b"v" * MiB)[0] == 204
+    request = b"GET /v1/cache/scores/big HTTP/1.1\r\nHost: x\r\n\r\n" * 20
+    socks = []
+
+    def attack(stop, i):
+        for _ in range(200):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(node.addr)
+            s.sendall(request)
+            socks.append(s)
+        stop.wait()
+
+    attack.threads = 4
+    try:
+        figures, _ = run_attack(node, None, "800 API connections not reading 1 MiB answers", attack, 4)
+    finally:
+        for s in socks:
+            s.close()
+    # Bound: the hard cap of 1.25 x 32 MiB queued plus one answer, plus the node itself and allocator slack.
+    assert figures["rss_peak_mib"] - figures["rss_start_mib"] < 40 + 40, figures
+    assert "abuse http-unread-answers from 127.0.0.1:" in node.log_text()
+
+    def greedy(stop, i):
+        s = socket.create_connection(node.addr)
+        s.settimeout(5)
+        while not stop.is_set():
+            s.sendall(b"GET /v1/cache/scores/big HTTP/1.1\r\nHost: x\r\n\r\n" * 8)
+            need = 8 * MiB
+            while need > 0:
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    return
+                need -= len(chunk)
+        s.close()
+
+    greedy.threads = 1
+    run_attack(node, None, "one greedy reader of 1 MiB answers", greedy, 3)

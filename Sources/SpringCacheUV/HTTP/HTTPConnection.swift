@@ -25,6 +25,16 @@ public final class HTTPConnection {
     private var writeInFlight: Bool { output.inFlight }
     /// `output.backlog` as last added to `server.queuedOutputBytes`.
     private var accountedBacklog = 0
+    /// When queued answers last moved to the socket (loop ms); `unreadTimeoutMillis` is measured from it.
+    private(set) var lastWriteMillis: Int64 = 0
+    /// Stopped with nothing queued because all connections together are at the hard cap; the server resumes it.
+    var waitingForRoom = false
+    /// Whether the kernel has ever taken a whole batch of this connection's answers at once: a client seen to
+    /// read. Such connections are resumed first when room is made (`HTTPServer.makeRoom`), so connections that
+    /// arrive in a flood and never read cannot push a reading client to the back of the queue.
+    private(set) var answersTaken = false
+    /// Bytes this connection has queued for its socket.
+    var queuedBytes: Int { output.backlog }
 
     private var reading = false
     private var deferred = false
@@ -172,10 +182,15 @@ public final class HTTPConnection {
         while offset < bytes.count && !deferred && !closeAfterFlush && !closing {
             // Answers of this batch still in the shared buffer count too: a client can pipeline thousands of
             // requests in one read, and their answers must not pile up there before the check sees them.
-            let batch = server.output.bytes.count
-            if outputBacklog + batch > server.config.maxOutputBytesPerConnection
-                || (outputBacklog + batch > 0 && server.queuedOutputBytes + batch >= server.config.maxQueuedOutputBytes) {
+            if !mayAnswer(batch: server.output.bytes.count) {
                 flush()
+                if outputBacklog == 0 && !mayAnswer(batch: 0) {
+                    // Nothing of ours is queued, but all connections together are at the hard cap.
+                    stopReading()
+                    waitingForRoom = true
+                    server.waitForRoom(self)
+                    break
+                }
                 if mustPause {
                     // Backpressure: the client is not reading its answers; stop reading its requests.
                     server.stats.backpressurePauses += 1
@@ -260,11 +275,33 @@ public final class HTTPConnection {
 
     private var outputBacklog: Int { output.backlog }
 
+    /// Whether another request may be answered, with `batch` answer bytes of this connection not yet queued:
+    /// under its own bound, and under the process-wide one — past which only a connection with nothing queued
+    /// goes on, up to the hard cap (see `HTTPServerConfig.maxQueuedOutputBytes`).
+    private func mayAnswer(batch: Int) -> Bool {
+        let mine = outputBacklog + batch
+        let total = server.queuedOutputBytes + batch
+        guard mine <= server.config.maxOutputBytesPerConnection else { return false }
+        return total < server.config.maxQueuedOutputBytes || (mine == 0 && total < server.config.queuedOutputHardCap)
+    }
+
     /// Whether this connection's unread answers should stop its requests being read: over its own bound, or
     /// holding some while all connections together are at the process-wide bound.
     private var mustPause: Bool {
         outputBacklog > server.config.maxOutputBytesPerConnection
             || (outputBacklog > 0 && server.queuedOutputBytes >= server.config.maxQueuedOutputBytes)
+    }
+
+    /// Called by the server when there is room again after `waitForRoom`: answers what waited, reads again.
+    func roomAvailable() {
+        guard waitingForRoom, !closing else { return }
+        waitingForRoom = false
+        guard !deferred, !writeInFlight else { return }
+        batchStart = uv_hrtime()
+        processPendingInput()
+        flush()
+        if !closeAfterFlush && !deferred && !writeInFlight && !waitingForRoom { startReading() }
+        afterBatch()
     }
 
     /// Keeps the server's total of queued answers in step with this connection's.
@@ -286,14 +323,18 @@ public final class HTTPConnection {
         defer { out.clear() }
         if closing { return }
         server.stats.bytesOut += UInt64(out.bytes.count)
+        let wasQueued = outputBacklog
         let status = output.send(out.bytes.readable, on: stream, owner: Unmanaged.passUnretained(self).toOpaque(),
                                  callback: HTTPConnection.writeCallback)
+        if wasQueued == 0 { lastWriteMillis = server.loop.clock.nowMillis }
+        if output.backlog == 0 { answersTaken = true }
         accountBacklog()
         if status < 0 { close() }
     }
 
     private func didWrite(_ status: Int32) {
         output.completed()
+        lastWriteMillis = server.loop.clock.nowMillis
         defer { accountBacklog() }
         if status < 0 || closing {
             close()

@@ -74,6 +74,8 @@ public struct ConnectionStats {
     public var bytesIn: UInt64 = 0
     public var bytesOut: UInt64 = 0
     public var backpressurePauses: UInt64 = 0
+    /// Connections closed because their answers stayed unread while all together were at the bound.
+    public var unreadClosed: UInt64 = 0
 }
 
 /// The HTTP/1.1 server of one node: the listener, every open connection, their timeouts, and graceful stop.
@@ -96,6 +98,8 @@ public final class HTTPServer {
 
     private var listener: TCPListener?
     private var connections: [HTTPConnection] = []
+    /// Connections stopped because all together were at the hard cap on queued answers (`waitForRoom`).
+    private var waiting: [HTTPConnection] = []
     private var tick: LoopTimer?
     private var stopping = false
     private var stopDeadline: Int64 = 0
@@ -157,8 +161,38 @@ public final class HTTPServer {
         if stopping && connections.isEmpty { finishStop() }
     }
 
+    /// `connection` stopped with nothing queued because all connections are at the hard cap on queued answers;
+    /// it is resumed from the tick once there is room.
+    func waitForRoom(_ connection: HTTPConnection) {
+        waiting.append(connection)
+    }
+
+    /// At the process-wide bound on queued answers: closes, oldest first, connections whose answers have not
+    /// moved for `unreadTimeoutMillis`, until the total is under the bound; then resumes those that waited.
+    private func makeRoom(now: Int64) {
+        if queuedOutputBytes >= config.maxQueuedOutputBytes {
+            let stalled = connections.filter {
+                $0.queuedBytes > 0 && !$0.isClosing && now - $0.lastWriteMillis >= config.unreadTimeoutMillis
+            }.sorted { $0.lastWriteMillis < $1.lastWriteMillis }
+            var total = queuedOutputBytes
+            for c in stalled where total >= config.maxQueuedOutputBytes {
+                total -= c.queuedBytes
+                abuse.report(.httpUnreadAnswers, peer: tcpPeerAddress(c.tcp),
+                             "closed: \(c.queuedBytes) answer bytes unread for \(config.unreadTimeoutMillis) ms while "
+                             + "all connections held \(queuedOutputBytes) (limit \(config.maxQueuedOutputBytes))", now: now)
+                stats.unreadClosed += 1
+                c.close()
+            }
+        }
+        guard !waiting.isEmpty, queuedOutputBytes < config.maxQueuedOutputBytes else { return }
+        let resumed = waiting.filter { $0.answersTaken } + waiting.filter { !$0.answersTaken }
+        waiting.removeAll()
+        for c in resumed { c.roomAvailable() }
+    }
+
     private func checkDeadlines() {
         let now = loop.clock.nowMillis
+        makeRoom(now: now)
         var i = 0
         while i < connections.count {
             let c = connections[i]

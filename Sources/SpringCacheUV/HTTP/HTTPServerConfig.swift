@@ -11,11 +11,17 @@ public struct HTTPServerConfig {
     /// Response bytes one connection may have queued before the node stops reading its requests
     /// (a client that pipelines and never reads cannot make the node buffer without bound).
     public var maxOutputBytesPerConnection = 4 << 20
-    /// Response bytes queued over all connections. At it, a connection that still has answers queued stops
-    /// being read until they are taken; one whose queue is empty is still served. Why that rule: it is fair
-    /// between connections (a client reading its answers is never held back by one that does not), and the
-    /// total stays within this bound plus at most one answer per connection that had nothing queued.
+    /// Response bytes queued over all connections (`--max-queued-output-bytes`). Past it, only connections
+    /// with nothing queued are served (a client that reads its answers is not held back by those that do not),
+    /// up to a hard cap a quarter higher; there everyone waits until room is made. Room is made by closing,
+    /// oldest first, connections whose queued answers have not moved for `unreadTimeoutMillis`. So the total
+    /// stays under 1.25 × this plus one answer.
     public var maxQueuedOutputBytes = 64 << 20
+    /// While the total is at `maxQueuedOutputBytes`: how long a connection's queued answers may stay untouched
+    /// before it is closed to make room (`--unread-timeout`).
+    public var unreadTimeoutMillis: Int64 = 1_000
+    /// The hard cap on queued answers: `maxQueuedOutputBytes` plus a quarter.
+    public var queuedOutputHardCap: Int { maxQueuedOutputBytes + maxQueuedOutputBytes / 4 }
     /// After a response that closes the connection, how long unread input is drained before closing,
     /// so the kernel does not reset the connection and destroy the response in flight (lingering close).
     public var lingerMillis: Int64 = 2_000
