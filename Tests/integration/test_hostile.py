@@ -435,3 +435,106 @@ def test_api_non_readers_stay_within_the_process_wide_output_bound(start_node):
 
     greedy.threads = 1
     run_attack(node, None, "one greedy reader of 1 MiB answers", greedy, 3)
+
+
+# --- 4. keys are byte strings: distinct bytes stay distinct through every route and through a peer ---
+
+DISTINCT_KEYS = [b"secret\x80", b"secret\xff", b"secret\xfe", b"secret\xc0", b"secret\xef\xbf\xbd", b"secret",
+                 b"\xc3\xa9", b"e\xcc\x81", b"\xef\xac\x81", b"fi", b"k\x00", b"k", b"%41", b"A", b"a b", b"a+b"]
+
+
+def ring_owner_bytes(members, key):
+    from harness import _ring
+    kh = _ring.ring_hash(key)
+    return max(sorted(members), key=lambda name: (_ring.fmix64(kh ^ _ring.ring_hash(name.encode())),
+                                                  [-ord(c) for c in name]))
+
+
+def pct(key):
+    return urllib.parse.quote_from_bytes(key, safe="")
+
+
+def check_distinct(node, via):
+    """Every key reads back its own value, on every read route."""
+    for i, key in enumerate(DISTINCT_KEYS):
+        want = b"value-%d" % i
+        status, _, body, _ = node.request("GET", "/v1/cache/scores/" + pct(key))
+        assert (status, body) == (200, want), (via, key, status, body)
+        status, _, body, _ = node.request("GET", "/api/get?key=" + pct(key))
+        assert (status, body) == (200, b"value=" + want + b"\n"), (via, key, status, body)
+
+
+def test_distinct_byte_keys_stay_distinct_through_every_route_and_a_peer():
+    from harness import Cluster
+    cluster = Cluster(["a", "b"], "--jitter", "0")
+    try:
+        owners = {k: ring_owner_bytes(["a", "b"], k) for k in DISTINCT_KEYS}
+        assert set(owners.values()) == {"a", "b"}, owners  # some keys cross to the peer
+        a, b = cluster["a"], cluster["b"]
+        for i, key in enumerate(DISTINCT_KEYS):
+            value = b"value-%d" % i
+            if i % 2:
+                assert a.request("PUT", "/v1/cache/scores/" + pct(key), body=value)[0] == 204
+            else:
+                body = ("key=%s&value=%s&expire=5" % (pct(key), value.decode())).encode()
+                status, _, answer, _ = b.request("POST", "/api/set", body=body,
+                                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+                assert (status, answer) == (200, b"done\n"), (key, status, answer)
+        check_distinct(a, "a")
+        check_distinct(b, "b")
+        # Deleting one key removes that key only, wherever it lives.
+        for key in (b"secret\x80", b"e\xcc\x81"):
+            assert b.request("DELETE", "/v1/cache/scores/" + pct(key))[0] == 204
+        for i, key in enumerate(DISTINCT_KEYS):
+            status = a.request("GET", "/v1/cache/scores/" + pct(key))[0]
+            assert status == (404 if key in (b"secret\x80", b"e\xcc\x81") else 200), (key, status)
+    finally:
+        cluster.cleanup()
+
+
+# --- 6. a client's error never drops a healthy peer; the peer port enforces --max-body-bytes --------
+
+
+def test_large_value_through_a_non_owner_drops_nobody_and_peers_enforce_max_body(start_node):
+    import grpc
+    from harness import Cluster, peer_stubs
+    pb, pbg = peer_stubs()
+    cluster = Cluster(["a", "b"], "--jitter", "0", "--max-body-bytes", "6MiB")
+    try:
+        key = next("big-%d" % i for i in range(1000) if ring_owner_bytes(["a", "b"], b"big-%d" % i) == "b")
+        value = os.urandom(5 * MiB)
+        reads, wrong = 0, 0
+        for _ in range(5):
+            assert cluster["a"].request("PUT", v1(key), body=value, timeout=30)[0] == 204
+            for n in ("a", "b"):
+                status, _, body, _ = cluster[n].request("GET", v1(key), timeout=30)
+                reads += 1
+                wrong += (status, body) != (200, value)
+        assert wrong == 0, "%d of %d reads of a 5 MiB value were wrong" % (wrong, reads)
+        assert all(s == "up" for s in cluster.states("a").values()), cluster.states("a")
+        # A peer Set larger than --max-body-bytes is refused, as the API refuses it with 413.
+        over = b"x" * (6 * MiB + 1)
+        with grpc.insecure_channel("127.0.0.1:%d" % cluster.peer_ports["b"],
+                                   options=[("grpc.max_send_message_length", 16 * MiB)]) as ch:
+            try:
+                pbg.SpringCacheStub(ch).Set(pb.SetRequest(group="scores", key="over", value=over), timeout=10)
+                raise AssertionError("a peer Set over --max-body-bytes was accepted")
+            except grpc.RpcError as e:
+                assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, e
+        assert cluster["b"].request("GET", v1("over"))[0] == 404
+    finally:
+        cluster.cleanup()
+
+
+# --- 8. the Bearer scheme is case-insensitive ---------------------------------------------------------
+
+
+def test_bearer_scheme_is_case_insensitive(start_node, tmp_path):
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    node = start_node("--auth-token-file", str(token))
+    for scheme in ("Bearer", "bearer", "BEARER", "bEaReR"):
+        status = node.request("PUT", v1("auth"), body=b"v", headers={"Authorization": scheme + " s3cret"})[0]
+        assert status == 204, (scheme, status)
+    for bad in ("Bearer s3cre", "Bearers3cret", "Basic s3cret", "BEARER  s3cret x"):
+        assert node.request("PUT", v1("auth"), body=b"v", headers={"Authorization": bad})[0] == 401, bad

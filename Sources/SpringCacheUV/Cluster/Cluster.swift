@@ -49,6 +49,8 @@ public final class Cluster: PeerRouter {
     public private(set) var down: Set<String> = []
     /// The ring over the members that are up.
     public private(set) var ring: HashRing
+    /// The ring over every member with an address, dropped ones included: who owns a key for writes.
+    private var memberRing: HashRing
     private var clients: [String: GRPCClient] = [:]
     private var probeTimer: LoopTimer?
     private var probing: Set<String> = []
@@ -64,6 +66,7 @@ public final class Cluster: PeerRouter {
         self.logger = logger
         members[selfMember.name] = selfMember
         ring = HashRing(members: [selfMember.name])
+        memberRing = ring
         let timer = LoopTimer(loop: loop) { [unowned self] in self.probeDownPeers() }
         timer.start(timeoutMillis: settings.probeIntervalMillis, repeatMillis: settings.probeIntervalMillis)
         probeTimer = timer
@@ -126,6 +129,9 @@ public final class Cluster: PeerRouter {
                                                     .map(\.name))
         let gained = next.members.contains { !ring.contains($0) }
         ring = next
+        memberRing = down.isEmpty ? next : HashRing(members: members.values.filter {
+            $0.name == selfName || $0.peer != nil
+        }.map(\.name))
         if gained || !readmitted.isEmpty { onRingChange?(readmitted) }
     }
 
@@ -161,9 +167,17 @@ public final class Cluster: PeerRouter {
 
     // MARK: PeerRouter
 
-    public func owner(of key: String) -> PeerID? {
-        guard ring.count > 1, let name = ring.ownerName(of: key), name != selfName else { return nil }
+    public func owner(of key: CacheKey) -> PeerID? {
+        guard ring.count > 1, let index = key.withBytes({ ring.owner(of: $0) }) else { return nil }
+        let name = ring.members[index]
+        guard name != selfName else { return nil }
         return PeerID(name)
+    }
+
+    public func unreachableOwner(of key: CacheKey) -> PeerID? {
+        guard !down.isEmpty, let index = key.withBytes({ memberRing.owner(of: $0) }) else { return nil }
+        let name = memberRing.members[index]
+        return down.contains(name) ? PeerID(name) : nil
     }
 
     private var metadata: [(String, String)] {
@@ -189,9 +203,12 @@ public final class Cluster: PeerRouter {
     /// peer returns for its own errors). Dropping such a peer would make every ring flap with the origin.
     static func makesPeerUnusable(_ error: GRPCCallError) -> Bool {
         if error.fromPeer { return error.status == .unauthenticated || error.status == .permissionDenied }
+        // Why not RESOURCE_EXHAUSTED: on our side it means a message over our own limit — the request the
+        // caller made was too large, or the peer's answer was — so the peer is alive; dropping it for a
+        // client's oversized value made every read of its keys miss (issue 10, finding 6).
         let s = error.status
         return s == .unavailable || s == .deadlineExceeded || s == .cancelled || s == .internal
-            || s == .resourceExhausted || s == .unimplemented
+            || s == .unimplemented
     }
 
     /// Runs one call to `peer`; transport failures drop it before `completion` sees them.
@@ -216,7 +233,7 @@ public final class Cluster: PeerRouter {
         }
     }
 
-    public func fetch(from peer: PeerID, group: String, key: String,
+    public func fetch(from peer: PeerID, group: String, key: CacheKey,
                       completion: @escaping (PeerFetchResult) -> Void) {
         call(peer, path: PeerService.getPath, message: GetRequest(group: group, key: key).encoded()) { result in
             switch result {
@@ -235,7 +252,7 @@ public final class Cluster: PeerRouter {
         }
     }
 
-    public func store(at peer: PeerID, group: String, key: String, value: [UInt8], expireUnixSeconds: Int64,
+    public func store(at peer: PeerID, group: String, key: CacheKey, value: [UInt8], expireUnixSeconds: Int64,
                       hot: Bool, completion: @escaping (PeerCallResult) -> Void) {
         let request = SetRequest(group: group, key: key, value: value, expireSeconds: expireUnixSeconds, isHot: hot)
         call(peer, path: PeerService.setPath, message: request.encoded()) { result in
@@ -243,7 +260,7 @@ public final class Cluster: PeerRouter {
         }
     }
 
-    public func remove(at peer: PeerID, group: String, key: String, completion: @escaping (PeerCallResult) -> Void) {
+    public func remove(at peer: PeerID, group: String, key: CacheKey, completion: @escaping (PeerCallResult) -> Void) {
         call(peer, path: PeerService.deletePath, message: DeleteRequest(group: group, key: key).encoded()) { result in
             completion(Cluster.okResult(result, peer: peer, decode: { try DeleteResponse.decode($0).ok }))
         }
@@ -260,7 +277,7 @@ public final class Cluster: PeerRouter {
         }
     }
 
-    public func invalidate(group: String, key: String, completion: @escaping () -> Void) {
+    public func invalidate(group: String, key: CacheKey, completion: @escaping () -> Void) {
         let message = DeleteRequest(group: group, key: key).encoded()
         let others = ring.members.filter { $0 != selfName }
         var pending = others.count

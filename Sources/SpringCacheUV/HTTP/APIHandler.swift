@@ -113,10 +113,10 @@ public final class APIHandler: HTTPHandler {
             requestStats.record(route: .get, status: 200, latencyNanos: uv_hrtime() &- request.startNanos)
             return .done
         }
-        let keyString = String(decoding: keyBytes, as: UTF8.self)
+        let cacheKey = CacheKey(keyBytes)
         let start = request.startNanos
         return deferAnswer(connection) { [unowned self] finish in
-            self.group.get(key: keyString) { outcome in
+            self.group.get(key: cacheKey) { outcome in
                 let status: Int
                 switch outcome {
                 case .value(let value, _, _, let stale):
@@ -127,7 +127,7 @@ public final class APIHandler: HTTPHandler {
                     }
                     status = 200
                 case .notFound, .failure:
-                    status = self.writeMiss(outcome, key: keyString, framing: framing)
+                    status = self.writeMiss(outcome, key: cacheKey, framing: framing)
                 }
                 self.requestStats.record(route: .get, status: status, latencyNanos: uv_hrtime() &- start)
                 finish()
@@ -172,12 +172,14 @@ public final class APIHandler: HTTPHandler {
             }
             hot = parsed
         }
-        let keyString = scratchString(key)
+        let cacheKey = scratchKey(key)
         let valueBytes = Array(UnsafeRawBufferPointer(start: scratch.base + value.lowerBound, count: value.count))
         let reply = ReplyContext(request)
         return deferAnswer(connection) { [unowned self] finish in
-            self.group.store(key: keyString, value: valueBytes, ttlMillis: ttlMillis, hot: hot) { stored in
-                if stored {
+            self.group.write(key: cacheKey, value: valueBytes, ttlMillis: ttlMillis, hot: hot) { outcome in
+                if case .ownerUnreachable(let owner) = outcome {
+                    self.text(reply, .set, 503, APIHandler.ownerUnreachable(owner, "stored"))
+                } else if outcome == .done(true) {
                     self.text(reply, .set, 200, "done")
                 } else {
                     self.text(reply, .set, 413, "value of \(valueBytes.count) bytes does not fit in the "
@@ -194,14 +196,16 @@ public final class APIHandler: HTTPHandler {
         switch requiredField("key", in: request.body) {
         case .failure(let message): return text(request, .delete, 400, message)
         case .success(let key):
-            let keyString = scratchString(key)
+            let cacheKey = scratchKey(key)
             let reply = ReplyContext(request)
             return deferAnswer(connection) { [unowned self] finish in
-                self.group.remove(key: keyString) { removed in
-                    if removed {
+                self.group.erase(key: cacheKey) { outcome in
+                    if case .ownerUnreachable(let owner) = outcome {
+                        self.text(reply, .delete, 503, APIHandler.ownerUnreachable(owner, "deleted"))
+                    } else if outcome == .done(true) {
                         self.text(reply, .delete, 200, "deleted")
                     } else {
-                        self.text(reply, .delete, 404, "key \"\(keyString)\" was not cached")
+                        self.text(reply, .delete, 404, "key \"\(cacheKey)\" was not cached")
                     }
                     finish()
                 }
@@ -262,14 +266,16 @@ public final class APIHandler: HTTPHandler {
         case .put: return handleV1Put(request, on: connection, key: key)
         case .delete:
             if let denied = checkAuth(request, .v1Delete) { return denied }
-            let keyString = scratchString(key)
+            let cacheKey = scratchKey(key)
             let reply = ReplyContext(request)
             return deferAnswer(connection) { [unowned self] finish in
-                self.group.remove(key: keyString) { removed in
-                    if removed {
+                self.group.erase(key: cacheKey) { outcome in
+                    if case .ownerUnreachable(let owner) = outcome {
+                        self.text(reply, .v1Delete, 503, APIHandler.ownerUnreachable(owner, "deleted"))
+                    } else if outcome == .done(true) {
                         self.empty(reply, .v1Delete, 204)
                     } else {
-                        self.text(reply, .v1Delete, 404, "key \"\(keyString)\" was not cached")
+                        self.text(reply, .v1Delete, 404, "key \"\(cacheKey)\" was not cached")
                     }
                     finish()
                 }
@@ -292,11 +298,11 @@ public final class APIHandler: HTTPHandler {
             requestStats.record(route: .v1Get, status: status, latencyNanos: uv_hrtime() &- request.startNanos)
             return .done
         }
-        let keyString = scratchString(key)
+        let cacheKey = scratchKey(key)
         let ifNoneMatchCopy = ifNoneMatch.map { Array($0) }
         let start = request.startNanos
         return deferAnswer(connection) { [unowned self] finish in
-            self.group.get(key: keyString) { outcome in
+            self.group.get(key: cacheKey) { outcome in
                 let status: Int
                 switch outcome {
                 case .value(let value, let expiresAt, let etag, let stale):
@@ -311,7 +317,7 @@ public final class APIHandler: HTTPHandler {
                                                   ifNoneMatch: nil, framing: framing, stale: stale)
                     }
                 case .notFound, .failure:
-                    status = self.writeMiss(outcome, key: keyString, framing: framing)
+                    status = self.writeMiss(outcome, key: cacheKey, framing: framing)
                 }
                 self.requestStats.record(route: .v1Get, status: status, latencyNanos: uv_hrtime() &- start)
                 finish()
@@ -367,11 +373,13 @@ public final class APIHandler: HTTPHandler {
             hot = parsed
         }
         let value = Array(request.body)
-        let keyString = scratchString(key)
+        let cacheKey = scratchKey(key)
         let reply = ReplyContext(request)
         return deferAnswer(connection) { [unowned self] finish in
-            self.group.store(key: keyString, value: value, ttlMillis: ttlMillis, hot: hot) { stored in
-                if stored {
+            self.group.write(key: cacheKey, value: value, ttlMillis: ttlMillis, hot: hot) { outcome in
+                if case .ownerUnreachable(let owner) = outcome {
+                    self.text(reply, .v1Put, 503, APIHandler.ownerUnreachable(owner, "stored"))
+                } else if outcome == .done(true) {
                     self.empty(reply, .v1Put, 204)
                 } else {
                     self.text(reply, .v1Put, 413, "value of \(value.count) bytes does not fit in the "
@@ -413,7 +421,7 @@ public final class APIHandler: HTTPHandler {
     }
 
     /// Writes the answer to a get that found no value: 404, or 502/504 when the load failed.
-    private func writeMiss(_ outcome: GetOutcome, key: String, framing: HTTPResponseFraming) -> Int {
+    private func writeMiss(_ outcome: GetOutcome, key: CacheKey, framing: HTTPResponseFraming) -> Int {
         let status: Int
         let message: String
         switch outcome {
@@ -463,6 +471,16 @@ public final class APIHandler: HTTPHandler {
             if range.isEmpty { return .failure("parameter \"\(name)\" must not be empty") }
             return .success(range)
         }
+    }
+
+    /// The 503 of a write whose owner cannot be reached (docs/reliability.md, "Writes across a partition").
+    static func ownerUnreachable(_ owner: PeerID, _ done: String) -> String {
+        "the owner of this key, node \(owner), is unreachable: nothing was \(done); retry once it is back"
+    }
+
+    /// The decoded key's bytes, exactly: never through `String`, which would merge distinct byte strings.
+    private func scratchKey(_ range: Range<Int>) -> CacheKey {
+        CacheKey(UnsafeRawBufferPointer(start: scratch.base + range.lowerBound, count: range.count))
     }
 
     private func scratchString(_ range: Range<Int>) -> String {

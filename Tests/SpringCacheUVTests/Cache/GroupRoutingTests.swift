@@ -423,34 +423,47 @@ final class GroupRoutingTests: XCTestCase {
             XCTAssertEqual(results.all, [true], label)
             XCTAssertEqual(group.mainItems + group.hotItems, 0, "the value lives at its owner; \(label)")
             XCTAssertEqual(group.stats.forwardedSets, 1, label)
-            XCTAssertEqual(group.stats.fallbackSets, 0, label)
+            XCTAssertEqual(group.stats.writesRefused, 0, label)
             XCTAssertEqual(router.pendingCount, 0, "no invalidation from a non-owner; \(label)")
         }
     }
 
     func testAForwardedStoreAnswersWhatTheOwnerDid() {
-        // (the owner's answer, the completion, stored here)
-        let cases: [(PeerCallResult, Bool, Bool)] = [
-            (.done(true), true, false), (.done(false), false, false), (.failed("connection reset"), true, true),
+        // (the owner's answer, what the write came to): an unreachable owner stores nothing anywhere, because
+        // a value kept here would be undone when the owner came back with its old one (issue 10, finding 7).
+        let cases: [(PeerCallResult, WriteOutcome)] = [
+            (.done(true), .done(true)), (.done(false), .done(false)),
+            (.failed("connection reset"), .ownerUnreachable(ownerB)),
         ]
-        for (answer, expected, storedHere) in cases {
+        for (answer, expected) in cases {
             let label = "\(answer)"
             let group = makeGroup()
             router.defaultOwner = ownerB
-            let results = Results()
-            group.store(key: "k", value: b("new"), ttlMillis: 2_000, hot: false, completion: results.callback())
+            var outcomes: [WriteOutcome] = []
+            group.write(key: "k", value: b("new"), ttlMillis: 2_000, hot: false) { outcomes.append($0) }
             clock.advance(byMillis: 10)
             router.completeStore("k", with: answer)
 
-            XCTAssertEqual(results.all, [expected], label)
-            XCTAssertEqual(group.stats.fallbackSets, storedHere ? 1 : 0, label)
-            XCTAssertEqual(group.mainItems, storedHere ? 1 : 0, label)
-            if storedHere {
-                // The owner is gone from the ring: this node serves the key from its own cache.
-                XCTAssertEqual(getNow(group, "k"), value(b("new"), expiresAt: clock.nowMillis + 2_000), label)
-                XCTAssertEqual(router.fetchCount, 0, label)
-            }
+            XCTAssertEqual(outcomes, [expected], label)
+            XCTAssertEqual(group.stats.writesRefused, expected == .ownerUnreachable(ownerB) ? 1 : 0, label)
+            XCTAssertEqual(group.mainItems + group.hotItems, 0, "never stored here; \(label)")
         }
+    }
+
+    func testWritesForAKeyWhoseOwnerIsDroppedAreRefusedWithoutACall() {
+        let group = makeGroup()
+        router.defaultOwner = nil  // the live ring gives the key to this node: its owner was dropped
+        router.unreachable["k"] = ownerB
+        var outcomes: [WriteOutcome] = []
+        group.write(key: "k", value: b("new"), ttlMillis: nil, hot: false) { outcomes.append($0) }
+        group.erase(key: "k") { outcomes.append($0) }
+        XCTAssertEqual(outcomes, [.ownerUnreachable(ownerB), .ownerUnreachable(ownerB)])
+        XCTAssertEqual(router.calls, [], "nothing sent anywhere")
+        XCTAssertEqual(group.mainItems + group.hotItems, 0)
+        // A hot set stays local by definition and is not refused.
+        var hot: [WriteOutcome] = []
+        group.write(key: "k", value: b("h"), ttlMillis: nil, hot: true) { hot.append($0) }
+        XCTAssertEqual(hot, [.done(true)])
     }
 
     func testAStoreOfAnOwnedKeyCompletesOnlyAfterTheOthersDroppedTheirCopies() {
@@ -486,10 +499,11 @@ final class GroupRoutingTests: XCTestCase {
     // MARK: Remove
 
     func testARemoveOfAKeyOwnedElsewhereGoesToTheOwner() {
-        // (a copy here, the owner's answer, the completion)
+        // (a copy here, the owner's answer, the completion): an unreachable owner did not delete the key, so
+        // the delete is not reported done even if a copy here went (the owner would serve its value again).
         let cases: [(Bool, PeerCallResult, Bool)] = [
             (false, .done(true), true), (false, .done(false), false), (true, .done(false), true),
-            (true, .done(true), true), (true, .failed("refused"), true), (false, .failed("refused"), false),
+            (true, .done(true), true), (true, .failed("refused"), false), (false, .failed("refused"), false),
         ]
         for (copyHere, answer, expected) in cases {
             let label = "copy here \(copyHere), owner \(answer)"
