@@ -4,18 +4,17 @@
 public enum BearerToken {
     /// Whether `header` (an `Authorization` value) carries exactly `token` in the Bearer scheme.
     ///
-    /// The scheme name is case-insensitive and separated from the credentials by one or more spaces
-    /// (RFC 9110 §11.1, §11.4), so `BEARER t` and `bearer  t` are the same as `Bearer t`. The token itself is
-    /// compared exactly, in time that does not depend on where it differs.
+    /// The scheme name is case-insensitive (RFC 9110 §11.1), so `BEARER t` and `bearer t` are the same as
+    /// `Bearer t`. Exactly one space follows it: RFC 9110 allows more, but a second space is kept as part of
+    /// the credentials, so `Bearer  t` is refused like any other near miss (docs/reliability.md). The token
+    /// itself is compared exactly, in time that does not depend on where it differs.
     public static func matches(_ header: UnsafeRawBufferPointer, token: [UInt8]) -> Bool {
         let scheme: StaticString = "bearer"
         let n = scheme.utf8CodeUnitCount
         guard header.count > n else { return false }
         for i in 0..<n where header[i] | 0x20 != scheme.utf8Start[i] { return false }
-        var start = n
-        while start < header.count && header[start] == UInt8(ascii: " ") { start += 1 }
-        guard start > n, start < header.count else { return false }
-        return constantTimeEquals(UnsafeRawBufferPointer(rebasing: header[start...]), token)
+        guard header[n] == UInt8(ascii: " ") else { return false }
+        return constantTimeEquals(UnsafeRawBufferPointer(rebasing: header[(n + 1)...]), token)
     }
 
     /// Compares in time that depends only on the lengths, so the token cannot be guessed byte by byte.
