@@ -338,8 +338,7 @@ def test_hpack_bomb_is_cut_off_at_the_header_list_limit(start_node):
     figures, _ = run_attack(node, port, "HPACK bomb", attack, 3)
     assert codes and set(codes) == {0xB}, codes[:10]  # GOAWAY(ENHANCE_YOUR_CALM) every time
     assert "abuse header-list-too-large from 127.0.0.1:" in node.log_text()
-    figures["connections_cut"] = len(codes)
-    record(figures)
+    print("TIMING HPACK bomb: %d connections cut with GOAWAY(ENHANCE_YOUR_CALM)" % len(codes))
 
 
 # --- 5. silent connections are closed; peers still get in --------------------------------------------

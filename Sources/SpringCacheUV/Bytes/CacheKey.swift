@@ -17,21 +17,12 @@ public struct CacheKey: Hashable, Sendable, ExpressibleByStringInterpolation, Cu
     public var count: Int { bytes.count }
     public var isEmpty: Bool { bytes.isEmpty }
 
-    /// The key as text when it is valid UTF-8, else nil.
-    public var utf8String: String? {
-        String(validating: bytes, as: UTF8.self)
-    }
-
-    /// For messages and logs: the text when the key is valid UTF-8 (control characters escaped), else every byte
-    /// outside printable ASCII as `%XX`; either way two different keys never read the same.
+    /// For messages and logs: printable ASCII as it is, every other byte (and `%`) as `%XX`, so two different
+    /// keys never read the same (not even canonically equivalent Unicode, which prints alike).
     public var description: String {
-        if let text = utf8String, !text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }),
-           !text.contains("%") {
-            return text
-        }
         let hex: [UInt8] = Array("0123456789ABCDEF".utf8)
         var out: [UInt8] = []
-        out.reserveCapacity(bytes.count * 3)
+        out.reserveCapacity(bytes.count)
         for b in bytes {
             if b > 0x20 && b < 0x7F && b != UInt8(ascii: "%") {
                 out.append(b)

@@ -280,11 +280,11 @@ public final class Group {
             switch result {
             case .done(let stored):
                 outcome(.done(stored))
-            case .failed:
+            case .failed(let why):
                 // Not stored anywhere: fetches in flight must not answer with it.
                 self.remoteFlights[key]?.override = nil
                 self.counters.writesRefused += 1
-                outcome(.ownerUnreachable(owner))
+                outcome(self.failedWrite(at: owner, key: key, why))
             }
         }
     }
@@ -317,11 +317,17 @@ public final class Group {
         router.remove(at: owner, group: name, key: key) { result in
             switch result {
             case .done(let removed): outcome(.done(removed || removedHere))
-            case .failed:
+            case .failed(let why):
                 self.counters.writesRefused += 1
-                outcome(.ownerUnreachable(owner))
+                outcome(self.failedWrite(at: owner, key: key, why))
             }
         }
+    }
+
+    /// A write the owner did not take: unreachable if the router dropped it for the failure (a transport
+    /// failure), else the owner's own error.
+    private func failedWrite(at owner: PeerID, key: CacheKey, _ why: String) -> WriteOutcome {
+        router?.unreachableOwner(of: key) != nil ? .ownerUnreachable(owner) : .ownerFailed(why)
     }
 
     /// After the membership changed: drops what this node may no longer serve as the truth. Main-cache

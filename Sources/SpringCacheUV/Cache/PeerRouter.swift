@@ -45,6 +45,9 @@ public enum PeerFetchResult: Equatable {
 public enum WriteOutcome: Equatable {
     case done(Bool)
     case ownerUnreachable(PeerID)
+    /// The owner is reachable but answered with an error (e.g. a springcache peer refusing a key that is
+    /// not valid UTF-8): nothing was changed there.
+    case ownerFailed(String)
 }
 
 /// What an owner answered to a store or remove: `done(true)` when something was stored or removed.

@@ -177,8 +177,7 @@ public final class APIHandler: HTTPHandler {
         let reply = ReplyContext(request)
         return deferAnswer(connection) { [unowned self] finish in
             self.group.write(key: cacheKey, value: valueBytes, ttlMillis: ttlMillis, hot: hot) { outcome in
-                if case .ownerUnreachable(let owner) = outcome {
-                    self.text(reply, .set, 503, APIHandler.ownerUnreachable(owner, "stored"))
+                if self.answeredRefusal(outcome, reply, .set, "stored") {
                 } else if outcome == .done(true) {
                     self.text(reply, .set, 200, "done")
                 } else {
@@ -200,8 +199,7 @@ public final class APIHandler: HTTPHandler {
             let reply = ReplyContext(request)
             return deferAnswer(connection) { [unowned self] finish in
                 self.group.erase(key: cacheKey) { outcome in
-                    if case .ownerUnreachable(let owner) = outcome {
-                        self.text(reply, .delete, 503, APIHandler.ownerUnreachable(owner, "deleted"))
+                    if self.answeredRefusal(outcome, reply, .delete, "deleted") {
                     } else if outcome == .done(true) {
                         self.text(reply, .delete, 200, "deleted")
                     } else {
@@ -270,8 +268,7 @@ public final class APIHandler: HTTPHandler {
             let reply = ReplyContext(request)
             return deferAnswer(connection) { [unowned self] finish in
                 self.group.erase(key: cacheKey) { outcome in
-                    if case .ownerUnreachable(let owner) = outcome {
-                        self.text(reply, .v1Delete, 503, APIHandler.ownerUnreachable(owner, "deleted"))
+                    if self.answeredRefusal(outcome, reply, .v1Delete, "deleted") {
                     } else if outcome == .done(true) {
                         self.empty(reply, .v1Delete, 204)
                     } else {
@@ -377,8 +374,7 @@ public final class APIHandler: HTTPHandler {
         let reply = ReplyContext(request)
         return deferAnswer(connection) { [unowned self] finish in
             self.group.write(key: cacheKey, value: value, ttlMillis: ttlMillis, hot: hot) { outcome in
-                if case .ownerUnreachable(let owner) = outcome {
-                    self.text(reply, .v1Put, 503, APIHandler.ownerUnreachable(owner, "stored"))
+                if self.answeredRefusal(outcome, reply, .v1Put, "stored") {
                 } else if outcome == .done(true) {
                     self.empty(reply, .v1Put, 204)
                 } else {
@@ -473,9 +469,19 @@ public final class APIHandler: HTTPHandler {
         }
     }
 
-    /// The 503 of a write whose owner cannot be reached (docs/reliability.md, "Writes across a partition").
-    static func ownerUnreachable(_ owner: PeerID, _ done: String) -> String {
-        "the owner of this key, node \(owner), is unreachable: nothing was \(done); retry once it is back"
+    /// Answers a write its owner did not take: 503 when the owner is unreachable (docs/reliability.md, "Writes
+    /// across a partition"), 502 when it answered with an error. False (nothing written) for `.done`.
+    private func answeredRefusal(_ outcome: WriteOutcome, _ reply: ReplyContext, _ route: APIRoute,
+                                 _ done: String) -> Bool {
+        switch outcome {
+        case .done: return false
+        case .ownerUnreachable(let owner):
+            text(reply, route, 503, "the owner of this key, node \(owner), is unreachable: nothing was \(done); "
+                 + "retry once it is back")
+        case .ownerFailed(let why):
+            text(reply, route, 502, "the owner of this key refused it: \(why); nothing was \(done)")
+        }
+        return true
     }
 
     /// The decoded key's bytes, exactly: never through `String`, which would merge distinct byte strings.

@@ -429,23 +429,27 @@ final class GroupRoutingTests: XCTestCase {
     }
 
     func testAForwardedStoreAnswersWhatTheOwnerDid() {
-        // (the owner's answer, what the write came to): an unreachable owner stores nothing anywhere, because
-        // a value kept here would be undone when the owner came back with its old one (issue 10, finding 7).
-        let cases: [(PeerCallResult, WriteOutcome)] = [
-            (.done(true), .done(true)), (.done(false), .done(false)),
-            (.failed("connection reset"), .ownerUnreachable(ownerB)),
+        // (the owner's answer, whether the router dropped the owner for it, what the write came to): a failed
+        // write stores nothing anywhere, because a value kept here would be undone when the owner came back
+        // with its old one (issue 10, finding 7).
+        let cases: [(PeerCallResult, Bool, WriteOutcome)] = [
+            (.done(true), false, .done(true)), (.done(false), false, .done(false)),
+            (.failed("connection reset"), true, .ownerUnreachable(ownerB)),
+            (.failed("INTERNAL: invalid UTF-8"), false, .ownerFailed("INTERNAL: invalid UTF-8")),
         ]
-        for (answer, expected) in cases {
+        for (answer, dropped, expected) in cases {
             let label = "\(answer)"
             let group = makeGroup()
             router.defaultOwner = ownerB
+            router.unreachable = [:]
             var outcomes: [WriteOutcome] = []
             group.write(key: "k", value: b("new"), ttlMillis: 2_000, hot: false) { outcomes.append($0) }
             clock.advance(byMillis: 10)
+            if dropped { router.unreachable["k"] = ownerB }
             router.completeStore("k", with: answer)
 
             XCTAssertEqual(outcomes, [expected], label)
-            XCTAssertEqual(group.stats.writesRefused, expected == .ownerUnreachable(ownerB) ? 1 : 0, label)
+            XCTAssertEqual(group.stats.writesRefused, expected == .done(true) || expected == .done(false) ? 0 : 1, label)
             XCTAssertEqual(group.mainItems + group.hotItems, 0, "never stored here; \(label)")
         }
     }
