@@ -184,7 +184,8 @@ public final class HTTPConnection {
             // requests in one read, and their answers must not pile up there before the check sees them.
             if !mayAnswer(batch: server.output.bytes.count) {
                 flush()
-                if outputBacklog == 0 && !mayAnswer(batch: 0) {
+                if outputBacklog == 0 && !mayAnswer(batch: 0)
+                    && !(answersTaken && server.makeRoomForReader() && mayAnswer(batch: 0)) {
                     // Nothing of ours is queued, but all connections together are at the hard cap.
                     stopReading()
                     waitingForRoom = true

@@ -168,26 +168,44 @@ public final class HTTPServer {
     }
 
     /// At the process-wide bound on queued answers: closes, oldest first, connections whose answers have not
-    /// moved for `unreadTimeoutMillis`, until the total is under the bound; then resumes those that waited.
+    /// moved for `unreadTimeoutMillis` (at once, whatever their age, while a client that reads waits: see
+    /// `makeRoomForReader`), until the total is under the bound; then resumes those that waited, readers first.
     private func makeRoom(now: Int64) {
-        if queuedOutputBytes >= config.maxQueuedOutputBytes {
-            let stalled = connections.filter {
-                $0.queuedBytes > 0 && !$0.isClosing && now - $0.lastWriteMillis >= config.unreadTimeoutMillis
-            }.sorted { $0.lastWriteMillis < $1.lastWriteMillis }
-            var total = queuedOutputBytes
-            for c in stalled where total >= config.maxQueuedOutputBytes {
-                total -= c.queuedBytes
-                abuse.report(.httpUnreadAnswers, peer: tcpPeerAddress(c.tcp),
-                             "closed: \(c.queuedBytes) answer bytes unread for \(config.unreadTimeoutMillis) ms while "
-                             + "all connections held \(queuedOutputBytes) (limit \(config.maxQueuedOutputBytes))", now: now)
-                stats.unreadClosed += 1
-                c.close()
-            }
-        }
+        let readerWaiting = waiting.contains { $0.answersTaken && !$0.isClosing }
+        closeStalled(now: now, minStallMillis: readerWaiting ? 0 : config.unreadTimeoutMillis)
         guard !waiting.isEmpty, queuedOutputBytes < config.maxQueuedOutputBytes else { return }
         let resumed = waiting.filter { $0.answersTaken } + waiting.filter { !$0.answersTaken }
         waiting.removeAll()
         for c in resumed { c.roomAvailable() }
+    }
+
+    /// A client seen to read its answers found all connections at the hard cap: the connections whose
+    /// queued answers have moved least recently are closed for it now. Why not wait for `--unread-timeout`:
+    /// memory held for a client that does not read is worth less than an answer to one that does, and
+    /// waiting made every reader stall for that long whenever a flood of non-readers filled the bound.
+    /// True if anything was closed.
+    func makeRoomForReader() -> Bool {
+        closeStalled(now: loop.clock.nowMillis, minStallMillis: 0) > 0
+    }
+
+    /// Closes connections with answers queued that have not moved for `minStallMillis`, longest-stalled first,
+    /// until the total is under `maxQueuedOutputBytes`. Returns how many it closed.
+    @discardableResult
+    private func closeStalled(now: Int64, minStallMillis: Int64) -> Int {
+        guard queuedOutputBytes >= config.maxQueuedOutputBytes else { return 0 }
+        let stalled = connections.filter {
+            $0.queuedBytes > 0 && !$0.isClosing && now - $0.lastWriteMillis >= minStallMillis
+        }.sorted { $0.lastWriteMillis < $1.lastWriteMillis }
+        var closed = 0
+        for c in stalled where queuedOutputBytes >= config.maxQueuedOutputBytes {
+            abuse.report(.httpUnreadAnswers, peer: tcpPeerAddress(c.tcp),
+                         "closed: \(c.queuedBytes) answer bytes unread for \(now - c.lastWriteMillis) ms while all "
+                         + "connections held \(queuedOutputBytes) (limit \(config.maxQueuedOutputBytes))", now: now)
+            stats.unreadClosed += 1
+            c.close()
+            closed += 1
+        }
+        return closed
     }
 
     private func checkDeadlines() {
