@@ -169,12 +169,15 @@ public final class HTTPServer {
 
     /// At the process-wide bound on queued answers: closes, oldest first, connections whose answers have not
     /// moved for `unreadTimeoutMillis` (at once, whatever their age, while a client that reads waits: see
-    /// `makeRoomForReader`), until the total is under the bound; then resumes those that waited, readers first.
+    /// `makeRoomForReader`), until the total is under the bound; then resumes those that waited, readers first,
+    /// then the newest first.
     private func makeRoom(now: Int64) {
         let readerWaiting = waiting.contains { $0.answersTaken && !$0.isClosing }
         closeStalled(now: now, minStallMillis: readerWaiting ? 0 : config.unreadTimeoutMillis)
         guard !waiting.isEmpty, queuedOutputBytes < config.maxQueuedOutputBytes else { return }
-        let resumed = waiting.filter { $0.answersTaken } + waiting.filter { !$0.answersTaken }
+        // Readers first; then the newest first (adaptive LIFO): under a flood of connections that never read,
+        // the oldest waiters are the flood, and a client that just arrived is the one most likely still there.
+        let resumed = waiting.filter { $0.answersTaken } + waiting.filter { !$0.answersTaken }.reversed()
         waiting.removeAll()
         for c in resumed { c.roomAvailable() }
     }
