@@ -67,6 +67,8 @@ public final class Node {
         api = APIHandler(config: config, clock: loop.clock, group: group, cluster: cluster)
         server = HTTPServer(loop: loop, config: config.http, handler: api)
         api.server = server
+        // One abuse log for both ports: a line per kind and interval, with the offender's address.
+        server.abuse.sink = { [logger] line in logger.warning("\(line)") }
         if let cluster, !config.etcdEndpoints.isEmpty {
             let multi = curl ?? CurlMulti(loop: loop.uv)
             curl = multi
@@ -114,6 +116,7 @@ public final class Node {
         settings.peerToken = config.peerToken
         settings.ringKind = config.ringKind
         settings.group = config.group
+        settings.maxMessageBytes = config.maxPeerMessageBytes
         let me = selfMember(config: config, statics: statics)
         if config.ringKind == .springcache {
             // springcache's ring knows a member only by its IP: two members on one IP would be one to every
@@ -140,8 +143,11 @@ public final class Node {
         // The peer port first: a node that cannot serve its peers must not take API connections (a worker
         // sharing the API port would accept some and then die with them).
         if let cluster, let address = cluster.members[config.name]?.peer {
-            let peers = GRPCServer(loop: loop, handler: PeerService(group: group, clock: loop.clock,
-                                                                    token: config.peerToken))
+            var settings = config.peerServer
+            settings.peerToken = config.peerToken
+            settings.maxMessageBytes = config.maxPeerMessageBytes
+            let service = PeerService(group: group, clock: loop.clock, maxValueBytes: config.http.limits.maxBodyBytes)
+            let peers = GRPCServer(loop: loop, settings: settings, handler: service, abuse: server.abuse)
             // Why all interfaces by default: the advertised address (IP_ADDRESS) need not be one of this host's
             // (NAT, containers), as with springcache, which listens on 0.0.0.0.
             let listen = config.peerListen ?? HostPort(host: "0.0.0.0", port: address.port)
