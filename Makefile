@@ -5,7 +5,7 @@ BUILD_DIR  ?= .build
 BIN         = $(BUILD_DIR)/release/springcache-uv
 ARGS       ?=
 
-.PHONY: all build run test unit integration bench bench-cluster bench-workers deps clean fuzz test-asan
+.PHONY: all build run test unit integration bench bench-cluster bench-workers scale deps clean fuzz test-asan
 
 all: build
 
@@ -42,6 +42,11 @@ bench-cluster: build
 bench-workers: build
 	@scripts/ensure-deps bench
 	bench/workers.sh
+
+# 32 nodes in network namespaces, 3 etcd members, faults under checked load (docs/scale.md); not in `make test`.
+scale: build
+	@scripts/ensure-deps test
+	bench/scale/run.sh
 
 # libFuzzer + ASan targets over the pure-logic parsers and codecs, FUZZ_SECONDS each (fuzz/README.md).
 FUZZ_SECONDS ?= 60

@@ -56,6 +56,18 @@ struct SpringCacheCommand: ParsableCommand {
     var hotCopyOneIn: Int = 10
     @Option(help: "File holding a token peers must send as 'authorization: Bearer <token>' (and that this node sends).")
     var peerTokenFile: String?
+    @Option(help: "Peer port: bytes one connection's unfinished requests and unsent answers may hold (size; default the larger of 16MiB and twice the largest peer message); beyond it RESOURCE_EXHAUSTED.")
+    var peerMaxConnectionBuffer: String?
+    @Option(help: "Peer port: the same bound over all peer connections, with their unsent output (size; default the larger of 64MiB and 4 x --peer-max-connection-buffer).")
+    var peerMaxBuffer: String?
+    @Option(help: "Peer port: every stream ends this long after it began, grpc-timeout or not (duration); also how long a peer may leave our output unread.")
+    var peerStreamTimeout: String = "10s"
+    @Option(help: "Peer port: a connection must send the HTTP/2 preface and SETTINGS within this long (duration).")
+    var peerHandshakeTimeout: String = "5s"
+    @Option(help: "Peer port: a connection silent this long is sent a PING, and closed if it stays silent 10s more (duration).")
+    var peerIdleTimeout: String = "60s"
+    @Option(help: "Peer port: connections not yet authenticated (no token sent, or handshake unfinished); a new one beyond it closes the oldest.")
+    var peerMaxUnauthenticated: Int = 64
 
     // Where and what to serve.
     @Option(help: ArgumentHelp("HTTP API address HOST:PORT (default 127.0.0.1:9999; 0.0.0.0:9999, springcache's, when IP_ADDRESS or --advertise is set).",
@@ -110,6 +122,10 @@ struct SpringCacheCommand: ParsableCommand {
     @Option(parsing: .unconditional,
             help: "Response bytes queued per connection before its requests stop being read (size).")
     var maxOutputBytes: String = "4MiB"
+    @Option(help: "Response bytes queued over all API connections; at it, connections with answers still unread stop being read until theirs are (size).")
+    var maxQueuedOutputBytes: String = "64MiB"
+    @Option(help: "While all API connections are at --max-queued-output-bytes, one whose answers stay unread this long is closed to make room (duration).")
+    var unreadTimeout: String = "1s"
 
     @Option(help: ArgumentHelp("Worker processes, each a full node: a number, or 'auto' for one per core. Worker i is named NAME-i, serves its peer protocol on PORT+i and shares the API port (SO_REUSEPORT).",
                                valueName: "n|auto"))
@@ -286,6 +302,12 @@ struct SpringCacheCommand: ParsableCommand {
             guard c.http.headerTimeoutMillis > 0 else { throw ConfigError("--header-timeout must be greater than 0") }
             guard c.http.idleTimeoutMillis > 0 else { throw ConfigError("--idle-timeout must be greater than 0") }
             c.http.maxOutputBytesPerConnection = try ValueParsing.byteSize(maxOutputBytes, flag: "--max-output-bytes")
+            c.http.maxQueuedOutputBytes = try ValueParsing.byteSize(maxQueuedOutputBytes, flag: "--max-queued-output-bytes")
+            guard c.http.maxQueuedOutputBytes >= c.http.maxOutputBytesPerConnection else {
+                throw ConfigError("--max-queued-output-bytes must be at least --max-output-bytes")
+            }
+            c.http.unreadTimeoutMillis = try positiveDuration(unreadTimeout, flag: "--unread-timeout")
+            try peerLimits(&c)
             if readingFiles, let path = authTokenFile {
                 c.authToken = try TokenFile.read(path, flag: "--auth-token-file")
             }
@@ -308,6 +330,36 @@ struct SpringCacheCommand: ParsableCommand {
             throw ValidationError(error.description)
         }
         return c
+    }
+
+    /// The peer port's bounds; the buffer bounds default to sizes that fit the largest peer message.
+    private func peerLimits(_ c: inout NodeConfig) throws {
+        let message = c.maxPeerMessageBytes
+        let perConnection = try peerMaxConnectionBuffer.map {
+            try ValueParsing.byteSize($0, flag: "--peer-max-connection-buffer")
+        } ?? max(16 << 20, 2 * message)
+        guard perConnection >= message else {
+            throw ConfigError("--peer-max-connection-buffer must hold at least one peer message of \(message) bytes "
+                              + "(--max-body-bytes + --max-header-bytes + 1KiB)")
+        }
+        let total = try peerMaxBuffer.map { try ValueParsing.byteSize($0, flag: "--peer-max-buffer") }
+            ?? max(64 << 20, 4 * perConnection)
+        guard total >= perConnection else {
+            throw ConfigError("--peer-max-buffer must be at least --peer-max-connection-buffer (\(perConnection) bytes)")
+        }
+        c.peerServer.maxConnectionBufferBytes = perConnection
+        c.peerServer.maxBufferBytes = total
+        c.peerServer.streamTimeoutMillis = try positiveDuration(peerStreamTimeout, flag: "--peer-stream-timeout")
+        c.peerServer.handshakeTimeoutMillis = try positiveDuration(peerHandshakeTimeout, flag: "--peer-handshake-timeout")
+        c.peerServer.idleTimeoutMillis = try positiveDuration(peerIdleTimeout, flag: "--peer-idle-timeout")
+        guard peerMaxUnauthenticated >= 1 else { throw ConfigError("--peer-max-unauthenticated must be at least 1") }
+        c.peerServer.maxUnauthenticatedConnections = peerMaxUnauthenticated
+    }
+
+    private func positiveDuration(_ text: String, flag: String) throws -> Int64 {
+        let millis = try ValueParsing.durationMillis(text, flag: flag)
+        guard millis > 0 else { throw ConfigError("\(flag) must be greater than 0") }
+        return millis
     }
 
     /// A worker's own configuration: its name, its peer port, the shared API port, and (without etcd or an

@@ -85,8 +85,8 @@ class Netns:
     joined to the bridge by a veth pair (`vh<i>` on the bridge side). Only loopback and these links exist in
     them: nothing they send can leave. cleanup() deletes the namespaces (and with them every veth and the bridge)."""
 
-    def __init__(self, hosts, subnet):
-        self.prefix = "scuv-%d-%d" % (os.getpid(), int(time.monotonic() * 1000) % 100000)
+    def __init__(self, hosts, subnet, prefix=None):
+        self.prefix = prefix or "scuv-%d-%d" % (os.getpid(), int(time.monotonic() * 1000) % 100000)
         self.subnet = subnet  # e.g. "10.251.37"
         self.bridge_ns = self.prefix + "-br"
         self.host_ns = ["%s-%d" % (self.prefix, i) for i in range(hosts)]
@@ -160,9 +160,13 @@ def netns_supported():
 
 
 class Etcd:
-    """One etcd member. endpoint is HOST:PORT; netns runs it (and our HTTP/etcdctl calls) inside a namespace."""
+    """One etcd member. endpoint is HOST:PORT; netns runs it (and our HTTP/etcdctl calls) inside a namespace.
 
-    def __init__(self, host="127.0.0.1", client_port=None, peer_port=None, netns=None):
+    extra_args are appended to etcd's command line (a later flag wins: a member of a cluster passes its own
+    --name, --initial-cluster and timings); wait=False returns before it answers (a cluster member cannot answer
+    until a quorum of its peers runs)."""
+
+    def __init__(self, host="127.0.0.1", client_port=None, peer_port=None, netns=None, extra_args=(), wait=True):
         self.host = host
         self.netns = netns
         self.client_port = client_port or free_peer_port()
@@ -173,8 +177,9 @@ class Etcd:
         self.proc = None
         self.logs = []
         self.frozen = False
+        self.extra_args = [str(a) for a in extra_args]
         try:
-            self.start(fresh=True)
+            self.start(fresh=True, wait=wait)
         except BaseException:
             self.cleanup()
             raise
@@ -200,7 +205,7 @@ class Etcd:
                "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
                "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
                "--initial-cluster", "it=" + peer_url, "--initial-cluster-state", "new",
-               "--heartbeat-interval", "50", "--election-timeout", "250", "--log-level", "warn"]
+               "--heartbeat-interval", "50", "--election-timeout", "250", "--log-level", "warn", *self.extra_args]
         if self.netns:
             cmd = ["ip", "netns", "exec", self.netns] + cmd
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)

@@ -13,7 +13,8 @@ and are written once each through the API (read-after-write checks). The asserti
     kill    -9 of node X, restarted on the same ports after KILL_DOWN s:
               requests sent TO X fail (refused/reset) until it is back;
               requests to the others for X's keys: the failed peer call drops X, the key loads locally (200);
-              a write whose owner is X (or that lands while rings disagree) may be lost (404 afterwards).
+              a write whose owner is X is refused with 503 (nothing changes) while X is unreachable;
+              a write that lands while rings disagree may be lost (404 afterwards).
     stop    SIGSTOP of node X for STOP_SECONDS, then SIGCONT (a black-holed peer):
               requests sent TO X wait until SIGCONT (then answer) or time out;
               requests to the others for X's keys wait up to --peer-timeout, then load locally (200);
@@ -325,6 +326,9 @@ class Chaos:
                 return "origin:504"
             if outcome == "lost" and w.kind in ("kill", "stop"):
                 return "%s:lost-write" % w.kind
+            if op == "set" and detail == "HTTP 503" and w.kind in ("kill", "stop"):
+                # Its owner is the node down: refused rather than kept here and undone later (issue 10, #7).
+                return "%s:owner-unreachable" % w.kind
         return None
 
     def judge(self, t_base, alive, logs):

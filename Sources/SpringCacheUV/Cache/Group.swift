@@ -19,16 +19,6 @@ public enum GetOutcome: Equatable {
     case failure(LoadError)
 }
 
-/// What a delete through `Group.remove` did, as the client is told it.
-public enum RemoveOutcome: Equatable {
-    /// A value was removed here, or the owner confirmed the key is gone.
-    case removed
-    /// Nothing was cached under the key (this node owns it, or its owner said so).
-    case notCached
-    /// The owner could not confirm (unreachable, or it failed); the message says why.
-    case failed(String)
-}
-
 /// One named cache namespace with read-through semantics: a main and a hot LRU cache in front of an origin.
 ///
 /// Semantics are DESIGN.md's "Cache semantics" table: lookup main then hot; TTL plus jitter; sliding or
@@ -48,10 +38,10 @@ public final class Group {
     private let loader: OriginLoader
     private let main: LRUCache
     private let hot: LRUCache
-    private var flights: [String: Flight] = [:]
+    private var flights: [CacheKey: Flight] = [:]
     /// Fetches from owners in flight, apart from origin loads: a node answering a peer's Get loads locally
     /// and must never wait behind its own fetch from that peer (rings that disagree would deadlock).
-    private var remoteFlights: [String: Flight] = [:]
+    private var remoteFlights: [CacheKey: Flight] = [:]
     private var counters = GroupStats()
 
     /// The cluster: who owns a key and how to reach it. nil for a single node.
@@ -149,7 +139,7 @@ public final class Group {
     /// With a router and `forward` (the default), a miss for a key owned by another member is fetched from
     /// that owner; if the owner fails, the key is loaded locally (springcache's fallback). `forward` is false
     /// when answering a peer's Get: that node never forwards again, so disagreeing rings cannot loop.
-    public func get(key: String, forward: Bool = true, completion: @escaping (GetOutcome) -> Void) {
+    public func get(key: CacheKey, forward: Bool = true, completion: @escaping (GetOutcome) -> Void) {
         counters.gets += 1
         if let outcome = answerFromCache(key) {
             completion(outcome)
@@ -164,7 +154,7 @@ public final class Group {
     }
 
     /// Joins the key's origin load in flight or starts one (single-flight).
-    private func loadLocally(key: String, waiters: [(GetOutcome) -> Void]) {
+    private func loadLocally(key: CacheKey, waiters: [(GetOutcome) -> Void]) {
         if let flight = flights[key] {
             flight.waiters.append(contentsOf: waiters)
             return
@@ -182,7 +172,7 @@ public final class Group {
 
     /// Joins the key's fetch from its owner in flight or starts one (single-flight across the cluster:
     /// the owner's own single-flight then protects the origin).
-    private func fetchRemote(key: String, from owner: PeerID, router: PeerRouter,
+    private func fetchRemote(key: CacheKey, from owner: PeerID, router: PeerRouter,
                              completion: @escaping (GetOutcome) -> Void) {
         if let flight = remoteFlights[key] {
             flight.waiters.append(completion)
@@ -197,7 +187,7 @@ public final class Group {
         }
     }
 
-    private func landRemote(key: String, flight: Flight, result: PeerFetchResult) {
+    private func landRemote(key: CacheKey, flight: Flight, result: PeerFetchResult) {
         guard !flight.landed else {
             assertionFailure("PeerRouter answered twice for key \(key) of group \(name)")
             return
@@ -247,19 +237,35 @@ public final class Group {
     }
 
     /// Stores a value where it belongs: at the key's owner when that is another member (hot == false),
-    /// else here. `completion(false)` when the value cannot be stored (larger than the cache). If the owner
-    /// is unreachable, the value is stored here instead (the router has dropped the owner, so this node now
-    /// owns the key). A value stored by its owner makes the other members drop their copies.
-    public func store(key: String, value: [UInt8], ttlMillis: Int64?, hot toHot: Bool,
+    /// else here. `completion(false)` when the value cannot be stored (larger than the cache, or its owner is
+    /// unreachable). A value stored by its owner makes the other members drop their copies.
+    public func store(key: CacheKey, value: [UInt8], ttlMillis: Int64?, hot toHot: Bool,
                       completion: @escaping (Bool) -> Void) {
+        write(key: key, value: value, ttlMillis: ttlMillis, hot: toHot) { completion($0 == .done(true)) }
+    }
+
+    /// The same, telling an unreachable owner apart (the API answers 503 for it).
+    ///
+    /// Why a write whose owner is unreachable is refused (issue 10, finding 7): storing it here and answering
+    /// `done` made a promise the cluster could not keep — when the owner came back it still held the old
+    /// value, this node dropped its copy (it no longer owned the key), and reads returned the old value. A
+    /// read may fall back to the origin; a write has no such truth to fall back to. So the owner is judged by
+    /// every member (`PeerRouter.unreachableOwner`), dropped or not, and the client is told to retry.
+    public func write(key: CacheKey, value: [UInt8], ttlMillis: Int64?, hot toHot: Bool,
+                      outcome: @escaping (WriteOutcome) -> Void) {
+        if !toHot, let router, let down = router.unreachableOwner(of: key) {
+            counters.writesRefused += 1
+            outcome(.ownerUnreachable(down))
+            return
+        }
         guard !toHot, let router, let owner = router.owner(of: key) else {
             let stored = set(key: key, value: value, ttlMillis: ttlMillis, hot: toHot)
             // Invalidate even when the value was refused: `set` removed the old one, which copies must not outlive.
             guard !toHot, let router else {
-                completion(stored)
+                outcome(.done(stored))
                 return
             }
-            router.invalidate(group: name, key: key) { completion(stored) }
+            router.invalidate(group: name, key: key) { outcome(.done(stored)) }
             return
         }
         counters.forwardedSets += 1
@@ -276,37 +282,59 @@ public final class Group {
                      hot: false) { result in
             switch result {
             case .done(let stored):
-                completion(stored)
-            case .failed:
-                self.counters.fallbackSets += 1
-                completion(self.set(key: key, value: value, ttlMillis: ttlMillis, hot: false))
+                outcome(.done(stored))
+            case .failed(let why):
+                // Not stored anywhere: fetches in flight must not answer with it.
+                self.remoteFlights[key]?.override = nil
+                self.counters.writesRefused += 1
+                outcome(self.failedWrite(at: owner, key: key, why))
             }
         }
     }
 
     /// Deletes a key where it lives: at its owner when that is another member (which then invalidates every
-    /// copy), and here.
+    /// copy), and here. `completion(true)` when something was removed anywhere.
     ///
-    /// Why `.failed` when the owner does not answer, even if a copy was removed here: the owner may still
-    /// serve the value to everyone else, so "deleted" would be a lie (a springcache owner kept serving it).
-    public func remove(key: String, completion: @escaping (RemoveOutcome) -> Void) {
+    /// A delete is "done" only when the owner confirmed it: a copy removed here while the owner did not answer
+    /// is no delete, since the owner still serves the value to everyone else (a springcache owner kept serving
+    /// it) — see `erase`, whose outcome tells the two apart.
+    public func remove(key: CacheKey, completion: @escaping (Bool) -> Void) {
+        erase(key: key) { completion($0 == .done(true)) }
+    }
+
+    /// The same, telling an unreachable owner apart: a delete it did not see would be undone when it returns,
+    /// so it is refused like a store (see `write(key:value:ttlMillis:hot:outcome:)`).
+    public func erase(key: CacheKey, outcome: @escaping (WriteOutcome) -> Void) {
+        if let router, let down = router.unreachableOwner(of: key) {
+            counters.writesRefused += 1
+            outcome(.ownerUnreachable(down))
+            return
+        }
         guard let router, let owner = router.owner(of: key) else {
-            let removed: RemoveOutcome = delete(key: key) ? .removed : .notCached
+            let removed = delete(key: key)
             guard let router else {
-                completion(removed)
+                outcome(.done(removed))
                 return
             }
-            router.invalidate(group: name, key: key) { completion(removed) }
+            router.invalidate(group: name, key: key) { outcome(.done(removed)) }
             return
         }
         counters.forwardedDeletes += 1
         let removedHere = delete(key: key)
         router.remove(at: owner, group: name, key: key) { result in
             switch result {
-            case .done(let removed): completion(removed || removedHere ? .removed : .notCached)
-            case .failed(let why): completion(.failed("the key's owner \(owner) did not confirm the delete: \(why)"))
+            case .done(let removed): outcome(.done(removed || removedHere))
+            case .failed(let why):
+                self.counters.writesRefused += 1
+                outcome(self.failedWrite(at: owner, key: key, why))
             }
         }
+    }
+
+    /// A write the owner did not take: unreachable if the router dropped it for the failure (a transport
+    /// failure), else the owner's own error.
+    private func failedWrite(at owner: PeerID, key: CacheKey, _ why: String) -> WriteOutcome {
+        router?.unreachableOwner(of: key) != nil ? .ownerUnreachable(owner) : .ownerFailed(why)
     }
 
     /// After the membership changed: drops what this node may no longer serve as the truth. Main-cache
@@ -317,7 +345,7 @@ public final class Group {
     public func dropEntriesOwnedElsewhere(allCopies: Bool) -> Int {
         guard let router else { return 0 }
         var dropped = main.removeAll { slot in
-            router.owner(of: String(decoding: main.key(at: slot), as: UTF8.self)) != nil
+            router.owner(of: CacheKey(main.key(at: slot))) != nil
         }
         if allCopies {
             // Copies of other members' values only: values set here with hot=true are this node's own.
@@ -329,10 +357,9 @@ public final class Group {
 
     /// Drops this node's copies of a key that changed elsewhere (an owner's invalidation, or a set
     /// forwarded from here); a fetch in flight for it will not make a copy.
-    private func dropLocalCopies(key: String, newValue: GetOutcome?) {
-        var keyCopy = key
-        keyCopy.withUTF8 { utf8 in
-            let rawKey = UnsafeRawBufferPointer(utf8)
+    private func dropLocalCopies(key: CacheKey, newValue: GetOutcome?) {
+        let keyCopy = key
+        keyCopy.withBytes { rawKey in
             remove(rawKey, from: main)
             remove(rawKey, from: hot)
         }
@@ -346,7 +373,7 @@ public final class Group {
     /// only (springcache's meaning), else into the main cache. Returns false if the value cannot be stored
     /// (larger than the cache); the key then holds no value at all.
     @discardableResult
-    public func set(key: String, value: [UInt8], ttlMillis: Int64?, hot toHot: Bool) -> Bool {
+    public func set(key: CacheKey, value: [UInt8], ttlMillis: Int64?, hot toHot: Bool) -> Bool {
         counters.sets += 1
         let now = clock.nowMillis
         // Why ≤ 0 is the default: springcache's `expire=0` means "the default TTL", and a non-positive
@@ -359,9 +386,8 @@ public final class Group {
         let etag = LRUCache.valueHash(value)
         let target = toHot ? hot : main
         let other = toHot ? main : hot
-        var keyCopy = key
-        let stored = keyCopy.withUTF8 { utf8 -> Bool in
-            let rawKey = UnsafeRawBufferPointer(utf8)
+        let keyCopy = key
+        let stored = keyCopy.withBytes { rawKey -> Bool in
             remove(rawKey, from: other)
             return value.withUnsafeBytes {
                 target.insert(key: rawKey, value: $0, expiresAt: expiresAt, window: window, valueHash: etag)
@@ -380,12 +406,11 @@ public final class Group {
     /// Stores a copy of a value owned by another node into the hot cache, expiring exactly at
     /// `expiresAtMillis` (the owner's expiry): hits never extend it, so a copy never outlives its original.
     @discardableResult
-    public func storeHotCopy(key: String, value: [UInt8], expiresAtMillis: Int64) -> Bool {
+    public func storeHotCopy(key: CacheKey, value: [UInt8], expiresAtMillis: Int64) -> Bool {
         let now = clock.nowMillis
         guard expiresAtMillis > now else { return false }
-        var keyCopy = key
-        return keyCopy.withUTF8 { utf8 -> Bool in
-            let rawKey = UnsafeRawBufferPointer(utf8)
+        let keyCopy = key
+        return keyCopy.withBytes { rawKey -> Bool in
             remove(rawKey, from: main)
             return value.withUnsafeBytes {
                 hot.insert(key: rawKey, value: $0, expiresAt: expiresAtMillis,
@@ -397,11 +422,10 @@ public final class Group {
     /// Removes the key from the main and hot caches, negative entry included. Returns whether something
     /// was removed. A load in flight for the key will not store its result.
     @discardableResult
-    public func delete(key: String) -> Bool {
+    public func delete(key: CacheKey) -> Bool {
         counters.deletes += 1
-        var keyCopy = key
-        let removed = keyCopy.withUTF8 { utf8 -> Bool in
-            let rawKey = UnsafeRawBufferPointer(utf8)
+        let keyCopy = key
+        let removed = keyCopy.withBytes { rawKey -> Bool in
             // A remembered "not found" is dropped too, but it was no value: it does not count as removed.
             let fromMain = removeValue(rawKey, from: main)
             let fromHot = removeValue(rawKey, from: hot)
@@ -459,11 +483,10 @@ public final class Group {
 
     /// The slow path's cache answer: a fresh value (a hit), a fresh negative entry (a negative hit), or
     /// nil when a load is needed (nothing there, or only a stale entry).
-    private func answerFromCache(_ key: String) -> GetOutcome? {
+    private func answerFromCache(_ key: CacheKey) -> GetOutcome? {
         let now = clock.nowMillis
-        var keyCopy = key
-        return keyCopy.withUTF8 { utf8 -> GetOutcome? in
-            let rawKey = UnsafeRawBufferPointer(utf8)
+        let keyCopy = key
+        return keyCopy.withBytes { rawKey -> GetOutcome? in
             let hash = main.hash(rawKey)
             // By the one-cache invariant, whatever main holds decides; only a key absent there is looked up in hot.
             if let found = probe(main, rawKey, hash: hash, now: now) {
@@ -494,7 +517,7 @@ public final class Group {
 
     /// Completes a flight with the loader's result: stores it (unless a set or delete overrode it) and
     /// answers every waiter with one outcome.
-    private func land(key: String, flight: Flight, result: LoadResult) {
+    private func land(key: CacheKey, flight: Flight, result: LoadResult) {
         guard !flight.landed else {
             assertionFailure("OriginLoader answered twice for key \(key) of group \(name)")
             return
@@ -543,10 +566,9 @@ public final class Group {
     }
 
     /// Stores a load's result and returns the waiters' outcome and whether it is a stale value.
-    private func store(key: String, result: LoadResult, now: Int64) -> (GetOutcome, Bool) {
-        var keyCopy = key
-        return keyCopy.withUTF8 { utf8 -> (GetOutcome, Bool) in
-            let rawKey = UnsafeRawBufferPointer(utf8)
+    private func store(key: CacheKey, result: LoadResult, now: Int64) -> (GetOutcome, Bool) {
+        let keyCopy = key
+        return keyCopy.withBytes { rawKey -> (GetOutcome, Bool) in
             switch result {
             case .value(let value):
                 let (expiresAt, window) = expiry(ttl: config.ttlMillis, now: now)

@@ -27,10 +27,11 @@ public struct GroupStats: Equatable, Sendable {
     public var fallbackLoads: UInt64 = 0
     /// Values fetched from an owner that became hot copies here.
     public var hotCopies: UInt64 = 0
-    /// Sets and deletes sent to the key's owner, and sets stored here because the owner failed.
+    /// Sets and deletes sent to the key's owner.
     public var forwardedSets: UInt64 = 0
     public var forwardedDeletes: UInt64 = 0
-    public var fallbackSets: UInt64 = 0
+    /// Sets and deletes refused because the key's owner was unreachable (answered 503, nothing changed).
+    public var writesRefused: UInt64 = 0
     /// Entries dropped because the membership changed and another member owns their keys now.
     public var ownershipDrops: UInt64 = 0
     public var sets: UInt64 = 0

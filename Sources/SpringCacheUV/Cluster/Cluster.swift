@@ -17,6 +17,8 @@ public struct ClusterSettings {
     /// The group this node serves: the only group ever sent to a peer, probes included, because a springcache
     /// peer crashes on a group it does not serve.
     public var group = "scores"
+    /// Largest message sent or accepted on a peer call (see `NodeConfig.maxPeerMessageBytes`).
+    public var maxMessageBytes = 4 << 20
 
     public init() {}
 }
@@ -66,6 +68,8 @@ public final class Cluster: PeerRouter {
     public private(set) var getSetOnly: Set<String> = []
     /// Hosts that several members share, last reported (springcache's ring cannot tell them apart).
     private var reportedSharedHosts: [String] = []
+    /// The ring over every member with an address, dropped ones included: who owns a key for writes.
+    private var memberRing: MemberRing
     private var clients: [String: GRPCClient] = [:]
     private var probeTimer: LoopTimer?
     private var probing: Set<String> = []
@@ -86,6 +90,7 @@ public final class Cluster: PeerRouter {
         self.logger = logger
         members[selfMember.name] = selfMember
         ring = MemberRing(kind: settings.ringKind, members: [selfMember])
+        memberRing = ring
         let timer = LoopTimer(loop: loop) { [unowned self] in self.probeDownPeers() }
         timer.start(timeoutMillis: settings.probeIntervalMillis, repeatMillis: settings.probeIntervalMillis)
         probeTimer = timer
@@ -150,6 +155,9 @@ public final class Cluster: PeerRouter {
         if settings.ringKind == .springcache { reportSharedHosts(up) }
         let gained = next.members.contains { !ring.contains($0) }
         ring = next
+        memberRing = down.isEmpty ? next : MemberRing(kind: settings.ringKind, members: members.values.filter {
+            $0.name == selfName || $0.peer != nil
+        })
         if gained || !readmitted.isEmpty { onRingChange?(readmitted) }
     }
 
@@ -202,9 +210,16 @@ public final class Cluster: PeerRouter {
 
     // MARK: PeerRouter
 
-    public func owner(of key: String) -> PeerID? {
-        guard ring.count > 1, let name = ring.ownerName(of: key.utf8), name != selfName else { return nil }
+    public func owner(of key: CacheKey) -> PeerID? {
+        guard ring.count > 1, let name = key.withBytes({ ring.ownerName(of: $0) }), name != selfName else {
+            return nil
+        }
         return PeerID(name)
+    }
+
+    public func unreachableOwner(of key: CacheKey) -> PeerID? {
+        guard !down.isEmpty, let name = key.withBytes({ memberRing.ownerName(of: $0) }) else { return nil }
+        return down.contains(name) ? PeerID(name) : nil
     }
 
     private var metadata: [(String, String)] {
@@ -215,7 +230,9 @@ public final class Cluster: PeerRouter {
     private func client(for name: String) -> GRPCClient? {
         if let c = clients[name] { return c }
         guard !closed, let member = members[name], let address = member.peer else { return nil }
-        let c = GRPCClient(loop: loop, target: address, settings: GRPCClientSettings())
+        var clientSettings = GRPCClientSettings()
+        clientSettings.maxMessageBytes = settings.maxMessageBytes
+        let c = GRPCClient(loop: loop, target: address, settings: clientSettings)
         clients[name] = c
         return c
     }
@@ -228,9 +245,12 @@ public final class Cluster: PeerRouter {
     /// peer returns for its own errors). Dropping such a peer would make every ring flap with the origin.
     static func makesPeerUnusable(_ error: GRPCCallError) -> Bool {
         if error.fromPeer { return error.status == .unauthenticated || error.status == .permissionDenied }
+        // Why not RESOURCE_EXHAUSTED: on our side it means a message over our own limit — the request the
+        // caller made was too large, or the peer's answer was — so the peer is alive; dropping it for a
+        // client's oversized value made every read of its keys miss (issue 10, finding 6).
         let s = error.status
         return s == .unavailable || s == .deadlineExceeded || s == .cancelled || s == .internal
-            || s == .resourceExhausted || s == .unimplemented
+            || s == .unimplemented
     }
 
     /// Runs one call to `peer`; transport failures drop it before `completion` sees them.
@@ -259,7 +279,7 @@ public final class Cluster: PeerRouter {
         }
     }
 
-    public func fetch(from peer: PeerID, group: String, key: String,
+    public func fetch(from peer: PeerID, group: String, key: CacheKey,
                       completion: @escaping (PeerFetchResult) -> Void) {
         call(peer, path: PeerService.getPath, message: GetRequest(group: group, key: key).encoded()) { result in
             switch result {
@@ -278,7 +298,7 @@ public final class Cluster: PeerRouter {
         }
     }
 
-    public func store(at peer: PeerID, group: String, key: String, value: [UInt8], expireUnixSeconds: Int64,
+    public func store(at peer: PeerID, group: String, key: CacheKey, value: [UInt8], expireUnixSeconds: Int64,
                       hot: Bool, completion: @escaping (PeerCallResult) -> Void) {
         let request = SetRequest(group: group, key: key, value: value, expireSeconds: expireUnixSeconds, isHot: hot)
         call(peer, path: PeerService.setPath, message: request.encoded()) { result in
@@ -295,7 +315,7 @@ public final class Cluster: PeerRouter {
     /// the owner drop the key (springcache stores it as already expired; we drop it).
     public static let expiredUnixSeconds: Int64 = 1
 
-    public func remove(at peer: PeerID, group: String, key: String, completion: @escaping (PeerCallResult) -> Void) {
+    public func remove(at peer: PeerID, group: String, key: CacheKey, completion: @escaping (PeerCallResult) -> Void) {
         guard !getSetOnly.contains(peer.name) else {
             removeByExpiredSet(at: peer, group: group, key: key, completion: completion)
             return
@@ -312,7 +332,7 @@ public final class Cluster: PeerRouter {
         }
     }
 
-    private func removeByExpiredSet(at peer: PeerID, group: String, key: String,
+    private func removeByExpiredSet(at peer: PeerID, group: String, key: CacheKey,
                                     completion: @escaping (PeerCallResult) -> Void) {
         store(at: peer, group: group, key: key, value: [], expireUnixSeconds: Cluster.expiredUnixSeconds, hot: false,
               completion: completion)
@@ -334,7 +354,7 @@ public final class Cluster: PeerRouter {
         }
     }
 
-    public func invalidate(group: String, key: String, completion: @escaping () -> Void) {
+    public func invalidate(group: String, key: CacheKey, completion: @escaping () -> Void) {
         let message = DeleteRequest(group: group, key: key).encoded()
         let others = ring.members.filter { $0 != selfName && !getSetOnly.contains($0) }
         var pending = others.count

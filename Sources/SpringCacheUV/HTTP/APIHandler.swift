@@ -120,10 +120,10 @@ public final class APIHandler: HTTPHandler {
             requestStats.record(route: .get, status: 200, latencyNanos: uv_hrtime() &- request.startNanos)
             return .done
         }
-        let keyString = String(decoding: keyBytes, as: UTF8.self)
+        let cacheKey = CacheKey(keyBytes)
         let start = request.startNanos
         return deferAnswer(connection) { [unowned self] finish in
-            self.group.get(key: keyString) { outcome in
+            self.group.get(key: cacheKey) { outcome in
                 let status: Int
                 switch outcome {
                 case .value(let value, _, _, let stale):
@@ -134,7 +134,7 @@ public final class APIHandler: HTTPHandler {
                     }
                     status = 200
                 case .notFound, .failure:
-                    status = self.writeMiss(outcome, key: keyString, framing: framing)
+                    status = self.writeMiss(outcome, key: cacheKey, framing: framing)
                 }
                 self.requestStats.record(route: .get, status: status, latencyNanos: uv_hrtime() &- start)
                 finish()
@@ -178,12 +178,13 @@ public final class APIHandler: HTTPHandler {
             }
             hot = parsed
         }
-        let keyString = scratchString(key)
+        let cacheKey = scratchKey(key)
         let valueBytes = Array(UnsafeRawBufferPointer(start: scratch.base + value.lowerBound, count: value.count))
         let reply = ReplyContext(request)
         return deferAnswer(connection) { [unowned self] finish in
-            self.group.store(key: keyString, value: valueBytes, ttlMillis: ttlMillis, hot: hot) { stored in
-                if stored {
+            self.group.write(key: cacheKey, value: valueBytes, ttlMillis: ttlMillis, hot: hot) { outcome in
+                if self.answeredRefusal(outcome, reply, .set, "stored") {
+                } else if outcome == .done(true) {
                     self.text(reply, .set, 200, "done")
                 } else {
                     self.text(reply, .set, 413, "value of \(valueBytes.count) bytes does not fit in the "
@@ -194,21 +195,22 @@ public final class APIHandler: HTTPHandler {
         }
     }
 
-    /// `POST /api/delete` form `key` → `deleted\n`, 404 if nothing was cached under it, 502 when the key's
-    /// owner could not confirm the delete.
+    /// `POST /api/delete` form `key` → `deleted\n`, 404 if nothing was cached under it; 503 when the key's
+    /// owner is unreachable and 502 when it refused, so the client never hears "deleted" unless the owner did it.
     private func handleDelete(_ request: HTTPRequest, on connection: HTTPConnection) -> HTTPHandling {
         if let denied = checkAuth(request, .delete) { return denied }
         switch requiredField("key", of: request) {
         case .failure(let message): return text(request, .delete, 400, message)
         case .success(let key):
-            let keyString = scratchString(key)
+            let cacheKey = scratchKey(key)
             let reply = ReplyContext(request)
             return deferAnswer(connection) { [unowned self] finish in
-                self.group.remove(key: keyString) { outcome in
-                    switch outcome {
-                    case .removed: self.text(reply, .delete, 200, "deleted")
-                    case .notCached: self.text(reply, .delete, 404, "key \"\(keyString)\" was not cached")
-                    case .failed(let why): self.text(reply, .delete, 502, why)
+                self.group.erase(key: cacheKey) { outcome in
+                    if self.answeredRefusal(outcome, reply, .delete, "deleted") {
+                    } else if outcome == .done(true) {
+                        self.text(reply, .delete, 200, "deleted")
+                    } else {
+                        self.text(reply, .delete, 404, "key \"\(cacheKey)\" was not cached")
                     }
                     finish()
                 }
@@ -269,14 +271,15 @@ public final class APIHandler: HTTPHandler {
         case .put: return handleV1Put(request, on: connection, key: key)
         case .delete:
             if let denied = checkAuth(request, .v1Delete) { return denied }
-            let keyString = scratchString(key)
+            let cacheKey = scratchKey(key)
             let reply = ReplyContext(request)
             return deferAnswer(connection) { [unowned self] finish in
-                self.group.remove(key: keyString) { outcome in
-                    switch outcome {
-                    case .removed: self.empty(reply, .v1Delete, 204)
-                    case .notCached: self.text(reply, .v1Delete, 404, "key \"\(keyString)\" was not cached")
-                    case .failed(let why): self.text(reply, .v1Delete, 502, why)
+                self.group.erase(key: cacheKey) { outcome in
+                    if self.answeredRefusal(outcome, reply, .v1Delete, "deleted") {
+                    } else if outcome == .done(true) {
+                        self.empty(reply, .v1Delete, 204)
+                    } else {
+                        self.text(reply, .v1Delete, 404, "key \"\(cacheKey)\" was not cached")
                     }
                     finish()
                 }
@@ -299,11 +302,11 @@ public final class APIHandler: HTTPHandler {
             requestStats.record(route: .v1Get, status: status, latencyNanos: uv_hrtime() &- request.startNanos)
             return .done
         }
-        let keyString = scratchString(key)
+        let cacheKey = scratchKey(key)
         let ifNoneMatchCopy = ifNoneMatch.map { Array($0) }
         let start = request.startNanos
         return deferAnswer(connection) { [unowned self] finish in
-            self.group.get(key: keyString) { outcome in
+            self.group.get(key: cacheKey) { outcome in
                 let status: Int
                 switch outcome {
                 case .value(let value, let expiresAt, let etag, let stale):
@@ -318,7 +321,7 @@ public final class APIHandler: HTTPHandler {
                                                   ifNoneMatch: nil, framing: framing, stale: stale)
                     }
                 case .notFound, .failure:
-                    status = self.writeMiss(outcome, key: keyString, framing: framing)
+                    status = self.writeMiss(outcome, key: cacheKey, framing: framing)
                 }
                 self.requestStats.record(route: .v1Get, status: status, latencyNanos: uv_hrtime() &- start)
                 finish()
@@ -374,11 +377,12 @@ public final class APIHandler: HTTPHandler {
             hot = parsed
         }
         let value = Array(request.body)
-        let keyString = scratchString(key)
+        let cacheKey = scratchKey(key)
         let reply = ReplyContext(request)
         return deferAnswer(connection) { [unowned self] finish in
-            self.group.store(key: keyString, value: value, ttlMillis: ttlMillis, hot: hot) { stored in
-                if stored {
+            self.group.write(key: cacheKey, value: value, ttlMillis: ttlMillis, hot: hot) { outcome in
+                if self.answeredRefusal(outcome, reply, .v1Put, "stored") {
+                } else if outcome == .done(true) {
                     self.empty(reply, .v1Put, 204)
                 } else {
                     self.text(reply, .v1Put, 413, "value of \(value.count) bytes does not fit in the "
@@ -426,7 +430,7 @@ public final class APIHandler: HTTPHandler {
     }
 
     /// Writes the answer to a get that found no value: 404, or 502/504 when the load failed.
-    private func writeMiss(_ outcome: GetOutcome, key: String, framing: HTTPResponseFraming) -> Int {
+    private func writeMiss(_ outcome: GetOutcome, key: CacheKey, framing: HTTPResponseFraming) -> Int {
         let status: Int
         let message: String
         switch outcome {
@@ -507,6 +511,26 @@ public final class APIHandler: HTTPHandler {
         }
     }
 
+    /// Answers a write its owner did not take: 503 when the owner is unreachable (docs/reliability.md, "Writes
+    /// across a partition"), 502 when it answered with an error. False (nothing written) for `.done`.
+    private func answeredRefusal(_ outcome: WriteOutcome, _ reply: ReplyContext, _ route: APIRoute,
+                                 _ done: String) -> Bool {
+        switch outcome {
+        case .done: return false
+        case .ownerUnreachable(let owner):
+            text(reply, route, 503, "the owner of this key, node \(owner), is unreachable: nothing was \(done); "
+                 + "retry once it is back")
+        case .ownerFailed(let why):
+            text(reply, route, 502, "the owner of this key refused it: \(why); nothing was \(done)")
+        }
+        return true
+    }
+
+    /// The decoded key's bytes, exactly: never through `String`, which would merge distinct byte strings.
+    private func scratchKey(_ range: Range<Int>) -> CacheKey {
+        CacheKey(UnsafeRawBufferPointer(start: scratch.base + range.lowerBound, count: range.count))
+    }
+
     private func scratchString(_ range: Range<Int>) -> String {
         String(decoding: UnsafeRawBufferPointer(start: scratch.base + range.lowerBound, count: range.count),
                as: UTF8.self)
@@ -535,11 +559,7 @@ public final class APIHandler: HTTPHandler {
     private func checkAuth(_ request: HTTPRequest, _ route: APIRoute) -> HTTPHandling? {
         guard let token = authToken else { return nil }
         if let header = request.head.authorization {
-            let value = request.slice(header)
-            if value.count > 7, value.starts(with: "Bearer ") || value.starts(with: "bearer "),
-               APIHandler.constantTimeEquals(UnsafeRawBufferPointer(rebasing: value[7...]), token) {
-                return nil
-            }
+            if BearerToken.matches(request.slice(header), token: token) { return nil }
         }
         let framing = ReplyContext(request).framing
         HTTPResponse.appendText(to: &out.bytes, status: 401,
@@ -549,18 +569,6 @@ public final class APIHandler: HTTPHandler {
         }
         requestStats.record(route: route, status: 401, latencyNanos: uv_hrtime() &- request.startNanos)
         return .done
-    }
-
-    /// Compares in time that depends only on the lengths, so the token cannot be guessed byte by byte.
-    static func constantTimeEquals(_ a: UnsafeRawBufferPointer, _ b: [UInt8]) -> Bool {
-        var diff = UInt8(a.count == b.count ? 0 : 1)
-        let n = Swift.max(a.count, b.count)
-        for i in 0..<n {
-            let x = i < a.count ? a[i] : 0
-            let y = i < b.count ? b[i] : 0xFF
-            diff |= x ^ y
-        }
-        return diff == 0
     }
 
     static func status(of error: LoadError) -> Int {

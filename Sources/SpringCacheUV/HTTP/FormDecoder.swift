@@ -84,9 +84,14 @@ public enum FormDecoder {
 
     /// `string`'s UTF-8 bytes percent-encoded as `appendPercentEncoded` does; for building origin URLs.
     public static func percentEncoded(_ string: String) -> String {
+        percentEncoded(bytes: string.utf8)
+    }
+
+    /// The same for any bytes (a key need not be UTF-8).
+    public static func percentEncoded<S: Sequence>(bytes: S) -> String where S.Element == UInt8 {
         var result = ""
-        result.reserveCapacity(string.utf8.count)
-        for c in string.utf8 {
+        result.reserveCapacity(bytes.underestimatedCount)
+        for c in bytes {
             if isUnreserved(c) {
                 result.unicodeScalars.append(Unicode.Scalar(c))
             } else {

@@ -23,6 +23,18 @@ public final class HTTPConnection {
     /// Output the kernel has not taken yet.
     private var output = StreamWriteQueue()
     private var writeInFlight: Bool { output.inFlight }
+    /// `output.backlog` as last added to `server.queuedOutputBytes`.
+    private var accountedBacklog = 0
+    /// When queued answers last moved to the socket (loop ms); `unreadTimeoutMillis` is measured from it.
+    private(set) var lastWriteMillis: Int64 = 0
+    /// Stopped with nothing queued because all connections together are at the hard cap; the server resumes it.
+    var waitingForRoom = false
+    /// Whether the kernel has ever taken a whole batch of this connection's answers at once: a client seen to
+    /// read. Such connections are resumed first when room is made (`HTTPServer.makeRoom`), so connections that
+    /// arrive in a flood and never read cannot push a reading client to the back of the queue.
+    private(set) var answersTaken = false
+    /// Bytes this connection has queued for its socket.
+    var queuedBytes: Int { output.backlog }
 
     private var reading = false
     private var deferred = false
@@ -43,7 +55,10 @@ public final class HTTPConnection {
         self.server = server
         self.tcp = tcp
         parser = HTTPParser(limits: server.config.limits)
-        deadline = now + server.config.idleTimeoutMillis
+        // The first request's clock starts at accept: a connection that sends nothing gets the header
+        // timeout, not the idle one, so silent sockets cannot hold `--max-connections` for a minute each.
+        deadlineKind = .request
+        deadline = now + server.config.headerTimeoutMillis
         sc_uv_handle_set_data(tcp, Unmanaged.passRetained(self).toOpaque())
         uv_tcp_nodelay(tcp, 1)
     }
@@ -172,11 +187,22 @@ public final class HTTPConnection {
         while offset < bytes.count && !deferred && !closeAfterFlush && !closing {
             // Answers of this batch still in the shared buffer count too: a client can pipeline thousands of
             // requests in one read, and their answers must not pile up there before the check sees them.
-            if outputBacklog + server.output.bytes.count > server.config.maxOutputBytesPerConnection {
+            if !mayAnswer(batch: server.output.bytes.count) {
                 flush()
-                if outputBacklog > server.config.maxOutputBytesPerConnection {
+                if outputBacklog == 0 && !mayAnswer(batch: 0)
+                    && !(answersTaken && server.makeRoomForReader() && mayAnswer(batch: 0)) {
+                    // Nothing of ours is queued, but all connections together are at the hard cap.
+                    stopReading()
+                    waitingForRoom = true
+                    server.waitForRoom(self)
+                    break
+                }
+                if mustPause {
                     // Backpressure: the client is not reading its answers; stop reading its requests.
                     server.stats.backpressurePauses += 1
+                    server.abuse.report(.httpUnreadAnswers, peer: tcpPeerAddress(tcp),
+                                        "\(outputBacklog) answer bytes unread; all connections \(server.queuedOutputBytes)",
+                                        now: server.loop.clock.nowMillis)
                     stopReading()
                     break
                 }
@@ -214,6 +240,8 @@ public final class HTTPConnection {
             case .error(let error):
                 server.stats.parseErrors += 1
                 let mark = server.output.bytes.count
+                server.abuse.report(.httpMalformed, peer: tcpPeerAddress(tcp), "\(error.status) \(error.reason)",
+                                    now: server.loop.clock.nowMillis)
                 server.handler.writeError(status: error.status, reason: error.reason, into: server.output)
                 // Rejected requests are logged too, with what their first line was (cut, escaped).
                 if server.accessLog != nil {
@@ -256,7 +284,7 @@ public final class HTTPConnection {
         // Requests that arrived behind the deferred one are answered now, in order.
         processPendingInput()
         flush()
-        if !closeAfterFlush && !deferred && !closing && outputBacklog <= server.config.maxOutputBytesPerConnection {
+        if !closeAfterFlush && !deferred && !closing && !mustPause {
             startReading()
         }
         afterBatch()
@@ -312,6 +340,42 @@ public final class HTTPConnection {
 
     private var outputBacklog: Int { output.backlog }
 
+    /// Whether another request may be answered, with `batch` answer bytes of this connection not yet queued:
+    /// under its own bound, and under the process-wide one — past which only a connection with nothing queued
+    /// goes on, up to the hard cap (see `HTTPServerConfig.maxQueuedOutputBytes`).
+    private func mayAnswer(batch: Int) -> Bool {
+        let mine = outputBacklog + batch
+        let total = server.queuedOutputBytes + batch
+        guard mine <= server.config.maxOutputBytesPerConnection else { return false }
+        return total < server.config.maxQueuedOutputBytes || (mine == 0 && total < server.config.queuedOutputHardCap)
+    }
+
+    /// Whether this connection's unread answers should stop its requests being read: over its own bound, or
+    /// holding some while all connections together are at the process-wide bound.
+    private var mustPause: Bool {
+        outputBacklog > server.config.maxOutputBytesPerConnection
+            || (outputBacklog > 0 && server.queuedOutputBytes >= server.config.maxQueuedOutputBytes)
+    }
+
+    /// Called by the server when there is room again after `waitForRoom`: answers what waited, reads again.
+    func roomAvailable() {
+        guard waitingForRoom, !closing else { return }
+        waitingForRoom = false
+        guard !deferred, !writeInFlight else { return }
+        batchStart = uv_hrtime()
+        processPendingInput()
+        flush()
+        if !closeAfterFlush && !deferred && !writeInFlight && !waitingForRoom { startReading() }
+        afterBatch()
+    }
+
+    /// Keeps the server's total of queued answers in step with this connection's.
+    private func accountBacklog() {
+        let now = closing ? 0 : output.backlog
+        server.queuedOutputBytes += now - accountedBacklog
+        accountedBacklog = now
+    }
+
     private static let writeCallback: uv_write_cb = { req, status in
         Unmanaged<HTTPConnection>.fromOpaque(sc_uv_req_get_data(req!)!).takeUnretainedValue().didWrite(status)
     }
@@ -324,14 +388,19 @@ public final class HTTPConnection {
         defer { out.clear() }
         if closing { return }
         server.stats.bytesOut += UInt64(out.bytes.count)
-        if output.send(out.bytes.readable, on: stream, owner: Unmanaged.passUnretained(self).toOpaque(),
-                       callback: HTTPConnection.writeCallback) < 0 {
-            close()
-        }
+        let wasQueued = outputBacklog
+        let status = output.send(out.bytes.readable, on: stream, owner: Unmanaged.passUnretained(self).toOpaque(),
+                                 callback: HTTPConnection.writeCallback)
+        if wasQueued == 0 { lastWriteMillis = server.loop.clock.nowMillis }
+        if output.backlog == 0 { answersTaken = true }
+        accountBacklog()
+        if status < 0 { close() }
     }
 
     private func didWrite(_ status: Int32) {
         output.completed()
+        lastWriteMillis = server.loop.clock.nowMillis
+        defer { accountBacklog() }
         if status < 0 || closing {
             close()
             return
@@ -387,6 +456,8 @@ public final class HTTPConnection {
             close()
         case .request:
             server.stats.timeouts += 1
+            server.abuse.report(.httpTimeout, peer: tcpPeerAddress(tcp),
+                                "request not received within \(server.config.headerTimeoutMillis) ms", now: now)
             guard !closing, !deferred else { return }
             server.handler.writeError(status: 408, reason: "request not received within \(server.config.headerTimeoutMillis) ms",
                                       into: server.output)
@@ -409,6 +480,7 @@ public final class HTTPConnection {
         guard !closing else { return }
         closing = true
         stopReading()
+        accountBacklog()
         uv_close(UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_handle_t.self)) { h in
             let unmanaged = Unmanaged<HTTPConnection>.fromOpaque(sc_uv_handle_get_data(h!)!)
             let c = unmanaged.takeUnretainedValue()

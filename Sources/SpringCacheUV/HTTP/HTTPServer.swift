@@ -74,6 +74,8 @@ public struct ConnectionStats {
     public var bytesIn: UInt64 = 0
     public var bytesOut: UInt64 = 0
     public var backpressurePauses: UInt64 = 0
+    /// Connections closed because their answers stayed unread while all together were at the bound.
+    public var unreadClosed: UInt64 = 0
 }
 
 /// The HTTP/1.1 server of one node: the listener, every open connection, their timeouts, and graceful stop.
@@ -83,6 +85,10 @@ public final class HTTPServer {
     public let handler: HTTPHandler
     public let output = ResponseBuffer()
     public internal(set) var stats = ConnectionStats()
+    /// Response bytes queued on all connections (see `HTTPServerConfig.maxQueuedOutputBytes`).
+    public internal(set) var queuedOutputBytes = 0
+    /// Malformed requests, timeouts and unread answers, told to the log once per kind and interval.
+    public let abuse = AbuseLog()
     public var openConnections: Int { connections.count }
     public private(set) var boundPort = 0
 
@@ -92,6 +98,8 @@ public final class HTTPServer {
 
     private var listener: TCPListener?
     private var connections: [HTTPConnection] = []
+    /// Connections stopped because all together were at the hard cap on queued answers (`waitForRoom`).
+    private var waiting: [HTTPConnection] = []
     private var tick: LoopTimer?
     private var stopping = false
     private var stopDeadline: Int64 = 0
@@ -155,8 +163,59 @@ public final class HTTPServer {
         if stopping && connections.isEmpty { finishStop() }
     }
 
+    /// `connection` stopped with nothing queued because all connections are at the hard cap on queued answers;
+    /// it is resumed from the tick once there is room.
+    func waitForRoom(_ connection: HTTPConnection) {
+        waiting.append(connection)
+    }
+
+    /// At the process-wide bound on queued answers: closes, oldest first, connections whose answers have not
+    /// moved for `unreadTimeoutMillis` (at once, whatever their age, while a client that reads waits: see
+    /// `makeRoomForReader`), until the total is under the bound; then resumes those that waited, readers first,
+    /// then the newest first.
+    private func makeRoom(now: Int64) {
+        let readerWaiting = waiting.contains { $0.answersTaken && !$0.isClosing }
+        closeStalled(now: now, minStallMillis: readerWaiting ? 0 : config.unreadTimeoutMillis)
+        guard !waiting.isEmpty, queuedOutputBytes < config.maxQueuedOutputBytes else { return }
+        // Readers first; then the newest first (adaptive LIFO): under a flood of connections that never read,
+        // the oldest waiters are the flood, and a client that just arrived is the one most likely still there.
+        let resumed = waiting.filter { $0.answersTaken } + waiting.filter { !$0.answersTaken }.reversed()
+        waiting.removeAll()
+        for c in resumed { c.roomAvailable() }
+    }
+
+    /// A client seen to read its answers found all connections at the hard cap: the connections whose
+    /// queued answers have moved least recently are closed for it now. Why not wait for `--unread-timeout`:
+    /// memory held for a client that does not read is worth less than an answer to one that does, and
+    /// waiting made every reader stall for that long whenever a flood of non-readers filled the bound.
+    /// True if anything was closed.
+    func makeRoomForReader() -> Bool {
+        closeStalled(now: loop.clock.nowMillis, minStallMillis: 0) > 0
+    }
+
+    /// Closes connections with answers queued that have not moved for `minStallMillis`, longest-stalled first,
+    /// until the total is under `maxQueuedOutputBytes`. Returns how many it closed.
+    @discardableResult
+    private func closeStalled(now: Int64, minStallMillis: Int64) -> Int {
+        guard queuedOutputBytes >= config.maxQueuedOutputBytes else { return 0 }
+        let stalled = connections.filter {
+            $0.queuedBytes > 0 && !$0.isClosing && now - $0.lastWriteMillis >= minStallMillis
+        }.sorted { $0.lastWriteMillis < $1.lastWriteMillis }
+        var closed = 0
+        for c in stalled where queuedOutputBytes >= config.maxQueuedOutputBytes {
+            abuse.report(.httpUnreadAnswers, peer: tcpPeerAddress(c.tcp),
+                         "closed: \(c.queuedBytes) answer bytes unread for \(now - c.lastWriteMillis) ms while all "
+                         + "connections held \(queuedOutputBytes) (limit \(config.maxQueuedOutputBytes))", now: now)
+            stats.unreadClosed += 1
+            c.close()
+            closed += 1
+        }
+        return closed
+    }
+
     private func checkDeadlines() {
         let now = loop.clock.nowMillis
+        makeRoom(now: now)
         var i = 0
         while i < connections.count {
             let c = connections[i]

@@ -11,6 +11,18 @@ public struct HTTPServerConfig {
     /// Response bytes one connection may have queued before the node stops reading its requests
     /// (a client that pipelines and never reads cannot make the node buffer without bound).
     public var maxOutputBytesPerConnection = 4 << 20
+    /// Response bytes queued over all connections (`--max-queued-output-bytes`). Past it, only connections
+    /// with nothing queued are served (a client that reads its answers is not held back by those that do not),
+    /// up to a hard cap a quarter higher; there everyone waits until room is made. Room is made by closing,
+    /// longest-stalled first, connections whose queued answers have not moved for `unreadTimeoutMillis` — or
+    /// at once, whatever their age, when a client seen to read is waiting. So the total stays under 1.25 ×
+    /// this plus one answer.
+    public var maxQueuedOutputBytes = 64 << 20
+    /// While the total is at `maxQueuedOutputBytes`: how long a connection's queued answers may stay untouched
+    /// before it is closed to make room (`--unread-timeout`).
+    public var unreadTimeoutMillis: Int64 = 1_000
+    /// The hard cap on queued answers: `maxQueuedOutputBytes` plus a quarter.
+    public var queuedOutputHardCap: Int { maxQueuedOutputBytes + maxQueuedOutputBytes / 4 }
     /// After a response that closes the connection, how long unread input is drained before closing,
     /// so the kernel does not reset the connection and destroy the response in flight (lingering close).
     public var lingerMillis: Int64 = 2_000

@@ -144,3 +144,25 @@ public final class TCPListener {
         handle.deallocate()
     }
 }
+
+/// The remote address of a connected TCP handle as `HOST:PORT` (`[HOST]:PORT` for IPv6), or "?" if unknown.
+func tcpPeerAddress(_ tcp: UnsafeMutablePointer<uv_tcp_t>) -> String {
+    var storage = sockaddr_storage()
+    var len = Int32(MemoryLayout<sockaddr_storage>.size)
+    return withUnsafeMutablePointer(to: &storage) { p -> String in
+        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa -> String in
+            guard uv_tcp_getpeername(tcp, sa, &len) == 0 else { return "?" }
+            var name = [CChar](repeating: 0, count: 64)
+            if sa.pointee.sa_family == sa_family_t(AF_INET6) {
+                return sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) {
+                    uv_ip6_name($0, &name, name.count)
+                    return "[\(String(cString: name))]:\(UInt16(bigEndian: $0.pointee.sin6_port))"
+                }
+            }
+            return sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
+                uv_ip4_name($0, &name, name.count)
+                return "\(String(cString: name)):\(UInt16(bigEndian: $0.pointee.sin_port))"
+            }
+        }
+    }
+}

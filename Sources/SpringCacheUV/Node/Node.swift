@@ -86,6 +86,8 @@ public final class Node {
         httpOrigin?.onFailure = { [unowned self] kind, cause in self.originFailed(kind, cause) }
         api.extraMetrics = { [unowned self] p in self.writeNodeMetrics(&p) }
         api.extraStats = { [unowned self] j in self.writeNodeStats(&j) }
+        // One abuse log for both ports: a line per kind and interval, with the offender's address.
+        server.abuse.sink = { [logger] line in logger.warning("\(line)") }
         if let cluster, !config.etcdEndpoints.isEmpty {
             let multi = curl ?? CurlMulti(loop: loop.uv)
             curl = multi
@@ -133,6 +135,7 @@ public final class Node {
         settings.peerToken = config.peerToken
         settings.ringKind = config.ringKind
         settings.group = config.group
+        settings.maxMessageBytes = config.maxPeerMessageBytes
         let me = selfMember(config: config, statics: statics)
         if config.ringKind == .springcache {
             // springcache's ring knows a member only by its IP: two members on one IP would be one to every
@@ -159,9 +162,11 @@ public final class Node {
         // The peer port first: a node that cannot serve its peers must not take API connections (a worker
         // sharing the API port would accept some and then die with them).
         if let cluster, let address = cluster.members[config.name]?.peer {
-            let service = PeerService(group: group, clock: loop.clock, token: config.peerToken)
-            let peers = GRPCServer(loop: loop, handler: service)
-            peerService = service
+            var settings = config.peerServer
+            settings.peerToken = config.peerToken
+            settings.maxMessageBytes = config.maxPeerMessageBytes
+            let service = PeerService(group: group, clock: loop.clock, maxValueBytes: config.http.limits.maxBodyBytes)
+            let peers = GRPCServer(loop: loop, settings: settings, handler: service, abuse: server.abuse)
             // Kept before start: if the bind fails, `closeAfterFailedStart` still owns it and closes it.
             peerServer = peers
             // Why all interfaces by default: the advertised address (IP_ADDRESS) need not be one of this host's
@@ -337,7 +342,6 @@ public final class Node {
 
     // MARK: operations
 
-    private var peerService: PeerService?
 
     /// SIGHUP: reads the token files again, so a token is rotated without a restart. A file that cannot be
     /// read keeps the old token in force (and says so): a botched rotation must not open or lock the node.
@@ -357,7 +361,7 @@ public final class Node {
         if let path = config.peerTokenFile {
             do {
                 let token = try TokenFile.read(path, flag: "--peer-token-file")
-                peerService?.setToken(token)
+                peerServer?.setPeerToken(token)
                 cluster?.setPeerToken(token)
                 logger.notice("SIGHUP: re-read --peer-token-file \(path)")
             } catch {

@@ -39,6 +39,9 @@ public struct NodeConfig {
     public var originTimeoutMillis: Int64 = 2_000
     public var cache = CacheConfig()
     public var http = HTTPServerConfig()
+    /// The peer port's limits and timeouts (`--peer-max-*`, `--peer-*-timeout`); its token and message size
+    /// are filled in from `peerToken` and the API limits when the node starts.
+    public var peerServer = GRPCServerSettings()
     /// With `--auth-token-file`: mutating routes require `Authorization: Bearer <token>`.
     public var authToken: [UInt8]?
     /// Share the API port with other processes (workers) through SO_REUSEPORT.
@@ -62,6 +65,11 @@ public struct NodeConfig {
     public static let minCacheBytes = 1024
 
     public init() {}
+
+    /// The largest peer message: a Set of the largest value the API accepts, its key and group, and framing.
+    public var maxPeerMessageBytes: Int {
+        max(4 << 20, http.limits.maxBodyBytes + http.limits.maxHeadBytes + 1024)
+    }
 
     /// Whether this node is part of a cluster (and so serves the gRPC peer port).
     public var isClustered: Bool { !peers.isEmpty || !etcdEndpoints.isEmpty }

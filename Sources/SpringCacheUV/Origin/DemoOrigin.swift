@@ -7,13 +7,13 @@ public final class DemoOrigin: OriginLoader {
     /// springcache's example data, byte for byte.
     public static let springcacheScores: [String: String] = ["Tom": "630", "Jack": "589", "Sam": "567"]
 
-    private let store: [String: [UInt8]]
+    private let store: [CacheKey: [UInt8]]
 
     public init(store: [String: String] = DemoOrigin.springcacheScores) {
-        self.store = store.mapValues { Array($0.utf8) }
+        self.store = Dictionary(uniqueKeysWithValues: store.map { (CacheKey($0.key), Array($0.value.utf8)) })
     }
 
-    public func load(group: String, key: String, completion: @escaping (LoadResult) -> Void) {
+    public func load(group: String, key: CacheKey, completion: @escaping (LoadResult) -> Void) {
         if let value = store[key] {
             completion(.value(value))
         } else {

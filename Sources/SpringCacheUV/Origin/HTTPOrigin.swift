@@ -52,11 +52,11 @@ public final class HTTPOrigin: OriginLoader {
     }
 
     /// The URL loaded for one key; exposed for tests and logs.
-    public func url(group: String, key: String) -> String {
+    public func url(group: String, key: CacheKey) -> String {
         template.expand(group: group, key: key)
     }
 
-    public func load(group: String, key: String, completion: @escaping (LoadResult) -> Void) {
+    public func load(group: String, key: CacheKey, completion: @escaping (LoadResult) -> Void) {
         // The connect limit is the whole limit: an origin that cannot be reached in time is as late as one
         // that does not answer, and both are reported the same way.
         let url = url(group: group, key: key)
@@ -77,7 +77,7 @@ public final class HTTPOrigin: OriginLoader {
     }
 
     /// The reply mapping described on the type, with the outcome's class.
-    static func result(of outcome: CurlOutcome, key: String, timeoutMillis: Int) -> (LoadResult, OriginOutcome) {
+    static func result(of outcome: CurlOutcome, key: CacheKey, timeoutMillis: Int) -> (LoadResult, OriginOutcome) {
         switch outcome {
         case .response(status: 200, let body):
             return (.value(body), .ok)
@@ -107,8 +107,8 @@ public final class HTTPOrigin: OriginLoader {
         }
     }
 
-    private static func quoted(_ key: String) -> String {
-        "\"" + key + "\""
+    private static func quoted(_ key: CacheKey) -> String {
+        "\"\(key)\""
     }
 }
 
@@ -170,11 +170,15 @@ public struct URLTemplate: Equatable {
     }
 
     public func expand(group: String, key: String) -> String {
+        expand(group: group, key: CacheKey(key))
+    }
+
+    public func expand(group: String, key: CacheKey) -> String {
         var url = ""
         for part in parts {
             switch part {
             case .literal(let text): url += text
-            case .key: url += URLTemplate.percentEncode(key)
+            case .key: url += FormDecoder.percentEncoded(bytes: key.bytes)
             case .group: url += URLTemplate.percentEncode(group)
             }
         }

@@ -24,5 +24,5 @@ public enum LoadResult: Equatable {
 /// Contract: `completion` is called exactly once, on the loop thread. It may be called before `load`
 /// returns (the demo store answers at once); callers must cope with that.
 public protocol OriginLoader: AnyObject {
-    func load(group: String, key: String, completion: @escaping (LoadResult) -> Void)
+    func load(group: String, key: CacheKey, completion: @escaping (LoadResult) -> Void)
 }

@@ -14,6 +14,8 @@ public struct GRPCClientSettings {
     public var connectionWindowSize: Int32 = 16 << 20
     /// Requests waiting for the socket before we stop pulling more from nghttp2 (it queues the rest).
     public var maxOutputBytes = 4 << 20
+    /// SETTINGS_MAX_HEADER_LIST_SIZE we advertise and enforce on response headers and trailers.
+    public var maxHeaderListBytes = 16 << 10
     /// A connect attempt that has not completed by then fails like a refused one.
     public var connectTimeoutMillis: Int64 = 2000
     /// Backoff after the first failed connect attempt; doubled after each further failure, up to the max.

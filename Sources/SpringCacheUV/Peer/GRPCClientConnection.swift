@@ -18,7 +18,8 @@ final class GRPCClientConnection: HTTP2Connection {
         self.client = client
         connectRequest = .allocate(capacity: 1)
         super.init(loop: client.loop, tcp: tcp, buffers: client.buffers, isServer: false,
-                   maxOutputBytes: client.settings.maxOutputBytes)
+                   maxOutputBytes: client.settings.maxOutputBytes,
+                   maxHeaderListBytes: client.settings.maxHeaderListBytes)
     }
 
     deinit {
@@ -48,7 +49,8 @@ final class GRPCClientConnection: HTTP2Connection {
     func open() {
         let s = client.settings
         submitSettings([(NGHTTP2_SETTINGS_ENABLE_PUSH, 0),
-                        (NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, UInt32(s.initialWindowSize))],
+                        (NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, UInt32(s.initialWindowSize)),
+                        (NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, UInt32(s.maxHeaderListBytes))],
                        connectionWindow: s.connectionWindowSize)
         startReading()
     }

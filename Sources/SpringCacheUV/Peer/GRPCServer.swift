@@ -20,6 +20,31 @@ public struct GRPCServerSettings {
     public var maxHeaderListBytes: UInt32 = 16 << 10
     /// Output waiting for one slow peer before we stop pulling answers from nghttp2 and stop reading it.
     public var maxOutputBytesPerConnection = 4 << 20
+    /// Bytes the streams of one connection may hold: request messages being received or waiting for their
+    /// answer, and answers not yet sent (a peer that does not open its window keeps them here). A request
+    /// or an answer that would pass it is refused with RESOURCE_EXHAUSTED. Counted before authentication.
+    public var maxConnectionBufferBytes = 16 << 20
+    /// The same bound over every connection of the server, plus their output waiting for the socket.
+    public var maxBufferBytes = 64 << 20
+    /// Every stream ends this long after its HEADERS arrived, whether or not the caller sent `grpc-timeout`
+    /// (a shorter `grpc-timeout` still wins): an unanswered call gets DEADLINE_EXCEEDED, a request still
+    /// arriving or an answer the peer does not take is reset, and what it held is released. Also the
+    /// longest a connection may leave its output unread before it is closed.
+    public var streamTimeoutMillis: Int64 = 10_000
+    /// A connection must send the HTTP/2 preface and its SETTINGS within this long of being accepted.
+    public var handshakeTimeoutMillis: Int64 = 5_000
+    /// A connection silent this long is sent a PING; silent `pingTimeoutMillis` more, it is closed.
+    public var idleTimeoutMillis: Int64 = 60_000
+    public var pingTimeoutMillis: Int64 = 10_000
+    /// Connections that have not authenticated yet (with a peer token: sent no request carrying it;
+    /// without: not finished the handshake). A new connection beyond it closes the oldest of them, so
+    /// silent or slow sockets cannot lock peers out (item 5 of issue 10).
+    public var maxUnauthenticatedConnections = 64
+    /// With `--peer-token-file`: every request must carry `authorization: Bearer <token>`; checked when its
+    /// headers arrive, so an unauthenticated request never gets its message buffered.
+    public var peerToken: [UInt8]?
+    /// How often deadlines, handshakes and idle connections are checked.
+    public var tickMillis: UInt64 = 250
     /// How long `close` waits for answers in flight before closing connections anyway.
     public var shutdownGraceMillis: Int64 = 2000
     public var backlog: Int32 = 511
@@ -45,6 +70,18 @@ public struct GRPCServerStats {
     public var cancelled: UInt64 = 0
     public var bytesIn: UInt64 = 0
     public var bytesOut: UInt64 = 0
+    /// Requests or answers refused because a connection or the process held its bound of bytes.
+    public var bufferRefusals: UInt64 = 0
+    /// Streams ended by `streamTimeoutMillis` (reset, or answered DEADLINE_EXCEEDED).
+    public var streamTimeouts: UInt64 = 0
+    /// Connections closed for not finishing the handshake, staying silent after a PING, or not reading.
+    public var connectionTimeouts: UInt64 = 0
+    /// Unauthenticated connections closed to make room for a new one.
+    public var unauthenticatedEvictions: UInt64 = 0
+    /// Requests refused for a missing or wrong peer token.
+    public var unauthenticatedRequests: UInt64 = 0
+    /// Bytes held now by streams and output of all connections (see `maxBufferBytes`).
+    public var bufferedBytes: Int = 0
 
     public init() {}
 }
@@ -147,7 +184,7 @@ public final class GRPCServerCall: GRPCDeadlineTracked {
 /// graceful close. Unary calls only (all springcache's methods are unary).
 public final class GRPCServer {
     public let loop: EventLoop
-    public let settings: GRPCServerSettings
+    public private(set) var settings: GRPCServerSettings
     public let handler: GRPCServiceHandler
     public internal(set) var stats = GRPCServerStats()
     public private(set) var boundPort = 0
@@ -156,6 +193,13 @@ public final class GRPCServer {
 
     let buffers = HTTP2IOBuffers()
     let headers = HTTP2HeaderBlock()
+    /// Told once per interval about each kind of protocol abuse, with the peer's address (the node logs it).
+    public let abuse: AbuseLog
+    /// Bytes held by streams of all connections (requests and answers; output is in `buffers`).
+    var heldBytes = 0
+    /// Open connections that have not authenticated yet.
+    var unauthenticated = 0
+    private var tick: LoopTimer?
 
     private var listener: TCPListener?
     private var connections: [GRPCServerConnection] = []
@@ -167,14 +211,30 @@ public final class GRPCServer {
     private var graceTimer: LoopTimer?
     private var onClosed: (() -> Void)?
 
-    public init(loop: EventLoop, settings: GRPCServerSettings = GRPCServerSettings(), handler: GRPCServiceHandler) {
+    public init(loop: EventLoop, settings: GRPCServerSettings = GRPCServerSettings(), handler: GRPCServiceHandler,
+                abuse: AbuseLog = AbuseLog()) {
         self.loop = loop
         self.settings = settings
         self.handler = handler
+        self.abuse = abuse
     }
 
     deinit {
-        precondition(listener == nil && deadlineTimer == nil && flushWork == nil, "GRPCServer released without close()")
+        precondition(listener == nil && deadlineTimer == nil && flushWork == nil && tick == nil,
+                     "GRPCServer released without close()")
+    }
+
+    /// A snapshot of the counters, with the bytes held now.
+    public var currentStats: GRPCServerStats {
+        var s = stats
+        s.bufferedBytes = heldBytes + buffers.queuedOutputBytes
+        return s
+    }
+
+    /// Replaces the token every call must carry (SIGHUP re-reads `--peer-token-file`); connections opened from
+    /// now on are checked against it.
+    public func setPeerToken(_ token: [UInt8]?) {
+        settings.peerToken = token
     }
 
     /// Binds and listens on `address` (port 0 picks a free port: see `boundPort`).
@@ -187,6 +247,46 @@ public final class GRPCServer {
         boundPort = listener!.boundPort
         deadlineTimer = LoopTimer(loop: loop) { [unowned self] in self.deadlineTimerFired() }
         flushWork = HTTP2DeferredWork(loop: loop) { [unowned self] in self.flushDirty() }
+        buffers.maxQueuedOutputBytes = settings.maxBufferBytes
+        let timer = LoopTimer(loop: loop) { [unowned self] in self.checkConnections() }
+        // Why a coarse tick: these deadlines are seconds long, and one scan of the open connections four times
+        // a second costs less than keeping a timer per stream and per connection up to date.
+        timer.start(timeoutMillis: settings.tickMillis, repeatMillis: settings.tickMillis)
+        tick = timer
+    }
+
+    /// Handshake and idle deadlines of every connection, and the lifetime bound of every stream.
+    private func checkConnections() {
+        let now = loop.clock.nowMillis
+        var i = 0
+        while i < connections.count {
+            let c = connections[i]
+            c.checkDeadlines(now: now)
+            if i < connections.count && connections[i] === c { i += 1 }
+        }
+    }
+
+    /// Whether `bytes` more may be held by a stream of `connection` (its bound and the process's).
+    func mayHold(_ bytes: Int, connectionHeld: Int) -> Bool {
+        connectionHeld + bytes <= settings.maxConnectionBufferBytes
+            && heldBytes + buffers.queuedOutputBytes + bytes <= settings.maxBufferBytes
+    }
+
+    /// A connection authenticated (or closed unauthenticated).
+    func connectionAuthenticated() { unauthenticated -= 1 }
+
+    /// Makes room for a new connection when too many have not authenticated: the oldest of them goes.
+    private func evictOldestUnauthenticated() {
+        var oldest: GRPCServerConnection?
+        for c in connections where !c.isAuthenticated && !c.isClosing {
+            if oldest == nil || c.acceptedAtMillis < oldest!.acceptedAtMillis { oldest = c }
+        }
+        guard let oldest else { return }
+        stats.unauthenticatedEvictions += 1
+        abuse.report(.unauthenticatedFlood, peer: oldest.peerAddress,
+                     "more than \(settings.maxUnauthenticatedConnections) connections not authenticated; closing the oldest",
+                     now: loop.clock.nowMillis)
+        oldest.close(reason: "closed to make room: too many connections that have not authenticated")
     }
 
     private func accept(_ tcp: UnsafeMutablePointer<uv_tcp_t>) {
@@ -199,7 +299,9 @@ public final class GRPCServer {
             return
         }
         stats.connectionsAccepted += 1
+        if unauthenticated >= settings.maxUnauthenticatedConnections { evictOldestUnauthenticated() }
         let connection = GRPCServerConnection(server: self, tcp: tcp)
+        unauthenticated += 1
         connection.index = connections.count
         connections.append(connection)
         connection.open()
@@ -309,6 +411,8 @@ public final class GRPCServer {
     private func finishClose() {
         graceTimer?.close()
         graceTimer = nil
+        tick?.close()
+        tick = nil
         deadlineTimer?.close()
         deadlineTimer = nil
         flushWork?.close()

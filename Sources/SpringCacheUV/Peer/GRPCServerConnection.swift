@@ -12,6 +12,14 @@ final class GRPCServerStream {
     var timeoutMillis: Int64?
     var timeoutMalformed = false
     var authorization: String?
+    /// Whether `authorization` carried the peer token (checked on the raw bytes as the header arrives).
+    var authorized = false
+    /// When the stream's HEADERS arrived, and when it must be over (`streamTimeoutMillis`).
+    let endsAtMillis: Int64
+    /// Bytes charged to this stream against the connection's and the process's buffer bounds.
+    var held = 0
+    /// The stream outlived `streamTimeoutMillis` and was ended; what it held is gone.
+    var timedOut = false
     var encodingDeclared = false
     var deadlineMillis: Int64?
     var decoder: GRPCMessageDecoder?
@@ -26,9 +34,10 @@ final class GRPCServerStream {
     var response: [UInt8] = []
     var responseOffset = 0
 
-    init(id: Int32, connection: GRPCServerConnection) {
+    init(id: Int32, connection: GRPCServerConnection, endsAtMillis: Int64) {
         self.id = id
         self.connection = connection
+        self.endsAtMillis = endsAtMillis
     }
 }
 
@@ -43,11 +52,124 @@ final class GRPCServerConnection: HTTP2Connection {
     /// the handler never runs inside an nghttp2 callback.
     private var ready: [GRPCServerStream] = []
     private var protocolFailed = false
+    /// Bytes held by this connection's streams (see `GRPCServerSettings.maxConnectionBufferBytes`).
+    private var held = 0
+    let acceptedAtMillis: Int64
+    /// Looked up only when something is reported about the connection.
+    var peerAddress: String { tcpPeerAddress(tcp) }
+    /// Whether the peer has authenticated (`GRPCServerSettings.maxUnauthenticatedConnections`).
+    private(set) var isAuthenticated = false
+    /// When we sent a PING to a silent connection; nil when none is outstanding.
+    private var pingSentAtMillis: Int64?
 
     init(server: GRPCServer, tcp: UnsafeMutablePointer<uv_tcp_t>) {
         self.server = server
+        acceptedAtMillis = server.loop.clock.nowMillis
         super.init(loop: server.loop, tcp: tcp, buffers: server.buffers, isServer: true,
-                   maxOutputBytes: server.settings.maxOutputBytesPerConnection)
+                   maxOutputBytes: server.settings.maxOutputBytesPerConnection,
+                   maxHeaderListBytes: Int(server.settings.maxHeaderListBytes))
+    }
+
+    private func authenticated() {
+        guard !isAuthenticated else { return }
+        isAuthenticated = true
+        server.connectionAuthenticated()
+    }
+
+    private func reportAbuse(_ kind: AbuseLog.Kind, _ detail: String) {
+        server.abuse.report(kind, peer: peerAddress, detail, now: loop.clock.nowMillis)
+    }
+
+    // MARK: buffer bounds
+
+    /// Charges `bytes` to `stream`; false (nothing charged) if the connection or the process is at its bound.
+    private func hold(_ bytes: Int, for stream: GRPCServerStream) -> Bool {
+        guard server.mayHold(bytes, connectionHeld: held) else { return false }
+        stream.held += bytes
+        held += bytes
+        server.heldBytes += bytes
+        return true
+    }
+
+    /// Gives back `bytes` (all of them by default) of what `stream` holds.
+    private func release(_ stream: GRPCServerStream, _ bytes: Int? = nil) {
+        let n = min(bytes ?? stream.held, stream.held)
+        stream.held -= n
+        held -= n
+        server.heldBytes -= n
+    }
+
+    private func refuseForBuffers(_ stream: GRPCServerStream, what: String, bytes: Int) {
+        server.stats.bufferRefusals += 1
+        let s = server.settings
+        reportAbuse(.bufferFull, "\(what) of \(bytes) bytes refused: this connection holds \(held) bytes "
+                    + "(limit \(s.maxConnectionBufferBytes)), all peers \(server.heldBytes + buffers.queuedOutputBytes) "
+                    + "(limit \(s.maxBufferBytes))")
+        stream.decoder = nil
+        stream.response = []
+        release(stream)
+        sendStatus(stream, status: .resourceExhausted,
+                   message: "the server's buffers for unfinished requests and unsent answers are full; retry later")
+    }
+
+    // MARK: deadlines
+
+    /// Called by the server's tick: the handshake and idle deadlines, and the lifetime bound of each stream.
+    func checkDeadlines(now: Int64) {
+        guard !isClosing else { return }
+        let s = server.settings
+        if !handshakeComplete {
+            if now - acceptedAtMillis >= s.handshakeTimeoutMillis {
+                timedOut("no HTTP/2 preface and SETTINGS within \(s.handshakeTimeoutMillis) ms")
+            }
+            return
+        }
+        if writeInFlight && now - lastWriteMillis >= s.streamTimeoutMillis {
+            timedOut("the peer read none of our output for \(s.streamTimeoutMillis) ms")
+            return
+        }
+        if let sent = pingSentAtMillis, lastInputMillis < sent {
+            if now - sent >= s.pingTimeoutMillis {
+                timedOut("silent for \(s.idleTimeoutMillis) ms and no answer to a PING in \(s.pingTimeoutMillis) ms")
+                return
+            }
+        } else if now - lastInputMillis >= s.idleTimeoutMillis, let session {
+            // A live peer (nghttp2 answers PINGs by itself) keeps the connection; a dead or silent one goes.
+            pingSentAtMillis = now
+            nghttp2_submit_ping(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nil)
+            requestFlush()
+        }
+        var expired: [GRPCServerStream] = []
+        for stream in streams.values where stream.endsAtMillis <= now && !stream.timedOut { expired.append(stream) }
+        for stream in expired { endStream(stream) }
+    }
+
+    private func timedOut(_ reason: String) {
+        server.stats.connectionTimeouts += 1
+        reportAbuse(.connectionTimeout, reason)
+        close(reason: reason)
+    }
+
+    /// A stream outlived `streamTimeoutMillis`: answer DEADLINE_EXCEEDED if no answer was given, else reset it;
+    /// either way what it held is released now, whether or not the peer ever takes another byte.
+    private func endStream(_ stream: GRPCServerStream) {
+        guard let session, !stream.timedOut else { return }
+        stream.timedOut = true
+        server.stats.streamTimeouts += 1
+        reportAbuse(.streamTimeout, "stream \(stream.id) still open after \(server.settings.streamTimeoutMillis) ms "
+                    + (stream.answered ? "(its answer not taken)" : "(not answered)"))
+        stream.decoder = nil
+        stream.response = []
+        release(stream)
+        if let call = stream.call {
+            call.expire()
+        } else if !stream.answered {
+            sendStatus(stream, status: .deadlineExceeded,
+                       message: "stream not finished within \(server.settings.streamTimeoutMillis) ms")
+        } else {
+            nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream.id, NGHTTP2_CANCEL.rawValue)
+            requestFlush()
+        }
     }
 
     /// Sends our SETTINGS and starts reading.
@@ -71,7 +193,8 @@ final class GRPCServerConnection: HTTP2Connection {
     override func didBeginHeaders(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
         let f = frame.pointee
         guard f.hd.type == UInt8(NGHTTP2_HEADERS.rawValue), f.headers.cat == NGHTTP2_HCAT_REQUEST else { return 0 }
-        streams[f.hd.stream_id] = GRPCServerStream(id: f.hd.stream_id, connection: self)
+        let endsAt = loop.clock.nowMillis + server.settings.streamTimeoutMillis
+        streams[f.hd.stream_id] = GRPCServerStream(id: f.hd.stream_id, connection: self, endsAtMillis: endsAt)
         return 0
     }
 
@@ -95,6 +218,7 @@ final class GRPCServerConnection: HTTP2Connection {
             }
         } else if http2Equal(name, "authorization") {
             stream.authorization = String(decoding: value, as: UTF8.self)
+            if let token = server.settings.peerToken { stream.authorized = BearerToken.matches(value, token: token) }
         } else if http2Equal(name, "grpc-encoding") {
             stream.encodingDeclared = !http2Equal(value, "identity")
         }
@@ -110,6 +234,7 @@ final class GRPCServerConnection: HTTP2Connection {
 
     override func didReceiveFrame(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
         let f = frame.pointee
+        if !isAuthenticated && handshakeComplete && server.settings.peerToken == nil { authenticated() }
         let endStream = f.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
         switch f.hd.type {
         case UInt8(NGHTTP2_HEADERS.rawValue):
@@ -127,6 +252,16 @@ final class GRPCServerConnection: HTTP2Connection {
     /// Validates the request headers as soon as they are complete, so a bad request is answered without
     /// waiting for (or buffering) its body.
     private func headersComplete(_ stream: GRPCServerStream) {
+        if server.settings.peerToken != nil {
+            guard stream.authorized else {
+                // Refused before its message is read: an unauthenticated peer gets nothing buffered.
+                server.stats.unauthenticatedRequests += 1
+                reportAbuse(.unauthenticated, "request for \(stream.path) without the peer token")
+                sendStatus(stream, status: .unauthenticated, message: "this peer port requires authorization: Bearer <token>")
+                return
+            }
+            authenticated()
+        }
         if !stream.isPost {
             sendStatus(stream, status: .unimplemented, message: "gRPC requires POST", httpStatus: 405)
             return
@@ -141,7 +276,10 @@ final class GRPCServerConnection: HTTP2Connection {
             return
         }
         if let timeout = stream.timeoutMillis {
-            stream.deadlineMillis = loop.clock.nowMillis + timeout
+            stream.deadlineMillis = min(loop.clock.nowMillis + timeout, stream.endsAtMillis)
+        } else {
+            // A deadline on every call, sent or not: the stream's own lifetime bound.
+            stream.deadlineMillis = stream.endsAtMillis
         }
         stream.decoder = GRPCMessageDecoder(maxMessageBytes: server.settings.maxMessageBytes, maxMessages: 1,
                                             encodingDeclared: stream.encodingDeclared)
@@ -149,6 +287,10 @@ final class GRPCServerConnection: HTTP2Connection {
 
     override func didReceiveData(streamID: Int32, _ data: UnsafeRawBufferPointer) -> Int32 {
         guard let stream = streams[streamID], !stream.answered, stream.decoder != nil else { return 0 }
+        guard hold(data.count, for: stream) else {
+            refuseForBuffers(stream, what: "request data", bytes: data.count)
+            return 0
+        }
         if let failure = stream.decoder!.feed(data) {
             // Answered at once: e.g. an oversized message is refused before it is buffered.
             stream.decoder = nil
@@ -198,6 +340,7 @@ final class GRPCServerConnection: HTTP2Connection {
     override func didCloseStream(_ streamID: Int32, errorCode: UInt32) -> Int32 {
         guard let stream = streams.removeValue(forKey: streamID) else { return 0 }
         stream.response = []
+        release(stream)
         stream.call?.cancel()
         return 0
     }
@@ -210,6 +353,12 @@ final class GRPCServerConnection: HTTP2Connection {
         if message.count > server.settings.maxMessageBytes {
             sendStatus(stream, status: .resourceExhausted,
                        message: "response of \(message.count) bytes exceeds the limit of \(server.settings.maxMessageBytes) bytes")
+            return
+        }
+        // The request message is done with; the answer is held until the peer's window lets it out.
+        release(stream)
+        guard hold(5 + message.count, for: stream) else {
+            refuseForBuffers(stream, what: "answer", bytes: 5 + message.count)
             return
         }
         stream.answered = true
@@ -228,7 +377,7 @@ final class GRPCServerConnection: HTTP2Connection {
 
     override func readBody(streamID: Int32, into buffer: UnsafeMutablePointer<UInt8>, length: Int,
                            flags: UnsafeMutablePointer<UInt32>) -> Int {
-        guard let stream = streams[streamID], let session else {
+        guard let stream = streams[streamID], !stream.timedOut, let session else {
             return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
         }
         let total = 5 + stream.response.count
@@ -248,6 +397,7 @@ final class GRPCServerConnection: HTTP2Connection {
             offset += count
         }
         stream.responseOffset = offset
+        release(stream, n)
         if offset == total {
             stream.response = []
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue | NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
@@ -266,6 +416,8 @@ final class GRPCServerConnection: HTTP2Connection {
     func sendStatus(_ stream: GRPCServerStream, status: GRPCStatus, message: String, httpStatus: Int = 200) {
         guard !stream.answered, !isClosing, let session else { return }
         stream.answered = true
+        stream.decoder = nil
+        release(stream)
         let h = server.headers
         h.reset()
         h.add(":status", httpStatus == 200 ? "200" : String(httpStatus))
@@ -294,7 +446,15 @@ final class GRPCServerConnection: HTTP2Connection {
     }
 
     override func connectionDidFail(reason: String) {
-        if failedProtocol { server.stats.protocolErrors += 1 }
+        if failedProtocol {
+            server.stats.protocolErrors += 1
+            reportAbuse(reason.hasPrefix("HTTP/2 abuse: header list") ? .headerList : .http2Protocol, reason)
+        }
+        if !isAuthenticated {
+            isAuthenticated = true
+            server.connectionAuthenticated()
+        }
+        for stream in streams.values { release(stream) }
         let open = streams
         streams.removeAll()
         ready.removeAll()

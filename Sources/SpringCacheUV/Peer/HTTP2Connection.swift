@@ -14,6 +14,10 @@ final class HTTP2IOBuffers {
     let read: UnsafeMutablePointer<UInt8>
     let readCapacity: Int
     var output = ByteBuffer(capacity: 64 << 10)
+    /// Output of all the owner's connections waiting for their sockets, and the most there may be: a
+    /// connection with output already waiting stops pulling more from nghttp2 while the total is at the bound.
+    var queuedOutputBytes = 0
+    var maxQueuedOutputBytes = Int.max
 
     init(readCapacity: Int = 64 << 10) {
         self.readCapacity = readCapacity
@@ -106,6 +110,10 @@ class HTTP2Connection {
     /// Output the kernel has not taken yet.
     private var output = StreamWriteQueue()
     var writeInFlight: Bool { output.inFlight }
+    /// `output.backlog` as last added to `buffers.queuedOutputBytes`.
+    private var accountedBacklog = 0
+    /// When output last left for the socket (loop ms): a peer that stops reading is found by its age.
+    private(set) var lastWriteMillis: Int64 = 0
 
     /// Whether the owner wants input (set by `startReading`); `reading` is whether uv is reading now,
     /// which is false while output is backed up (backpressure).
@@ -125,14 +133,30 @@ class HTTP2Connection {
     private(set) var bytesIn: UInt64 = 0
     private(set) var bytesOut: UInt64 = 0
 
+    /// SETTINGS_MAX_HEADER_LIST_SIZE as we advertise it, enforced (RFC 9113 §6.5.2 makes it advisory; we
+    /// do not): a header block whose decoded size (RFC 7541 §4.1: name + value + 32 per field) passes it ends
+    /// the connection. Why end it rather than reset the stream: HPACK lets a few bytes on the wire expand to
+    /// megabytes of decoded fields, and the decoding is the cost, so the sender must not get to send more.
+    let maxHeaderListBytes: Int
+    /// Decoded size of the header block being received.
+    private var headerBlockBytes = 0
+    /// Why the peer's input was refused by one of our own checks (shown instead of nghttp2's generic text).
+    private var refusal: String?
+    /// When the peer last sent anything (loop ms), and whether its SETTINGS (the end of the handshake) came.
+    private(set) var lastInputMillis: Int64
+    private(set) var handshakeComplete = false
+
     /// Creates the nghttp2 session; the handle must be initialized (`uv_tcp_init`) by the caller and is
     /// owned by this object from now on, also when the session cannot be created (then it closes at once).
     init(loop: EventLoop, tcp: UnsafeMutablePointer<uv_tcp_t>, buffers: HTTP2IOBuffers, isServer: Bool,
-         maxOutputBytes: Int) {
+         maxOutputBytes: Int, maxHeaderListBytes: Int) {
         self.loop = loop
         self.tcp = tcp
         self.buffers = buffers
         self.maxOutputBytes = maxOutputBytes
+        self.maxHeaderListBytes = maxHeaderListBytes
+        lastInputMillis = loop.clock.nowMillis
+        lastWriteMillis = lastInputMillis
         sc_uv_handle_set_data(tcp, Unmanaged.passRetained(self).toOpaque())
         uv_tcp_nodelay(tcp, 1)
 
@@ -145,12 +169,25 @@ class HTTP2Connection {
         defer { nghttp2_option_del(option) }
         // Why: without it nghttp2 keeps closed streams around for priority bookkeeping that gRPC never uses.
         nghttp2_option_set_no_closed_streams(option, 1)
+        // Why explicit: these bound what a peer can make us queue or remember (SETTINGS entries, ACKs for its
+        // PINGs and SETTINGS, HPACK table we encode against, CONTINUATION frames per header block); nghttp2's
+        // defaults happen to be close, but a bound the node relies on is written where it is relied on.
+        nghttp2_option_set_max_settings(option, HTTP2Connection.maxSettingsEntries)
+        nghttp2_option_set_max_outbound_ack(option, HTTP2Connection.maxOutboundAcks)
+        nghttp2_option_set_max_deflate_dynamic_table_size(option, HTTP2Connection.maxDeflateTableBytes)
+        nghttp2_option_set_max_continuations(option, HTTP2Connection.maxContinuations)
         let userData = Unmanaged.passUnretained(self).toOpaque()
         var created: OpaquePointer?
         let status = isServer ? nghttp2_session_server_new2(&created, callbacks, userData, option)
                               : nghttp2_session_client_new2(&created, callbacks, userData, option)
         if status == 0 { session = created }
     }
+
+    /// Most entries in one SETTINGS frame, queued ACKs, HPACK encoder table, CONTINUATIONs per block.
+    static let maxSettingsEntries = 32
+    static let maxOutboundAcks = 1000
+    static let maxDeflateTableBytes = 4096
+    static let maxContinuations = 8
 
     deinit {
         precondition(isClosing, "HTTP2Connection released without close()")
@@ -198,11 +235,19 @@ class HTTP2Connection {
 
     private static func install(_ callbacks: OpaquePointer?) {
         nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks) { _, frame, userData in
-            HTTP2Connection.from(userData).didBeginHeaders(frame!)
+            let c = HTTP2Connection.from(userData)
+            c.headerBlockBytes = 0
+            return c.didBeginHeaders(frame!)
         }
         nghttp2_session_callbacks_set_on_header_callback(callbacks) { _, frame, name, nameLength, value, valueLength, _,
                                                                       userData in
-            HTTP2Connection.from(userData).didReceiveHeader(
+            let c = HTTP2Connection.from(userData)
+            c.headerBlockBytes += nameLength + valueLength + 32
+            if c.headerBlockBytes > c.maxHeaderListBytes {
+                c.refusal = "header list over \(c.maxHeaderListBytes) bytes (SETTINGS_MAX_HEADER_LIST_SIZE)"
+                return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
+            }
+            return c.didReceiveHeader(
                 frame!, name: UnsafeRawBufferPointer(start: name, count: nameLength),
                 value: UnsafeRawBufferPointer(start: value, count: valueLength))
         }
@@ -211,7 +256,12 @@ class HTTP2Connection {
                                                           UnsafeRawBufferPointer(start: data, count: length))
         }
         nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks) { _, frame, userData in
-            HTTP2Connection.from(userData).didReceiveFrame(frame!)
+            let c = HTTP2Connection.from(userData)
+            let hd = frame!.pointee.hd
+            if hd.type == UInt8(NGHTTP2_SETTINGS.rawValue) && hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) == 0 {
+                c.handshakeComplete = true
+            }
+            return c.didReceiveFrame(frame!)
         }
         nghttp2_session_callbacks_set_on_frame_not_send_callback(callbacks) { _, frame, error, userData in
             HTTP2Connection.from(userData).didNotSendFrame(frame!, error: error)
@@ -277,6 +327,7 @@ class HTTP2Connection {
         }
         guard let session, !closeAfterFlush else { return }
         bytesIn += UInt64(nread)
+        lastInputMillis = loop.clock.nowMillis
         processingInput = true
         let consumed = nghttp2_session_mem_recv(session, buffers.read, nread)
         if consumed < 0 {
@@ -292,6 +343,10 @@ class HTTP2Connection {
     /// nghttp2 gave up on the input (bad preface, flood, …): say GOAWAY if the peer speaks HTTP/2, then close.
     private func protocolFailure(_ code: Int32) {
         failedProtocol = true
+        if let refusal {
+            terminate(errorCode: NGHTTP2_ENHANCE_YOUR_CALM.rawValue, reason: "HTTP/2 abuse: \(refusal)")
+            return
+        }
         let reason = "HTTP/2 error: \(String(cString: nghttp2_strerror(code)))"
         if code == NGHTTP2_ERR_BAD_CLIENT_MAGIC.rawValue || session == nil {
             // Not HTTP/2 at all (e.g. an HTTP/1.1 request): a GOAWAY would be noise to it.
@@ -328,7 +383,8 @@ class HTTP2Connection {
         if processingInput { return }  // the read that is being processed flushes once at its end
         buffers.output.count = 0
         var failed: String?
-        while outputBacklog + buffers.output.count < maxOutputBytes {
+        while outputBacklog + buffers.output.count < maxOutputBytes
+                && (outputBacklog == 0 || buffers.queuedOutputBytes + buffers.output.count < buffers.maxQueuedOutputBytes) {
             var data: UnsafePointer<UInt8>?
             let n = nghttp2_session_mem_send(session, &data)
             if n < 0 {
@@ -371,11 +427,21 @@ class HTTP2Connection {
         bytesOut += UInt64(out.count)
         let status = output.send(out.readable, on: stream, owner: Unmanaged.passUnretained(self).toOpaque(),
                                  callback: HTTP2Connection.writeCallback)
+        accountBacklog()
         if status < 0 { close(reason: "write failed: \(String(cString: uv_strerror(status)))") }
+    }
+
+    /// Keeps the owner's total of waiting output in step with this connection's.
+    private func accountBacklog() {
+        let now = isClosing ? 0 : output.backlog
+        buffers.queuedOutputBytes += now - accountedBacklog
+        accountedBacklog = now
     }
 
     private func didWrite(_ status: Int32) {
         output.completed()
+        lastWriteMillis = loop.clock.nowMillis
+        defer { accountBacklog() }
         if isClosing { return }
         if status < 0 {
             close(reason: "write failed: \(String(cString: uv_strerror(status)))")
@@ -413,6 +479,7 @@ class HTTP2Connection {
         reportFailure(reason)
         isClosing = true
         pauseReading()
+        accountBacklog()
         uv_close(UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_handle_t.self)) { handle in
             let unmanaged = Unmanaged<HTTP2Connection>.fromOpaque(sc_uv_handle_get_data(handle!)!)
             unmanaged.takeUnretainedValue().connectionDidClose()

@@ -14,29 +14,18 @@ public final class PeerService: GRPCServiceHandler {
 
     let group: Group
     let clock: Clock
-    /// With `--peer-token-file`: the exact `authorization` value every call must carry.
-    private(set) var requiredAuthorization: [UInt8]?
+    /// Largest value a peer may Set (`--max-body-bytes`, the same bound the API applies).
+    let maxValueBytes: Int
 
-    public init(group: Group, clock: Clock, token: [UInt8]? = nil) {
+    /// The peer token (`--peer-token-file`) is checked by the transport (`GRPCServerSettings.peerToken`)
+    /// as soon as a request's headers arrive, before its message is read.
+    public init(group: Group, clock: Clock, maxValueBytes: Int = .max) {
         self.group = group
         self.clock = clock
-        requiredAuthorization = token.map { Array("Bearer ".utf8) + $0 }
-    }
-
-    /// Replaces the token calls must carry (SIGHUP re-reads `--peer-token-file`).
-    public func setToken(_ token: [UInt8]?) {
-        requiredAuthorization = token.map { Array("Bearer ".utf8) + $0 }
+        self.maxValueBytes = maxValueBytes
     }
 
     public func handle(_ call: GRPCServerCall) {
-        if let required = requiredAuthorization {
-            let given = Array((call.authorization ?? "").utf8)
-            let ok = given.withUnsafeBytes { APIHandler.constantTimeEquals($0, required) }
-            guard ok else {
-                call.fail(status: .unauthenticated, message: "this peer port requires authorization: Bearer <token>")
-                return
-            }
-        }
         do {
             switch call.path {
             case PeerService.getPath: try get(call)
@@ -108,6 +97,12 @@ public final class PeerService: GRPCServiceHandler {
     private func set(_ call: GRPCServerCall) throws {
         let request = try SetRequest.decode(call.message)
         guard checkGroup(request.group, call) else { return }
+        guard request.value.count <= maxValueBytes else {
+            // The API refuses such a value with 413; a peer must not get around the bound.
+            call.fail(status: .resourceExhausted,
+                      message: "value of \(request.value.count) bytes exceeds --max-body-bytes (\(maxValueBytes))")
+            return
+        }
         let stored: Bool
         switch PeerService.expiry(ofSetExpire: request.expireSeconds, nowMillis: clock.nowMillis) {
         case .past:

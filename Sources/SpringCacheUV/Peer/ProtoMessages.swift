@@ -7,8 +7,10 @@
 /// - on decode the last occurrence of a field wins (scalars and strings/bytes alike), fields may come in any
 ///   order, and unknown fields of every non-group wire type are skipped.
 ///
-/// Keys and group names are `String`: proto3 requires them to be valid UTF-8, the decoder checks it, and
-/// `Group` keys by `String`. Their bytes are reachable without copying through `String.withUTF8`.
+/// Group names are `String` (proto3 requires valid UTF-8; the decoder checks it). Keys are `CacheKey`, bytes:
+/// the `string key` field carries them unchanged and the decoder does not require UTF-8, because a key is a
+/// byte string end to end (two keys that differ in any byte are different keys). A springcache (Go) peer
+/// refuses a key that is not valid UTF-8 with a status, which never drops it (docs/reliability.md).
 /// Values are `[UInt8]`. Decoding allocates only the message's own strings and arrays.
 
 /// A message of the peer protocol: its encoded size, its encoding, and its decoder.
@@ -45,20 +47,20 @@ private func utf8Count(_ s: String) -> Int { s.utf8.count }
 public protocol GroupKeyMessage: ProtoMessage {
     static var messageName: String { get }
     var group: String { get set }
-    var key: String { get set }
-    init(group: String, key: String)
+    var key: CacheKey { get set }
+    init(group: String, key: CacheKey)
 }
 
 extension GroupKeyMessage {
     public var encodedSize: Int {
         ProtoWriter.sizeOfBytesField(1, count: utf8Count(group))
-            + ProtoWriter.sizeOfBytesField(2, count: utf8Count(key))
+            + ProtoWriter.sizeOfBytesField(2, count: key.count)
     }
 
     public func encode(into buffer: inout ByteBuffer) {
         buffer.reserve(encodedSize)
         ProtoWriter.appendStringField(1, group, to: &buffer)
-        ProtoWriter.appendStringField(2, key, to: &buffer)
+        ProtoWriter.appendBytesField(2, key.bytes, to: &buffer)
     }
 
     public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> Self {
@@ -71,7 +73,7 @@ extension GroupKeyMessage {
                 message.group = try reader.readString(in: messageName)
             case 2:
                 try reader.expect(.lengthDelimited, got: wireType, in: messageName)
-                message.key = try reader.readString(in: messageName)
+                message.key = CacheKey(try reader.readBytes())
             default:
                 try reader.skip(wireType)
             }
@@ -86,9 +88,9 @@ public struct GetRequest: GroupKeyMessage, Sendable {
     /// Field 1: the cache group's name.
     public var group: String
     /// Field 2: the key.
-    public var key: String
+    public var key: CacheKey
 
-    public init(group: String = "", key: String = "") {
+    public init(group: String = "", key: CacheKey = "") {
         self.group = group
         self.key = key
     }
@@ -143,7 +145,7 @@ public struct SetRequest: ProtoMessage, Sendable {
     /// Field 1: the cache group's name.
     public var group: String
     /// Field 2: the key.
-    public var key: String
+    public var key: CacheKey
     /// Field 3: the value's bytes.
     public var value: [UInt8]
     /// Field 4: the absolute expiry time in unix SECONDS (springcache's meaning); 0 = the owner's default TTL.
@@ -151,7 +153,7 @@ public struct SetRequest: ProtoMessage, Sendable {
     /// Field 5: store in the hot cache instead of the main cache.
     public var isHot: Bool
 
-    public init(group: String = "", key: String = "", value: [UInt8] = [], expireSeconds: Int64 = 0,
+    public init(group: String = "", key: CacheKey = "", value: [UInt8] = [], expireSeconds: Int64 = 0,
                 isHot: Bool = false) {
         self.group = group
         self.key = key
@@ -162,7 +164,7 @@ public struct SetRequest: ProtoMessage, Sendable {
 
     public var encodedSize: Int {
         ProtoWriter.sizeOfBytesField(1, count: utf8Count(group))
-            + ProtoWriter.sizeOfBytesField(2, count: utf8Count(key))
+            + ProtoWriter.sizeOfBytesField(2, count: key.count)
             + ProtoWriter.sizeOfBytesField(3, count: value.count)
             + ProtoWriter.sizeOfVarintField(4, UInt64(bitPattern: expireSeconds))
             + ProtoWriter.sizeOfVarintField(5, isHot ? 1 : 0)
@@ -171,7 +173,7 @@ public struct SetRequest: ProtoMessage, Sendable {
     public func encode(into buffer: inout ByteBuffer) {
         buffer.reserve(encodedSize)
         ProtoWriter.appendStringField(1, group, to: &buffer)
-        ProtoWriter.appendStringField(2, key, to: &buffer)
+        ProtoWriter.appendBytesField(2, key.bytes, to: &buffer)
         ProtoWriter.appendBytesField(3, value, to: &buffer)
         ProtoWriter.appendVarintField(4, UInt64(bitPattern: expireSeconds), to: &buffer)
         ProtoWriter.appendVarintField(5, isHot ? 1 : 0, to: &buffer)
@@ -187,7 +189,7 @@ public struct SetRequest: ProtoMessage, Sendable {
                 message.group = try reader.readString(in: "SetRequest")
             case 2:
                 try reader.expect(.lengthDelimited, got: wireType, in: "SetRequest")
-                message.key = try reader.readString(in: "SetRequest")
+                message.key = CacheKey(try reader.readBytes())
             case 3:
                 try reader.expect(.lengthDelimited, got: wireType, in: "SetRequest")
                 message.value = try reader.readBytes()
@@ -253,9 +255,9 @@ public struct DeleteRequest: GroupKeyMessage, Sendable {
     /// Field 1: the cache group's name.
     public var group: String
     /// Field 2: the key.
-    public var key: String
+    public var key: CacheKey
 
-    public init(group: String = "", key: String = "") {
+    public init(group: String = "", key: CacheKey = "") {
         self.group = group
         self.key = key
     }

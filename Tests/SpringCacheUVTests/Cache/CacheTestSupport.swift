@@ -22,7 +22,8 @@ final class CacheTestLoader: OriginLoader {
     func loads(of key: String) -> Int { calls.filter { $0.key == key }.count }
     func pendingCount(_ key: String) -> Int { pending[key]?.count ?? 0 }
 
-    func load(group: String, key: String, completion: @escaping (LoadResult) -> Void) {
+    func load(group: String, key: CacheKey, completion: @escaping (LoadResult) -> Void) {
+        let key = key.description
         calls.append((group, key))
         if synchronous {
             completion(store[key] ?? .notFound)

@@ -76,10 +76,10 @@ final class GroupRoutingTests: XCTestCase {
         func callback() -> (Bool) -> Void { { self.all.append($0) } }
     }
 
-    /// A completion that records each remove outcome it gets.
+    /// A completion that records each write outcome it gets (`Group.erase`).
     private final class RemoveResults {
-        private(set) var all: [RemoveOutcome] = []
-        func callback() -> (RemoveOutcome) -> Void { { self.all.append($0) } }
+        private(set) var all: [WriteOutcome] = []
+        func callback() -> (WriteOutcome) -> Void { { self.all.append($0) } }
     }
 
     // MARK: Fetching from the owner
@@ -431,34 +431,51 @@ final class GroupRoutingTests: XCTestCase {
             XCTAssertEqual(results.all, [true], label)
             XCTAssertEqual(group.mainItems + group.hotItems, 0, "the value lives at its owner; \(label)")
             XCTAssertEqual(group.stats.forwardedSets, 1, label)
-            XCTAssertEqual(group.stats.fallbackSets, 0, label)
+            XCTAssertEqual(group.stats.writesRefused, 0, label)
             XCTAssertEqual(router.pendingCount, 0, "no invalidation from a non-owner; \(label)")
         }
     }
 
     func testAForwardedStoreAnswersWhatTheOwnerDid() {
-        // (the owner's answer, the completion, stored here)
-        let cases: [(PeerCallResult, Bool, Bool)] = [
-            (.done(true), true, false), (.done(false), false, false), (.failed("connection reset"), true, true),
+        // (the owner's answer, whether the router dropped the owner for it, what the write came to): a failed
+        // write stores nothing anywhere, because a value kept here would be undone when the owner came back
+        // with its old one (issue 10, finding 7).
+        let cases: [(PeerCallResult, Bool, WriteOutcome)] = [
+            (.done(true), false, .done(true)), (.done(false), false, .done(false)),
+            (.failed("connection reset"), true, .ownerUnreachable(ownerB)),
+            (.failed("INTERNAL: invalid UTF-8"), false, .ownerFailed("INTERNAL: invalid UTF-8")),
         ]
-        for (answer, expected, storedHere) in cases {
+        for (answer, dropped, expected) in cases {
             let label = "\(answer)"
             let group = makeGroup()
             router.defaultOwner = ownerB
-            let results = Results()
-            group.store(key: "k", value: b("new"), ttlMillis: 2_000, hot: false, completion: results.callback())
+            router.unreachable = [:]
+            var outcomes: [WriteOutcome] = []
+            group.write(key: "k", value: b("new"), ttlMillis: 2_000, hot: false) { outcomes.append($0) }
             clock.advance(byMillis: 10)
+            if dropped { router.unreachable["k"] = ownerB }
             router.completeStore("k", with: answer)
 
-            XCTAssertEqual(results.all, [expected], label)
-            XCTAssertEqual(group.stats.fallbackSets, storedHere ? 1 : 0, label)
-            XCTAssertEqual(group.mainItems, storedHere ? 1 : 0, label)
-            if storedHere {
-                // The owner is gone from the ring: this node serves the key from its own cache.
-                XCTAssertEqual(getNow(group, "k"), value(b("new"), expiresAt: clock.nowMillis + 2_000), label)
-                XCTAssertEqual(router.fetchCount, 0, label)
-            }
+            XCTAssertEqual(outcomes, [expected], label)
+            XCTAssertEqual(group.stats.writesRefused, expected == .done(true) || expected == .done(false) ? 0 : 1, label)
+            XCTAssertEqual(group.mainItems + group.hotItems, 0, "never stored here; \(label)")
         }
+    }
+
+    func testWritesForAKeyWhoseOwnerIsDroppedAreRefusedWithoutACall() {
+        let group = makeGroup()
+        router.defaultOwner = nil  // the live ring gives the key to this node: its owner was dropped
+        router.unreachable["k"] = ownerB
+        var outcomes: [WriteOutcome] = []
+        group.write(key: "k", value: b("new"), ttlMillis: nil, hot: false) { outcomes.append($0) }
+        group.erase(key: "k") { outcomes.append($0) }
+        XCTAssertEqual(outcomes, [.ownerUnreachable(ownerB), .ownerUnreachable(ownerB)])
+        XCTAssertEqual(router.calls, [], "nothing sent anywhere")
+        XCTAssertEqual(group.mainItems + group.hotItems, 0)
+        // A hot set stays local by definition and is not refused.
+        var hot: [WriteOutcome] = []
+        group.write(key: "k", value: b("h"), ttlMillis: nil, hot: true) { hot.append($0) }
+        XCTAssertEqual(hot, [.done(true)])
     }
 
     func testAStoreOfAnOwnedKeyCompletesOnlyAfterTheOthersDroppedTheirCopies() {
@@ -494,12 +511,13 @@ final class GroupRoutingTests: XCTestCase {
     // MARK: Remove
 
     func testARemoveOfAKeyOwnedElsewhereGoesToTheOwner() {
-        // (a copy here, the owner's answer, the completion). Only the owner's answer makes a delete "done": a
-        // copy removed here while the owner did not answer is no delete (the owner still serves the value).
-        let failed = RemoveOutcome.failed("the key's owner node-b did not confirm the delete: refused")
-        let cases: [(Bool, PeerCallResult, RemoveOutcome)] = [
-            (false, .done(true), .removed), (false, .done(false), .notCached), (true, .done(false), .removed),
-            (true, .done(true), .removed), (true, .failed("refused"), failed), (false, .failed("refused"), failed),
+        // (a copy here, the owner's answer, the completion): an unreachable owner did not delete the key, so
+        // the delete is not reported done even if a copy here went (the owner would serve its value again).
+        // An owner that answered with an error (and was not dropped for it) refused the delete: ownerFailed.
+        let refused = WriteOutcome.ownerFailed("refused")
+        let cases: [(Bool, PeerCallResult, WriteOutcome)] = [
+            (false, .done(true), .done(true)), (false, .done(false), .done(false)), (true, .done(false), .done(true)),
+            (true, .done(true), .done(true)), (true, .failed("refused"), refused), (false, .failed("refused"), refused),
         ]
         for (copyHere, answer, expected) in cases {
             let label = "copy here \(copyHere), owner \(answer)"
@@ -507,7 +525,7 @@ final class GroupRoutingTests: XCTestCase {
             if copyHere { group.storeHotCopy(key: "k", value: b("old"), expiresAtMillis: clock.nowMillis + 500) }
             router.owners["k"] = ownerB
             let results = RemoveResults()
-            group.remove(key: "k", completion: results.callback())
+            group.erase(key: "k", outcome: results.callback())
 
             XCTAssertEqual(router.calls, [.remove(peer: "node-b", group: "scores", key: "k")], label)
             XCTAssertEqual(group.mainItems + group.hotItems, 0, "the copy is dropped at once; \(label)")
@@ -525,13 +543,13 @@ final class GroupRoutingTests: XCTestCase {
             let group = makeGroup()
             if present { group.set(key: "k", value: b("v"), ttlMillis: nil, hot: false) }
             let results = RemoveResults()
-            group.remove(key: "k", completion: results.callback())
+            group.erase(key: "k", outcome: results.callback())
 
             XCTAssertEqual(group.mainItems + group.hotItems, 0, "present \(present)")
             XCTAssertEqual(router.calls, [.invalidate(group: "scores", key: "k")], "present \(present)")
             XCTAssertEqual(results.all, [], "present \(present)")
             router.completeInvalidate("k")
-            XCTAssertEqual(results.all, [present ? .removed : .notCached], "present \(present)")
+            XCTAssertEqual(results.all, [.done(present)], "present \(present)")
             XCTAssertEqual(group.stats.forwardedDeletes, 0)
         }
     }
@@ -549,10 +567,10 @@ final class GroupRoutingTests: XCTestCase {
         XCTAssertEqual(results.all, [true, true])
         XCTAssertEqual(group.hotItems, 1)
         let removes = RemoveResults()
-        group.remove(key: "k", completion: removes.callback())
-        group.remove(key: "k", completion: removes.callback())
+        group.erase(key: "k", outcome: removes.callback())
+        group.erase(key: "k", outcome: removes.callback())
         XCTAssertEqual(results.all, [true, true])
-        XCTAssertEqual(removes.all, [.removed, .notCached])
+        XCTAssertEqual(removes.all, [.done(true), .done(false)])
         XCTAssertEqual(group.mainItems, 0)
         XCTAssertEqual(router.calls, [])
         XCTAssertEqual(router.ownerLookups, [])

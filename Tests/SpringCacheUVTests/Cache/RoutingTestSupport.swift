@@ -38,30 +38,40 @@ final class CacheTestRouter: PeerRouter {
 
     // MARK: PeerRouter
 
-    func owner(of key: String) -> PeerID? {
+    /// Keys whose owner (among all members) is dropped now: writes for them are refused.
+    var unreachable: [String: PeerID] = [:]
+
+    func unreachableOwner(of key: CacheKey) -> PeerID? { unreachable[key.description] }
+
+    func owner(of key: CacheKey) -> PeerID? {
+        let key = key.description
         ownerLookups.append(key)
         if let listed = owners[key] { return listed }
         return defaultOwner
     }
 
-    func fetch(from peer: PeerID, group: String, key: String, completion: @escaping (PeerFetchResult) -> Void) {
+    func fetch(from peer: PeerID, group: String, key: CacheKey, completion: @escaping (PeerFetchResult) -> Void) {
+        let key = key.description
         calls.append(.fetch(peer: peer.name, group: group, key: key))
         pendingFetches[key, default: []].append(completion)
     }
 
-    func store(at peer: PeerID, group: String, key: String, value: [UInt8], expireUnixSeconds: Int64,
+    func store(at peer: PeerID, group: String, key: CacheKey, value: [UInt8], expireUnixSeconds: Int64,
                hot: Bool, completion: @escaping (PeerCallResult) -> Void) {
+        let key = key.description
         calls.append(.store(peer: peer.name, group: group, key: key, value: value,
                             expireUnixSeconds: expireUnixSeconds, hot: hot))
         pendingStores[key, default: []].append(completion)
     }
 
-    func remove(at peer: PeerID, group: String, key: String, completion: @escaping (PeerCallResult) -> Void) {
+    func remove(at peer: PeerID, group: String, key: CacheKey, completion: @escaping (PeerCallResult) -> Void) {
+        let key = key.description
         calls.append(.remove(peer: peer.name, group: group, key: key))
         pendingRemoves[key, default: []].append(completion)
     }
 
-    func invalidate(group: String, key: String, completion: @escaping () -> Void) {
+    func invalidate(group: String, key: CacheKey, completion: @escaping () -> Void) {
+        let key = key.description
         calls.append(.invalidate(group: group, key: key))
         pendingInvalidations[key, default: []].append(completion)
     }

@@ -228,18 +228,18 @@ final class ProtoCodecTests: XCTestCase {
                                            got: .lengthDelimited), offset: 0),
             Malformed(name: "invalid UTF-8: lone 0xFF", decode: getRequest, hex: "0a01ff",
                       kind: .invalidUTF8(message: "GetRequest", field: 1), offset: 0),
-            Malformed(name: "invalid UTF-8: lone continuation", decode: getRequest, hex: "0a0161 12 02 61 80",
-                      kind: .invalidUTF8(message: "GetRequest", field: 2), offset: 3),
-            Malformed(name: "invalid UTF-8: overlong NUL", decode: setRequest, hex: "12 02 c080",
-                      kind: .invalidUTF8(message: "SetRequest", field: 2), offset: 0),
-            Malformed(name: "invalid UTF-8: overlong 3-byte", decode: setRequest, hex: "12 03 e08080",
-                      kind: .invalidUTF8(message: "SetRequest", field: 2), offset: 0),
-            Malformed(name: "invalid UTF-8: surrogate", decode: deleteRequest, hex: "12 03 eda080",
-                      kind: .invalidUTF8(message: "DeleteRequest", field: 2), offset: 0),
+            Malformed(name: "invalid UTF-8: lone continuation", decode: getRequest, hex: "1201 61 0a 02 61 80",
+                      kind: .invalidUTF8(message: "GetRequest", field: 1), offset: 3),
+            Malformed(name: "invalid UTF-8: overlong NUL", decode: setRequest, hex: "0a 02 c080",
+                      kind: .invalidUTF8(message: "SetRequest", field: 1), offset: 0),
+            Malformed(name: "invalid UTF-8: overlong 3-byte", decode: setRequest, hex: "0a 03 e08080",
+                      kind: .invalidUTF8(message: "SetRequest", field: 1), offset: 0),
+            Malformed(name: "invalid UTF-8: surrogate", decode: deleteRequest, hex: "0a 03 eda080",
+                      kind: .invalidUTF8(message: "DeleteRequest", field: 1), offset: 0),
             Malformed(name: "invalid UTF-8: above U+10FFFF", decode: deleteRequest, hex: "0a 04 f4908080",
                       kind: .invalidUTF8(message: "DeleteRequest", field: 1), offset: 0),
-            Malformed(name: "invalid UTF-8: truncated sequence", decode: getRequest, hex: "12 02 e282",
-                      kind: .invalidUTF8(message: "GetRequest", field: 2), offset: 0),
+            Malformed(name: "invalid UTF-8: truncated sequence", decode: getRequest, hex: "0a 02 e282",
+                      kind: .invalidUTF8(message: "GetRequest", field: 1), offset: 0),
         ]
         for malformed in cases {
             guard let error = malformed.decode(protoGoldenBytes(malformed.hex)) else {
@@ -250,6 +250,21 @@ final class ProtoCodecTests: XCTestCase {
             XCTAssertEqual(error.offset, malformed.offset, malformed.name)
             XCTAssertTrue(error.description.hasPrefix("protobuf decode error at byte"), error.description)
         }
+    }
+
+
+    func testKeysAreBytesThatNeedNotBeUTF8() {
+        // The key field is `string` in the .proto, but a key is a byte string end to end (issue 10, finding 4):
+        // invalid UTF-8 is carried unchanged, and keys differing in any byte stay different.
+        for raw in [[0x80], [0xFF], [0xC0, 0x80], [0xED, 0xA0, 0x80], [0x61, 0x00, 0x62], [0xE2, 0x82]] as [[UInt8]] {
+            let key = CacheKey(raw)
+            XCTAssertEqual(try GetRequest.decode(GetRequest(group: "g", key: key).encoded()).key, key)
+            XCTAssertEqual(try DeleteRequest.decode(DeleteRequest(group: "g", key: key).encoded()).key, key)
+            let set = SetRequest(group: "g", key: key, value: [1], expireSeconds: 5, isHot: true)
+            XCTAssertEqual(try SetRequest.decode(set.encoded()), set)
+        }
+        XCTAssertNotEqual(CacheKey([0x80]), CacheKey([0xFF]))
+        XCTAssertNotEqual(CacheKey("\u{E9}"), CacheKey("e\u{301}"), "canonically equivalent strings are different keys")
     }
 
     func testErrorMessagesNameTheProblem() {
