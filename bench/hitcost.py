@@ -90,7 +90,7 @@ def main():
     print("|---|---:|---:|")
     for b in binaries:
         allocs, instrs = measure(b)
-        print(f"| {b} | {allocs:.3f} | {instrs:,.0f} |", flush=True)
+        print(f"| {b} | {round(allocs, 3) + 0.0:.3f} | {instrs:,.0f} |", flush=True)
 
 
 if __name__ == "__main__":
