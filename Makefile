@@ -33,6 +33,7 @@ integration: build
 
 bench: build
 	@scripts/ensure-deps bench
+	bench/groupcache/build.sh
 	bench/run.sh
 
 # Allocations and instructions per local hit, counted under valgrind (steady where rps moves with load).
@@ -42,6 +43,7 @@ bench-hitcost: build
 
 bench-cluster: build
 	@scripts/ensure-deps bench
+	bench/groupcache/build.sh
 	bench/cluster.sh
 
 bench-workers: build
