@@ -7,7 +7,8 @@ repo="$(cd "$here/../.." && pwd)"
 out="${1:-$repo/.build/bench/groupcache-bench}"
 command -v go >/dev/null || { echo "bench: go is missing (scripts/ensure-deps bench installs golang-go)" >&2; exit 1; }
 [ -d /usr/share/gocode/src/github.com/golang/groupcache ] || {
-    echo "bench: groupcache sources are missing (scripts/ensure-deps bench installs golang-github-golang-groupcache-dev)" >&2
+    echo "bench: groupcache sources are missing" \
+        "(scripts/ensure-deps bench installs golang-github-golang-groupcache-dev)" >&2
     exit 1; }
 if [ ! -x "$out" ] || [ "$here/main.go" -nt "$out" ]; then
     mkdir -p "$(dirname "$out")" "$repo/.build/bench/go-cache"
