@@ -95,9 +95,8 @@ def start_node(binary, cpu, tmp, keys, name="springcache-uv", extra=()):
     argv = [binary, "--api", "127.0.0.1:%d" % port, "--jitter", "0", "--ttl", "1h", "--log-level", "warning",
             "--max-body-bytes", NODE_MAX_BODY, "--cache-bytes", NODE_CACHE_BYTES] + access + list(extra)
     proc = procs.spawn(cpu, argv, os.path.join(tmp, "%s.log" % name.replace(" ", "-")))
-    node = {"name": name, "proc": proc, "port": port}
+    node = procs.answering({"name": name, "proc": proc, "port": port})
     try:
-        wait_for("http://127.0.0.1:%d/api/get?key=Tom" % port, b"value=630\n", proc)
         if keys:
             loader.api_set(("127.0.0.1", port), keys, "630")
             wait_for("http://127.0.0.1:%d/api/get?key=k%d" % (port, keys - 1), b"value=630\n", proc)

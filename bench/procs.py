@@ -147,21 +147,29 @@ def spawn(cpu, argv, log_path):
         log.close()
 
 
+def _signal(p, sig):
+    """sig to p's process group if p leads one (spawn() makes it so), else to p alone (callers' own Popen)."""
+    try:
+        if os.getpgid(p.pid) == p.pid:
+            os.killpg(p.pid, sig)
+        else:
+            p.send_signal(sig)
+    except ProcessLookupError:
+        pass
+
+
 def stop(server):
     p = server["proc"]
     if p.poll() is None:
-        try:
-            os.killpg(p.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        _signal(p, signal.SIGTERM)
         try:
             p.wait(5)
         except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
+            _signal(p, signal.SIGKILL)
             p.wait()
     else:
         try:
-            os.killpg(p.pid, signal.SIGKILL)  # the leader is gone; its children may not be
+            os.killpg(p.pid, signal.SIGKILL)  # the leader is gone; children of a group it led may not be
         except (ProcessLookupError, PermissionError):
             pass
 
@@ -183,6 +191,16 @@ def tool(name):
     return path
 
 
+def answering(server, timeout=START_TIMEOUT_S):
+    """server once it answers springcache's demo key (every system here does), or stopped and the error raised."""
+    try:
+        wait_for("http://127.0.0.1:%d/api/get?key=Tom" % server["port"], b"value=630\n", server["proc"], timeout)
+    except BaseException:
+        stop(server)
+        raise
+    return server
+
+
 def start_nginx(cpu, tmp, values=(), access_log=None):
     """nginx answering /api/get like the node and /v1/cache/scores/v<SIZE> from files of value_bytes(SIZE)."""
     www = os.path.join(tmp, "www", "v1", "cache", "scores")
@@ -200,12 +218,7 @@ def start_nginx(cpu, tmp, values=(), access_log=None):
     proc = spawn(cpu, [tool("nginx"), "-p", tmp, "-e", os.path.join(tmp, "nginx-error.log"), "-c", conf],
                  os.path.join(tmp, "nginx.out"))
     server = {"name": "nginx", "proc": proc, "port": port}
-    try:
-        wait_for("http://127.0.0.1:%d/api/get?key=Tom" % port, b"value=630\n", proc)
-    except BaseException:
-        stop(server)
-        raise
-    return server
+    return answering(server)
 
 
 def start_varnish(cpu, tmp, backend_port):
@@ -216,12 +229,7 @@ def start_varnish(cpu, tmp, backend_port):
             "-b", "127.0.0.1:%d" % backend_port, "-s", "malloc,1G", "-t", "3600"]
     proc = spawn(cpu, argv, os.path.join(tmp, "varnish.log"))
     server = {"name": "varnish", "proc": proc, "port": port, "workdir": workdir}
-    try:
-        wait_for("http://127.0.0.1:%d/api/get?key=Tom" % port, b"value=630\n", proc, VARNISH_START_TIMEOUT_S)
-    except BaseException:
-        stop(server)
-        raise
-    return server
+    return answering(server, VARNISH_START_TIMEOUT_S)
 
 
 def varnish_counter(server, name):
@@ -249,9 +257,4 @@ def start_groupcache(cpu, tmp, name="groupcache", port=None, peers=None):
         argv += ["-peers", ",".join(peers)]
     proc = spawn(cpu, argv, os.path.join(tmp, "%s.log" % name.replace("/", "-")))
     server = {"name": name, "proc": proc, "port": port}
-    try:
-        wait_for("http://127.0.0.1:%d/api/get?key=Tom" % port, b"value=630\n", proc)
-    except BaseException:
-        stop(server)
-        raise
-    return server
+    return answering(server)

@@ -98,7 +98,8 @@ def svg_chart(rows, field, title, subtitle, unit):
     cols = min(PANELS_PER_ROW, max(1, len(panels)))
     n_rows = (len(panels) + cols - 1) // cols
     legend_h = 40 + 18 * ((len(systems) + 2) // 3)
-    width, height = cols * PANEL_W + 20, legend_h + n_rows * PANEL_H + 10
+    # Wide enough for the title too (about 8.5 px per character of 14 px bold sans).
+    width, height = max(cols * PANEL_W + 20, 20 + int(8.5 * len(title))), legend_h + n_rows * PANEL_H + 10
     out = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" '
            'font-family="sans-serif" font-size="11">' % (width, height, width, height),
            '<rect width="100%" height="100%" fill="white"/>',
