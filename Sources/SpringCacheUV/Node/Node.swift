@@ -17,8 +17,6 @@ public final class Node {
     let loop: EventLoop
     let group: Group
     let api: APIHandler
-    /// What the API asks of the node: its reports and `/setpeer`.
-    let apiHost: NodeAPIHost
     let server: HTTPServer
     let cluster: Cluster?
     private var peerServer: GRPCServer?
@@ -76,7 +74,8 @@ public final class Node {
             if dropped > 0 { logger.info("membership changed: dropped \(dropped) entries now owned by other members") }
             for name in readmitted { cluster?.tellToDropCopies(name, group: group.name) }
         }
-        apiHost = NodeAPIHost(config: config, clock: loop.clock, group: group, cluster: cluster)
+        // What the API asks of the node (its reports, `/setpeer`); the API keeps it.
+        let apiHost = NodeAPIHost(config: config, clock: loop.clock, group: group, cluster: cluster)
         api = APIHandler(settings: APISettings(authToken: config.authToken), clock: loop.clock, group: group,
                          host: apiHost)
         server = HTTPServer(loop: loop, config: config.http, handler: api)
