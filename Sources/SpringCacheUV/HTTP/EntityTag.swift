@@ -4,8 +4,9 @@ import Glibc
 
 /// The entity tag of a raw value (`ETag` on `GET /v1/cache/...`) and the `If-None-Match` check against it.
 ///
-/// A value's tag is the 64-bit hash the cache keeps with it, written as 16 lowercase hex digits in quotes: a
-/// strong validator (RFC 9110 §8.8.3), since two different values under one key get different hashes.
+/// A value's tag is the 64-bit hash the cache keeps with it, written as 16 lowercase hex digits in quotes and
+/// used as a strong validator (RFC 9110 §8.8.3): two different values under one key share a tag only by a
+/// hash collision.
 enum EntityTag {
     /// `"` + 16 hex digits + `"`.
     static let byteCount = 18
