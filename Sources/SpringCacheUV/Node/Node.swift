@@ -74,9 +74,12 @@ public final class Node {
             if dropped > 0 { logger.info("membership changed: dropped \(dropped) entries now owned by other members") }
             for name in readmitted { cluster?.tellToDropCopies(name, group: group.name) }
         }
-        api = APIHandler(config: config, clock: loop.clock, group: group, cluster: cluster)
+        // What the API asks of the node (its reports, `/setpeer`); the API keeps it.
+        let apiHost = NodeAPIHost(config: config, clock: loop.clock, group: group, cluster: cluster)
+        api = APIHandler(settings: APISettings(authToken: config.authToken), clock: loop.clock, group: group,
+                         host: apiHost)
         server = HTTPServer(loop: loop, config: config.http, handler: api)
-        api.server = server
+        apiHost.server = server
         if config.metrics != nil {
             var metricsConfig = HTTPServerConfig()
             metricsConfig.maxConnections = Node.maxMetricsConnections
@@ -84,8 +87,8 @@ public final class Node {
                                        handler: MetricsEndpoint(api: api, clock: loop.clock))
         }
         httpOrigin?.onFailure = { [unowned self] kind, cause in self.originFailed(kind, cause) }
-        api.extraMetrics = { [unowned self] p in self.writeNodeMetrics(&p) }
-        api.extraStats = { [unowned self] j in self.writeNodeStats(&j) }
+        apiHost.extraMetrics = { [unowned self] p in self.writeNodeMetrics(&p) }
+        apiHost.extraStats = { [unowned self] j in self.writeNodeStats(&j) }
         // One abuse log for both ports: a line per kind and interval, with the offender's address.
         server.abuse.sink = { [logger] line in logger.warning("\(line)") }
         if let cluster, !config.etcdEndpoints.isEmpty {
@@ -94,10 +97,7 @@ public final class Node {
             let membership = try EtcdMembership(config: config, cluster: cluster, loop: loop, curl: multi,
                                                 logger: logger)
             etcd = membership
-            api.resolvePeer = { [weak membership] name, done in
-                guard let membership else { return done(false) }
-                membership.resolve(name, completion: done)
-            }
+            apiHost.membership = membership
         }
     }
 
