@@ -539,7 +539,8 @@ public final class APIHandler: HTTPHandler {
     private func scratchEquals(_ range: Range<Int>, _ s: String) -> Bool {
         var s = s
         return s.withUTF8 { u in
-            u.count == range.count && (u.count == 0 || memcmp(u.baseAddress!, scratch.base + range.lowerBound, u.count) == 0)
+            UnsafeRawBufferPointer(u).equals(UnsafeRawBufferPointer(start: scratch.base + range.lowerBound,
+                                                                     count: range.count))
         }
     }
 
@@ -578,13 +579,11 @@ public final class APIHandler: HTTPHandler {
         }
     }
 
-    private static let hexDigits: StaticString = "0123456789abcdef"
-
     static func formatETag(_ etag: UInt64, into bytes: UnsafeMutableRawBufferPointer) {
         bytes[0] = UInt8(ascii: "\"")
         for i in 0..<16 {
-            let nibble = Int((etag >> UInt64(60 - 4 * i)) & 0xF)
-            bytes[1 + i] = hexDigits.utf8Start[nibble]
+            let nibble = UInt8(truncatingIfNeeded: etag >> UInt64(60 - 4 * i))
+            bytes[1 + i] = Hex.lower(nibble)
         }
         bytes[17] = UInt8(ascii: "\"")
     }
@@ -601,7 +600,7 @@ public final class APIHandler: HTTPHandler {
             while j < n && header[j] != UInt8(ascii: ",") { j += 1 }
             var end = j
             while end > i && header[end - 1] == UInt8(ascii: " ") { end -= 1 }
-            if end - i == etag.count && memcmp(header.baseAddress! + i, etag.baseAddress!, etag.count) == 0 {
+            if UnsafeRawBufferPointer(rebasing: header[i..<end]).equals(etag) {
                 return true
             }
             i = j + 1
@@ -659,19 +658,5 @@ public final class APIHandler: HTTPHandler {
         }
         requestStats.record(route: route, status: 405, latencyNanos: uv_hrtime() &- request.startNanos)
         return .done
-    }
-}
-
-extension UnsafeRawBufferPointer {
-    /// Whether these bytes equal `s` exactly.
-    @inline(__always)
-    func equals(_ s: StaticString) -> Bool {
-        count == s.utf8CodeUnitCount && (count == 0 || memcmp(baseAddress!, s.utf8Start, count) == 0)
-    }
-
-    /// Whether these bytes start with `s`.
-    @inline(__always)
-    func starts(with s: StaticString) -> Bool {
-        count >= s.utf8CodeUnitCount && memcmp(baseAddress!, s.utf8Start, s.utf8CodeUnitCount) == 0
     }
 }
