@@ -82,11 +82,13 @@ public final class Group {
 
     // MARK: Read-only state
 
-    /// Counters of this group, including both caches' evictions and expirations.
+    /// This group's snapshot: its counters, both caches' stats, and the loads and fetches in flight.
     public var stats: GroupStats {
         var result = counters
         result.main = main.stats
         result.hot = hot.stats
+        result.loadsInFlight = loadsInFlight
+        result.fetchesInFlight = fetchesInFlight
         return result
     }
 

@@ -19,14 +19,14 @@ public final class APIHandler: HTTPHandler {
     public private(set) var requestStats = RequestStats()
     /// The bearer token mutating routes require (`--auth-token-file`); replaced when SIGHUP re-reads the file.
     public var authToken: [UInt8]?
-    /// Families the node adds to /metrics (process, build, origin, etcd), inside the node's constant labels.
-    var extraMetrics: ((inout PrometheusWriter) -> Void)?
-    /// Fields the node adds to /api/stats (version, configuration, RSS).
-    var extraStats: ((inout JSONWriter) -> Void)?
+    /// The node's pages (`Node/StatsReport.swift` assembles them from every subsystem's snapshot): the JSON of
+    /// /api/stats, the Prometheus text of /metrics, the JSON of /api/peers.
+    var writeStats: ((inout ByteBuffer) -> Void)?
+    var writeMetrics: ((inout ByteBuffer) -> Void)?
+    var writePeers: ((inout ByteBuffer) -> Void)?
     private var date = HTTPDate()
     /// Decoded parameters of the current request; reset per request, never shrinks.
     private var scratch = ByteBuffer(capacity: 8 << 10)
-    private let startedAtMillis: Int64
 
     /// The largest `expire` of springcache's /api/set, in minutes (3 days).
     static let maxExpireMinutes = 4320
@@ -39,7 +39,6 @@ public final class APIHandler: HTTPHandler {
         self.group = group
         self.cluster = cluster
         authToken = config.authToken
-        startedAtMillis = clock.nowMillis
     }
 
     func close() {
@@ -399,10 +398,7 @@ public final class APIHandler: HTTPHandler {
 
     private func handleStats(_ request: HTTPRequest) -> HTTPHandling {
         var json = ByteBuffer(capacity: 2048)
-        StatsReport.writeJSON(into: &json, node: config, group: group, requests: requestStats,
-                              connections: server?.stats ?? ConnectionStats(),
-                              openConnections: server?.openConnections ?? 0,
-                              uptimeMillis: clock.nowMillis - startedAtMillis, cluster: cluster, extra: extraStats)
+        writeStats?(&json)
         return bytes(request, .stats, 200, "application/json", json.readable)
     }
 
@@ -414,17 +410,12 @@ public final class APIHandler: HTTPHandler {
 
     /// The node's whole /metrics page; the metrics listener (`--metrics`) serves the same page.
     func renderMetrics(into text: inout ByteBuffer) {
-        StatsReport.writePrometheus(into: &text, node: config, group: group, requests: requestStats,
-                                    connections: server?.stats ?? ConnectionStats(),
-                                    openConnections: server?.openConnections ?? 0,
-                                    uptimeMillis: clock.nowMillis - startedAtMillis, cluster: cluster,
-                                    extra: extraMetrics)
+        writeMetrics?(&text)
     }
 
     private func handlePeers(_ request: HTTPRequest) -> HTTPHandling {
         var json = ByteBuffer(capacity: 512)
-        StatsReport.writePeersJSON(into: &json, node: config, apiPort: server?.boundPort ?? config.api.port,
-                                   cluster: cluster)
+        writePeers?(&json)
         return bytes(request, .peers, 200, "application/json", json.readable)
     }
 
