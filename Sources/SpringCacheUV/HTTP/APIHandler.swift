@@ -183,7 +183,7 @@ public final class APIHandler: HTTPHandler {
         let valueBytes = Array(UnsafeRawBufferPointer(start: scratch.base + value.lowerBound, count: value.count))
         let reply = ReplyContext(request)
         return deferAnswer(connection) { [unowned self] finish in
-            self.group.write(key: cacheKey, value: valueBytes, ttlMillis: ttlMillis, hot: hot) { outcome in
+            self.group.writer.write(key: cacheKey, value: valueBytes, ttlMillis: ttlMillis, hot: hot) { outcome in
                 if self.answeredRefusal(outcome, reply, .set, "stored") {
                 } else if outcome == .done(true) {
                     self.text(reply, .set, 200, "done")
@@ -206,7 +206,7 @@ public final class APIHandler: HTTPHandler {
             let cacheKey = scratchKey(key)
             let reply = ReplyContext(request)
             return deferAnswer(connection) { [unowned self] finish in
-                self.group.erase(key: cacheKey) { outcome in
+                self.group.writer.erase(key: cacheKey) { outcome in
                     if self.answeredRefusal(outcome, reply, .delete, "deleted") {
                     } else if outcome == .done(true) {
                         self.text(reply, .delete, 200, "deleted")
@@ -275,7 +275,7 @@ public final class APIHandler: HTTPHandler {
             let cacheKey = scratchKey(key)
             let reply = ReplyContext(request)
             return deferAnswer(connection) { [unowned self] finish in
-                self.group.erase(key: cacheKey) { outcome in
+                self.group.writer.erase(key: cacheKey) { outcome in
                     if self.answeredRefusal(outcome, reply, .v1Delete, "deleted") {
                     } else if outcome == .done(true) {
                         self.empty(reply, .v1Delete, 204)
@@ -381,7 +381,7 @@ public final class APIHandler: HTTPHandler {
         let cacheKey = scratchKey(key)
         let reply = ReplyContext(request)
         return deferAnswer(connection) { [unowned self] finish in
-            self.group.write(key: cacheKey, value: value, ttlMillis: ttlMillis, hot: hot) { outcome in
+            self.group.writer.write(key: cacheKey, value: value, ttlMillis: ttlMillis, hot: hot) { outcome in
                 if self.answeredRefusal(outcome, reply, .v1Put, "stored") {
                 } else if outcome == .done(true) {
                     self.empty(reply, .v1Put, 204)
