@@ -274,76 +274,19 @@ enum StatsReport {
                 value: e.registered ? 1 : 0)
         p.gauge("springcache_etcd_watching", help: "1 while the watch on the members prefix is established.",
                 value: e.watching ? 1 : 0)
-        let r = e.registrar
-        p.counter("springcache_etcd_lease_grants_total", help: "etcd leases granted to this node.", value: r.grants)
-        p.counter("springcache_etcd_keepalives_total", help: "Lease keepalives answered.", value: r.keepalives)
-        p.counter("springcache_etcd_leases_lost_total", help: "Leases found gone and replaced.", value: r.leasesLost)
-        p.counter("springcache_etcd_registration_failures_total", help: "Failed registration or keepalive calls.",
-                  value: r.failures)
-        let d = e.discovery
-        p.counter("springcache_etcd_watch_failures_total", help: "Failed range or watch calls on the members prefix.",
-                  value: d.failures)
+        for c in etcdCounters where c.metric != nil { p.counter(c.metric!, help: c.help, value: e[keyPath: c.value]) }
         p.counter("springcache_etcd_watch_events_total", help: "Member puts and deletes seen on the watch.",
-                  value: d.puts + d.deletes)
-        p.counter("springcache_etcd_reregistrations_total",
-                  help: "Times the keys were put again on a new lease after the first registration.",
-                  value: r.reRegistrations)
-        p.counter("springcache_etcd_member_snapshots_total", help: "Ranges of the members prefix read whole.",
-                  value: d.snapshots)
-        p.counter("springcache_etcd_malformed_members_total", help: "Member records that could not be read.",
-                  value: d.malformed)
-        let c = e.client
-        p.counter("springcache_etcd_calls_total", help: "Calls made to etcd's gateway.", value: c.calls)
-        p.counter("springcache_etcd_call_failures_total", help: "Calls to etcd that failed.", value: c.failures)
-        p.counter("springcache_etcd_endpoint_rotations_total",
-                  help: "Times the client moved to the next --etcd endpoint after a transport failure.",
-                  value: c.endpointRotations)
-        p.counter("springcache_etcd_watches_started_total", help: "Watches started on etcd.", value: c.watchesStarted)
-        p.counter("springcache_etcd_reconnect_probes_total", help: "Probes sent while etcd was unreachable.",
-                  value: e.probe.probes)
-        p.counter("springcache_etcd_reconnect_recoveries_total", help: "Times a probe found etcd answering again.",
-                  value: e.probe.recoveries)
+                  value: e.discovery.puts + e.discovery.deletes)
     }
 
     /// The peer port's server (gRPC): connections, calls, answers by status, limits that refused work.
     private static func peerServerMetrics(_ p: inout PrometheusWriter, _ g: GRPCServerStats) {
-        p.counter("springcache_grpc_server_connections_accepted_total", help: "Peer connections accepted.",
-                  value: g.connectionsAccepted)
-        p.counter("springcache_grpc_server_connections_rejected_total",
-                  help: "Peer connections refused because the connection limit was reached.",
-                  value: g.connectionsRejected)
-        p.counter("springcache_grpc_server_connections_closed_total", help: "Peer connections closed.",
-                  value: g.connectionsClosed)
-        p.counter("springcache_grpc_server_protocol_errors_total",
-                  help: "Peer connections closed because their input was not valid HTTP/2.",
-                  value: g.protocolErrors)
-        p.counter("springcache_grpc_server_calls_total", help: "Complete unary calls handed to the service.",
-                  value: g.calls)
+        for c in peerServerCounters { p.counter(c.metric!, help: c.help, value: g[keyPath: c.value]) }
         p.family("springcache_grpc_server_answers_total", .counter, help: "Answers sent, by grpc-status.")
         for (code, n) in g.answers.enumerated() where n > 0 {
             p.sample("springcache_grpc_server_answers_total",
                      labels: [PrometheusLabel("code", GRPCStatus(rawValue: code).name)], value: n)
         }
-        p.counter("springcache_grpc_server_deadline_exceeded_total",
-                  help: "Calls whose deadline passed before the service answered.", value: g.deadlineExceeded)
-        p.counter("springcache_grpc_server_cancelled_total",
-                  help: "Calls whose stream or connection closed before the service answered.", value: g.cancelled)
-        p.counter("springcache_grpc_server_received_bytes_total", help: "Bytes read from peer connections.",
-                  value: g.bytesIn)
-        p.counter("springcache_grpc_server_sent_bytes_total", help: "Bytes written to peer connections.",
-                  value: g.bytesOut)
-        p.counter("springcache_grpc_server_buffer_refusals_total",
-                  help: "Requests or answers refused because a connection or the process held its byte bound.",
-                  value: g.bufferRefusals)
-        p.counter("springcache_grpc_server_stream_timeouts_total", help: "Streams ended by the stream timeout.",
-                  value: g.streamTimeouts)
-        p.counter("springcache_grpc_server_connection_timeouts_total",
-                  help: "Peer connections closed for a handshake, PING or read timeout.", value: g.connectionTimeouts)
-        p.counter("springcache_grpc_server_unauthenticated_evictions_total",
-                  help: "Unauthenticated peer connections closed to make room for a new one.",
-                  value: g.unauthenticatedEvictions)
-        p.counter("springcache_grpc_server_unauthenticated_requests_total",
-                  help: "Peer requests refused for a missing or wrong peer token.", value: g.unauthenticatedRequests)
         p.gauge("springcache_grpc_server_buffered_bytes", help: "Bytes held now by peer streams and their output.",
                 value: g.bufferedBytes)
     }
@@ -351,14 +294,12 @@ enum StatsReport {
     /// Each peer's gRPC client: its calls and their failures by status, and its connection's life.
     private static func peerClientMetrics(_ p: inout PrometheusWriter, _ clients: [String: GRPCClientStats]) {
         let peers = clients.keys.sorted()
-        func perPeer(_ name: StaticString, _ help: StaticString, _ field: KeyPath<GRPCClientStats, UInt64>) {
-            p.family(name, .counter, help: help)
+        for c in peerClientCounters {
+            p.family(c.metric!, .counter, help: c.help)
             for peer in peers {
-                p.sample(name, labels: [PrometheusLabel("peer", peer)], value: clients[peer]![keyPath: field])
+                p.sample(c.metric!, labels: [PrometheusLabel("peer", peer)], value: clients[peer]![keyPath: c.value])
             }
         }
-        perPeer("springcache_grpc_client_calls_total", "Calls started by the client of each peer.", \.calls)
-        perPeer("springcache_grpc_client_succeeded_total", "Calls to each peer answered OK.", \.succeeded)
         p.family("springcache_grpc_client_failures_total", .counter,
                  help: "Calls to each peer that did not end OK, by grpc-status (transport failures included).")
         for peer in peers {
@@ -368,22 +309,114 @@ enum StatsReport {
                          value: n)
             }
         }
-        perPeer("springcache_grpc_client_connect_attempts_total", "Connection attempts to each peer.",
-                \.connectAttempts)
-        perPeer("springcache_grpc_client_connect_failures_total", "Connection attempts to each peer that failed.",
-                \.connectFailures)
-        perPeer("springcache_grpc_client_connections_total", "Connections to each peer established.", \.connections)
-        perPeer("springcache_grpc_client_reconnects_total", "Connections to each peer established after the first.",
-                \.reconnects)
-        perPeer("springcache_grpc_client_connections_lost_total",
-                "Established connections to each peer that failed (reset, EOF, protocol error, GOAWAY).",
-                \.connectionsLost)
         p.family("springcache_grpc_client_in_flight", .gauge, help: "Calls to each peer under way now.")
         for peer in peers {
             p.sample("springcache_grpc_client_in_flight", labels: [PrometheusLabel("peer", peer)],
                      value: clients[peer]!.inFlight)
         }
     }
+
+    // MARK: The counters both pages show
+
+    /// One counter as both pages show it: its /api/stats key, its /metrics family (nil: JSON only, e.g. a
+    /// part of a family that sums several) and help, and where to read it.
+    struct Counter<Stats> {
+        let key: StaticString
+        let metric: StaticString?
+        let help: StaticString
+        let value: KeyPath<Stats, UInt64>
+
+        init(_ key: StaticString, _ metric: StaticString?, _ help: StaticString, _ value: KeyPath<Stats, UInt64>) {
+            self.key = key
+            self.metric = metric
+            self.help = help
+            self.value = value
+        }
+    }
+
+    static let peerServerCounters: [Counter<GRPCServerStats>] = [
+        Counter("connections_accepted", "springcache_grpc_server_connections_accepted_total",
+                "Peer connections accepted.", \.connectionsAccepted),
+        Counter("connections_rejected", "springcache_grpc_server_connections_rejected_total",
+                "Peer connections refused because the connection limit was reached.", \.connectionsRejected),
+        Counter("connections_closed", "springcache_grpc_server_connections_closed_total", "Peer connections closed.",
+                \.connectionsClosed),
+        Counter("protocol_errors", "springcache_grpc_server_protocol_errors_total",
+                "Peer connections closed because their input was not valid HTTP/2.", \.protocolErrors),
+        Counter("calls", "springcache_grpc_server_calls_total", "Complete unary calls handed to the service.",
+                \.calls),
+        Counter("deadline_exceeded", "springcache_grpc_server_deadline_exceeded_total",
+                "Calls whose deadline passed before the service answered.", \.deadlineExceeded),
+        Counter("cancelled", "springcache_grpc_server_cancelled_total",
+                "Calls whose stream or connection closed before the service answered.", \.cancelled),
+        Counter("bytes_in", "springcache_grpc_server_received_bytes_total", "Bytes read from peer connections.",
+                \.bytesIn),
+        Counter("bytes_out", "springcache_grpc_server_sent_bytes_total", "Bytes written to peer connections.",
+                \.bytesOut),
+        Counter("buffer_refusals", "springcache_grpc_server_buffer_refusals_total",
+                "Requests or answers refused because a connection or the process held its byte bound.",
+                \.bufferRefusals),
+        Counter("stream_timeouts", "springcache_grpc_server_stream_timeouts_total",
+                "Streams ended by the stream timeout.", \.streamTimeouts),
+        Counter("connection_timeouts", "springcache_grpc_server_connection_timeouts_total",
+                "Peer connections closed for a handshake, PING or read timeout.", \.connectionTimeouts),
+        Counter("unauthenticated_evictions", "springcache_grpc_server_unauthenticated_evictions_total",
+                "Unauthenticated peer connections closed to make room for a new one.", \.unauthenticatedEvictions),
+        Counter("unauthenticated_requests", "springcache_grpc_server_unauthenticated_requests_total",
+                "Peer requests refused for a missing or wrong peer token.", \.unauthenticatedRequests),
+    ]
+
+    static let peerClientCounters: [Counter<GRPCClientStats>] = [
+        Counter("calls", "springcache_grpc_client_calls_total", "Calls started by the client of each peer.", \.calls),
+        Counter("succeeded", "springcache_grpc_client_succeeded_total", "Calls to each peer answered OK.",
+                \.succeeded),
+        Counter("connect_attempts", "springcache_grpc_client_connect_attempts_total",
+                "Connection attempts to each peer.", \.connectAttempts),
+        Counter("connect_failures", "springcache_grpc_client_connect_failures_total",
+                "Connection attempts to each peer that failed.", \.connectFailures),
+        Counter("connections", "springcache_grpc_client_connections_total", "Connections to each peer established.",
+                \.connections),
+        Counter("reconnects", "springcache_grpc_client_reconnects_total",
+                "Connections to each peer established after the first.", \.reconnects),
+        Counter("connections_lost", "springcache_grpc_client_connections_lost_total",
+                "Established connections to each peer that failed (reset, EOF, protocol error, GOAWAY).",
+                \.connectionsLost),
+    ]
+
+    /// The first six families are the ones /metrics has always had, in their order.
+    static let etcdCounters: [Counter<EtcdMembershipStats>] = [
+        Counter("lease_grants", "springcache_etcd_lease_grants_total", "etcd leases granted to this node.",
+                \.registrar.grants),
+        Counter("keepalives", "springcache_etcd_keepalives_total", "Lease keepalives answered.",
+                \.registrar.keepalives),
+        Counter("leases_lost", "springcache_etcd_leases_lost_total", "Leases found gone and replaced.",
+                \.registrar.leasesLost),
+        Counter("registration_failures", "springcache_etcd_registration_failures_total",
+                "Failed registration or keepalive calls.", \.registrar.failures),
+        Counter("watch_failures", "springcache_etcd_watch_failures_total",
+                "Failed range or watch calls on the members prefix.", \.discovery.failures),
+        Counter("reregistrations", "springcache_etcd_reregistrations_total",
+                "Times the keys were put again on a new lease after the first registration.",
+                \.registrar.reRegistrations),
+        Counter("member_snapshots", "springcache_etcd_member_snapshots_total",
+                "Ranges of the members prefix read whole.", \.discovery.snapshots),
+        Counter("member_puts", nil, "", \.discovery.puts),
+        Counter("member_deletes", nil, "", \.discovery.deletes),
+        Counter("malformed_members", "springcache_etcd_malformed_members_total",
+                "Member records that could not be read.", \.discovery.malformed),
+        Counter("calls", "springcache_etcd_calls_total", "Calls made to etcd's gateway.", \.client.calls),
+        Counter("call_failures", "springcache_etcd_call_failures_total", "Calls to etcd that failed.",
+                \.client.failures),
+        Counter("endpoint_rotations", "springcache_etcd_endpoint_rotations_total",
+                "Times the client moved to the next --etcd endpoint after a transport failure.",
+                \.client.endpointRotations),
+        Counter("watches_started", "springcache_etcd_watches_started_total", "Watches started on etcd.",
+                \.client.watchesStarted),
+        Counter("reconnect_probes", "springcache_etcd_reconnect_probes_total",
+                "Probes sent while etcd was unreachable.", \.probe.probes),
+        Counter("reconnect_recoveries", "springcache_etcd_reconnect_recoveries_total",
+                "Times a probe found etcd answering again.", \.probe.recoveries),
+    ]
 
     // MARK: /api/stats
 
@@ -501,21 +534,8 @@ enum StatsReport {
     private static func peerServerJSON(_ j: inout JSONWriter, _ g: GRPCServerStats) {
         j.key("peer_server")
         j.object { j in
-            j.field("connections_accepted", g.connectionsAccepted)
-            j.field("connections_rejected", g.connectionsRejected)
-            j.field("connections_closed", g.connectionsClosed)
-            j.field("protocol_errors", g.protocolErrors)
-            j.field("calls", g.calls)
+            for c in peerServerCounters { j.field(c.key, g[keyPath: c.value]) }
             statusCounts(&j, "answers", g.answers)
-            j.field("deadline_exceeded", g.deadlineExceeded)
-            j.field("cancelled", g.cancelled)
-            j.field("bytes_in", g.bytesIn)
-            j.field("bytes_out", g.bytesOut)
-            j.field("buffer_refusals", g.bufferRefusals)
-            j.field("stream_timeouts", g.streamTimeouts)
-            j.field("connection_timeouts", g.connectionTimeouts)
-            j.field("unauthenticated_evictions", g.unauthenticatedEvictions)
-            j.field("unauthenticated_requests", g.unauthenticatedRequests)
             j.field("buffered_bytes", g.bufferedBytes)
         }
     }
@@ -524,18 +544,12 @@ enum StatsReport {
         j.key("peer_clients")
         j.object { j in
             for peer in clients.keys.sorted() {
-                let c = clients[peer]!
+                let stats = clients[peer]!
                 j.key(peer)
                 j.object { j in
-                    j.field("calls", c.calls)
-                    j.field("succeeded", c.succeeded)
-                    statusCounts(&j, "failures", c.failures)
-                    j.field("connect_attempts", c.connectAttempts)
-                    j.field("connect_failures", c.connectFailures)
-                    j.field("connections", c.connections)
-                    j.field("reconnects", c.reconnects)
-                    j.field("connections_lost", c.connectionsLost)
-                    j.field("in_flight", c.inFlight)
+                    for c in peerClientCounters { j.field(c.key, stats[keyPath: c.value]) }
+                    statusCounts(&j, "failures", stats.failures)
+                    j.field("in_flight", stats.inFlight)
                 }
             }
         }
@@ -546,22 +560,7 @@ enum StatsReport {
         j.object { j in
             j.field("registered", e.registered)
             j.field("watching", e.watching)
-            j.field("calls", e.client.calls)
-            j.field("call_failures", e.client.failures)
-            j.field("endpoint_rotations", e.client.endpointRotations)
-            j.field("watches_started", e.client.watchesStarted)
-            j.field("lease_grants", e.registrar.grants)
-            j.field("keepalives", e.registrar.keepalives)
-            j.field("leases_lost", e.registrar.leasesLost)
-            j.field("reregistrations", e.registrar.reRegistrations)
-            j.field("registration_failures", e.registrar.failures)
-            j.field("member_snapshots", e.discovery.snapshots)
-            j.field("member_puts", e.discovery.puts)
-            j.field("member_deletes", e.discovery.deletes)
-            j.field("malformed_members", e.discovery.malformed)
-            j.field("watch_failures", e.discovery.failures)
-            j.field("reconnect_probes", e.probe.probes)
-            j.field("reconnect_recoveries", e.probe.recoveries)
+            for c in etcdCounters { j.field(c.key, e[keyPath: c.value]) }
         }
     }
 

@@ -4,14 +4,8 @@ import XCTest
 
 /// /api/stats, /metrics and /api/peers rendered from a `NodeStats` value: no loop, no socket.
 final class StatsReportTests: XCTestCase {
-    private func render(_ body: (inout ByteBuffer) -> Void) -> String {
-        var out = ByteBuffer(capacity: 64)
-        body(&out)
-        return String(decoding: out.readable, as: UTF8.self)
-    }
-
     private func json(_ body: (inout ByteBuffer) -> Void) throws -> [String: Any] {
-        let text = render(body)
+        let text = renderedText(body)
         return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], text)
     }
 
@@ -97,7 +91,7 @@ final class StatsReportTests: XCTestCase {
 
     func testStatsKeepTheirKeysInOrderAndAddThePeerPortAndEtcdAfterThem() throws {
         let stats = sampleStats(clustered: true)
-        let text = render { StatsReport.writeJSON(into: &$0, stats) }
+        let text = renderedText { StatsReport.writeJSON(into: &$0, stats) }
         // The keys springcache-uv has always written, in their order; new ones only after them.
         XCTAssertEqual(topLevelKeys(text), [
             "name", "worker", "pid", "group", "uptime_seconds", "version", "rss_bytes", "open_fds", "config",
@@ -152,7 +146,7 @@ final class StatsReportTests: XCTestCase {
     }
 
     func testMetricsCarryThePeerPortClientsAndEtcdUnderTheNodesLabels() {
-        let text = render { StatsReport.writePrometheus(into: &$0, sampleStats(clustered: true)) }
+        let text = renderedText { StatsReport.writePrometheus(into: &$0, sampleStats(clustered: true)) }
         let expected = [
             #"springcache_cache_items{node="n1",worker="2",cache="main"} 5"#,
             #"springcache_cache_capacity_bytes{node="n1",worker="2",cache="hot"} 100"#,
@@ -200,7 +194,7 @@ final class StatsReportTests: XCTestCase {
         var stats = sampleStats(clustered: false)
         stats.peerServer = nil
         stats.etcd = nil
-        let text = render { StatsReport.writePrometheus(into: &$0, stats) }
+        let text = renderedText { StatsReport.writePrometheus(into: &$0, stats) }
         for prefix in ["springcache_grpc_", "springcache_etcd_", "springcache_peer_", "springcache_cluster_"] {
             XCTAssertFalse(text.contains(prefix), prefix)
         }
