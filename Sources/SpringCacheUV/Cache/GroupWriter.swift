@@ -50,7 +50,8 @@ public struct GroupWriter {
         let now = group.clock.nowMillis
         // A fetch of the key in flight read the owner before this write: its waiters, and gets that join it
         // after the write is acknowledged, must see the new value (read-your-writes through this node).
-        group.dropLocalCopies(key: key, newValue: .value(value, expiresAtMillis: now + (ttlMillis ?? group.config.ttlMillis),
+        let expiresAt = now + (ttlMillis ?? group.config.ttlMillis)
+        group.dropLocalCopies(key: key, newValue: .value(value, expiresAtMillis: expiresAt,
                                                    etag: LRUCache.valueHash(value), stale: false))
         // Why always an absolute expiry: springcache stores whatever `expire` arrives, so 0 (our old "the
         // owner's default") meant 1970 to it and the value was gone at once. The default TTL is ours to apply.

@@ -200,8 +200,8 @@ enum StatsReport {
         p.gauge("springcache_cluster_members_down", help: "Members dropped after a failed call, not yet re-admitted.",
                 value: cluster.membersDown)
         p.counter("springcache_peer_calls_total", help: "gRPC calls made to peers.", value: c.peerCalls)
-        p.counter("springcache_peer_failures_total", help: "Peer calls that failed in transport (refused, reset, deadline).",
-                  value: c.peerFailures)
+        p.counter("springcache_peer_failures_total",
+                  help: "Peer calls that failed in transport (refused, reset, deadline).", value: c.peerFailures)
         p.counter("springcache_peer_drops_total", help: "Times a peer was dropped from the ring.", value: c.drops)
         p.counter("springcache_peer_readmissions_total", help: "Times a dropped peer was re-admitted.",
                   value: c.readmissions)
@@ -305,8 +305,8 @@ enum StatsReport {
         for peer in peers {
             for (code, n) in clients[peer]!.failures.enumerated() where n > 0 {
                 p.sample("springcache_grpc_client_failures_total",
-                         labels: [PrometheusLabel("peer", peer), PrometheusLabel("code", GRPCStatus(rawValue: code).name)],
-                         value: n)
+                         labels: [PrometheusLabel("peer", peer),
+                                  PrometheusLabel("code", GRPCStatus(rawValue: code).name)], value: n)
             }
         }
         p.family("springcache_grpc_client_in_flight", .gauge, help: "Calls to each peer under way now.")

@@ -322,7 +322,9 @@ final class GroupRoutingTests: XCTestCase {
         let cases: [(String, (Group, CacheTestRouter) -> Void)] = [
             ("set hot", { group, _ in group.set(key: "k", value: b("new"), ttlMillis: nil, hot: true) }),
             ("set main", { group, _ in group.set(key: "k", value: b("new"), ttlMillis: nil, hot: false) }),
-            ("store hot", { group, _ in group.writer.store(key: "k", value: b("new"), ttlMillis: nil, hot: true) { _ in } }),
+            ("store hot", { group, _ in
+                group.writer.store(key: "k", value: b("new"), ttlMillis: nil, hot: true) { _ in }
+            }),
             ("store of a key this node now owns", { group, router in
                 router.defaultOwner = nil
                 group.writer.store(key: "k", value: b("new"), ttlMillis: nil, hot: false) { _ in }
