@@ -1,4 +1,4 @@
-// Cache/: LRU, expiry, hot cache, Group, single-flight — the read-through cache of one node, without I/O.
+// Cache/: the read-through cache of one node, without I/O: LRU, expiry, Group, single-flight, writes, seams.
 
 /// A read-only view of a fresh cached value, valid only inside the `withFreshValue` body.
 public struct CachedValueView {
