@@ -81,9 +81,9 @@ extension APIHandler {
             }
             switch write {
             case .store(let key, let value, let ttlMillis, let hot):
-                self.group.write(key: key, value: value, ttlMillis: ttlMillis, hot: hot, outcome: answer)
+                self.group.writer.write(key: key, value: value, ttlMillis: ttlMillis, hot: hot, outcome: answer)
             case .erase(let key):
-                self.group.erase(key: key, outcome: answer)
+                self.group.writer.erase(key: key, outcome: answer)
             }
         }
     }

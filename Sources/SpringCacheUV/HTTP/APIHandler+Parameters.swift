@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 
 // How the API reads its parameters: form fields and query strings as springcache read them, the group and
 // key of `/v1/cache/{group}/{key}`, and the numbers and flags they carry. Values are decoded into `scratch`
@@ -95,8 +92,8 @@ extension APIHandler {
     func scratchEquals(_ range: Range<Int>, _ s: String) -> Bool {
         var s = s
         return s.withUTF8 { u in
-            u.count == range.count
-                && (u.count == 0 || memcmp(u.baseAddress!, scratch.base + range.lowerBound, u.count) == 0)
+            UnsafeRawBufferPointer(u).equals(UnsafeRawBufferPointer(start: scratch.base + range.lowerBound,
+                                                                    count: range.count))
         }
     }
 }

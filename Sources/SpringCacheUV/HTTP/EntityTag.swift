@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// The entity tag of a raw value (`ETag` on `GET /v1/cache/...`) and the `If-None-Match` check against it.
 ///
@@ -11,14 +8,11 @@ enum EntityTag {
     /// `"` + 16 hex digits + `"`.
     static let byteCount = 18
 
-    private static let hexDigits: StaticString = "0123456789abcdef"
-
     /// Writes the quoted tag of `etag` into the first `byteCount` bytes of `bytes`.
     static func format(_ etag: UInt64, into bytes: UnsafeMutableRawBufferPointer) {
         bytes[0] = UInt8(ascii: "\"")
         for i in 0..<16 {
-            let nibble = Int((etag >> UInt64(60 - 4 * i)) & 0xF)
-            bytes[1 + i] = hexDigits.utf8Start[nibble]
+            bytes[1 + i] = Hex.lower(UInt8(truncatingIfNeeded: etag >> UInt64(60 - 4 * i)) & 0xF)
         }
         bytes[byteCount - 1] = UInt8(ascii: "\"")
     }
@@ -45,7 +39,7 @@ enum EntityTag {
             while j < n && header[j] != UInt8(ascii: ",") { j += 1 }
             var end = j
             while end > i && header[end - 1] == UInt8(ascii: " ") { end -= 1 }
-            if end - i == etag.count && memcmp(header.baseAddress! + i, etag.baseAddress!, etag.count) == 0 {
+            if UnsafeRawBufferPointer(rebasing: header[i..<end]).equals(etag) {
                 return true
             }
             i = j + 1

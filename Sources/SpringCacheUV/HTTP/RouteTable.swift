@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// A set of request methods, one bit each, so checking a route's methods is one AND.
 struct HTTPMethods: OptionSet {
@@ -94,20 +91,6 @@ struct RouteTable {
         }
         if let first { return .methodNotAllowed(first: first, allowed: allowed) }
         return .notFound
-    }
-}
-
-extension UnsafeRawBufferPointer {
-    /// Whether these bytes equal `s` exactly.
-    @inline(__always)
-    func equals(_ s: StaticString) -> Bool {
-        count == s.utf8CodeUnitCount && (count == 0 || memcmp(baseAddress!, s.utf8Start, count) == 0)
-    }
-
-    /// Whether these bytes start with `s`.
-    @inline(__always)
-    func starts(with s: StaticString) -> Bool {
-        count >= s.utf8CodeUnitCount && memcmp(baseAddress!, s.utf8Start, s.utf8CodeUnitCount) == 0
     }
 }
 

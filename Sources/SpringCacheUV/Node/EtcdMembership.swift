@@ -221,22 +221,10 @@ final class EtcdMembership {
         }
     }
 
-    /// The etcd families of /metrics: whether this node is registered and watching, and the counters of both.
-    func writeMetrics(_ p: inout PrometheusWriter) {
-        p.gauge("springcache_etcd_registered", help: "1 while this node's keys are on a live etcd lease.",
-                value: registrar?.isRegistered == true ? 1 : 0)
-        p.gauge("springcache_etcd_watching", help: "1 while the watch on the members prefix is established.",
-                value: discovery.isWatching ? 1 : 0)
-        let r = registrar?.stats ?? EtcdRegistrarStats()
-        p.counter("springcache_etcd_lease_grants_total", help: "etcd leases granted to this node.", value: r.grants)
-        p.counter("springcache_etcd_keepalives_total", help: "Lease keepalives answered.", value: r.keepalives)
-        p.counter("springcache_etcd_leases_lost_total", help: "Leases found gone and replaced.", value: r.leasesLost)
-        p.counter("springcache_etcd_registration_failures_total", help: "Failed registration or keepalive calls.",
-                  value: r.failures)
-        let d = discovery.stats
-        p.counter("springcache_etcd_watch_failures_total", help: "Failed range or watch calls on the members prefix.",
-                  value: d.failures)
-        p.counter("springcache_etcd_watch_events_total", help: "Member puts and deletes seen on the watch.",
-                  value: d.puts + d.deletes)
+    /// The state and the counters of the client, registrar, discovery and probe (Node/StatsReport renders them).
+    var stats: EtcdMembershipStats {
+        EtcdMembershipStats(registered: registrar?.isRegistered == true, watching: discovery.isWatching,
+                            client: client.stats, registrar: registrar?.stats ?? EtcdRegistrarStats(),
+                            discovery: discovery.stats, probe: probe.stats)
     }
 }
