@@ -24,10 +24,8 @@ final class EtcdMembership {
     /// Addresses found under springcache's own key `NAME` for awaited names that never registered ours.
     private var springcacheAddresses: [String: HostPort] = [:]
     private var fromEtcd: [String: Member] = [:]
-    private var waitTimer: LoopTimer?
-    private var waitDeadline: Int64 = 0
-    private var onReady: ((Bool) -> Void)?
-    private var lookupsInFlight: Set<String> = []
+    /// The `--peer` wait (springcache's start-up contract); finished once the node serves or gives up.
+    private var waiter: PeerWaiter?
     /// Names `/setpeer` added although `--peer` does not list them (springcache adds what /setpeer names).
     private var namedBySetpeer: Set<String> = []
 
@@ -115,16 +113,26 @@ final class EtcdMembership {
         }
         discovery.start()
 
-        onReady = ready
-        if awaitedNames.isEmpty {
-            finishWaiting(true)
-            return
+        if !awaitedNames.isEmpty {
+            logger.info("wait other server to register: \(awaitedNames.joined(separator: ","))")
         }
-        logger.info("wait other server to register: \(awaitedNames.joined(separator: ","))")
-        waitDeadline = loop.clock.nowMillis + config.peerWaitMillis
-        let timer = LoopTimer(loop: loop) { [unowned self] in self.checkWait() }
-        timer.start(timeoutMillis: 500, repeatMillis: 500)
-        waitTimer = timer
+        let waiter = PeerWaiter(
+            awaited: awaitedNames, limitMillis: config.peerWaitMillis, scheduler: loop.scheduler,
+            known: { [unowned self] name in self.cluster.members[name]?.peer != nil },
+            lookUp: { [unowned self] name, done in self.lookUpSpringcacheAddress(of: name, done: done) },
+            finish: { [unowned self] missing in
+                if missing.isEmpty {
+                    if !self.awaitedNames.isEmpty { self.logger.info("other servers are registered") }
+                } else {
+                    self.logger.critical("""
+                        peers \(missing.joined(separator: ",")) did not register in etcd within \
+                        \(ValueParsing.formatDuration(self.config.peerWaitMillis)) (--peer-wait); giving up
+                        """)
+                }
+                ready(missing.isEmpty)
+            })
+        self.waiter = waiter
+        waiter.start()
     }
 
     /// The cluster's members: this node, the static entries, what etcd says, and springcache nodes found
@@ -137,48 +145,20 @@ final class EtcdMembership {
         var list = staticMembers + (statics?.admitted(found, alsoNamed: namedBySetpeer) ?? found)
         if let me = cluster.members[config.name] { list.append(me) }
         cluster.setMembers(list)
-        if onReady != nil && missingNames().isEmpty { finishWaiting(true) }
+        waiter?.membersChanged()
     }
 
-    private func missingNames() -> [String] {
-        awaitedNames.filter { cluster.members[$0]?.peer == nil }
-    }
-
-    private func checkWait() {
-        let missing = missingNames()
-        if missing.isEmpty {
-            finishWaiting(true)
-            return
-        }
-        if loop.clock.nowMillis >= waitDeadline {
-            logger.critical("""
-                peers \(missing.joined(separator: ",")) did not register in etcd within \
-                \(ValueParsing.formatDuration(config.peerWaitMillis)) (--peer-wait); giving up
-                """)
-            finishWaiting(false)
-            return
-        }
-        // A springcache node registers only its own key NAME → HOST:PORT: look that up too.
-        for name in missing where !lookupsInFlight.contains(name) {
-            lookupsInFlight.insert(name)
-            EtcdDiscovery.lookupAddress(of: name, client: client) { [weak self] result in
-                guard let self else { return }
-                self.lookupsInFlight.remove(name)
-                if case .success(let address?) = result, self.fromEtcd[name] == nil {
-                    self.springcacheAddresses[name] = address
-                    self.apply()
-                }
+    /// A springcache node registers only its own key NAME → HOST:PORT, which the watch on our prefix never
+    /// shows: the `--peer` wait looks that up for each missing name.
+    private func lookUpSpringcacheAddress(of name: String, done: @escaping () -> Void) {
+        EtcdDiscovery.lookupAddress(of: name, client: client) { [weak self] result in
+            done()
+            guard let self else { return }
+            if case .success(let address?) = result, self.fromEtcd[name] == nil {
+                self.springcacheAddresses[name] = address
+                self.apply()
             }
         }
-    }
-
-    private func finishWaiting(_ ok: Bool) {
-        waitTimer?.close()
-        waitTimer = nil
-        guard let ready = onReady else { return }
-        onReady = nil
-        if ok && !awaitedNames.isEmpty { logger.info("other servers are registered") }
-        ready(ok)
     }
 
     /// springcache's `/setpeer` for a name that is not a member here: looks it up in etcd (our record, then
@@ -205,9 +185,8 @@ final class EtcdMembership {
 
     /// Revokes the lease (so peers drop this node at once) and stops following etcd.
     func stop(completion: @escaping () -> Void) {
-        waitTimer?.close()
-        waitTimer = nil
-        onReady = nil
+        waiter?.cancel()
+        waiter = nil
         discovery.stop()
         probe.close()
         guard let registrar else {
