@@ -120,7 +120,9 @@ struct WorkerSupervision {
             return [.reportStartFailure(worker: index)] + stop()
         }
         let ranFor = nowMillis - workers[index].startedAtMillis
-        if ranFor >= settings.stableAfterMillis { workers[index].restartDelayMillis = settings.initialRestartDelayMillis }
+        if ranFor >= settings.stableAfterMillis {
+            workers[index].restartDelayMillis = settings.initialRestartDelayMillis
+        }
         return [.reportExit(worker: index, pid: pid, status: status, ranForMillis: ranFor), scheduleRestart(index)]
     }
 
