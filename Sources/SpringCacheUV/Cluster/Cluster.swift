@@ -276,15 +276,18 @@ public final class Cluster: PeerRouter {
         transport.unary(peer: peer.name, address: address, path: path, message: message,
                         timeoutMillis: timeoutMillis ?? settings.peerTimeoutMillis,
                         metadata: metadata) { [weak self] result in
-            self?.finished(peer.name, result, nanoseconds: uv_hrtime() &- start)
+            self?.finished(peer.name, at: address, result, nanoseconds: uv_hrtime() &- start)
             completion(result)
         }
     }
 
     /// Counts a finished call and feeds its outcome to the failure handling.
-    private func finished(_ name: String, _ result: GRPCResult, nanoseconds took: UInt64) {
+    private func finished(_ name: String, at address: HostPort, _ result: GRPCResult, nanoseconds took: UInt64) {
         stats.callLatency.observe(nanoseconds: took)
         perPeer[name]?.latency.observe(nanoseconds: took)
+        // Why only calls to the member's current address: moving a member ends the connection to its old one,
+        // which fails the calls on it (CANCELLED, on our side); that says nothing about the member where it is.
+        guard members[name]?.peer == address else { return }
         switch result {
         case .success:
             perform(health.callSucceeded(name))

@@ -169,6 +169,22 @@ final class ClusterFailureHandlingTests: XCTestCase {
         XCTAssertEqual(f.cluster.down, [])
     }
 
+    func testACallCutByAMemberMovingDoesNotDropIt() {
+        let f = fixture()
+        let key = f.key(ownedBy: "b")
+        var result: PeerFetchResult?
+        f.cluster.fetch(from: PeerID("b"), group: "scores", key: key) { result = $0 }
+        // b registers a new address: its old connection ends, failing the call on it on our side.
+        f.cluster.upsert(Member(name: "b", peer: HostPort(host: "10.0.0.9", port: 9002)))
+        f.transport.complete("b", with: .failure(GRPCCallError(status: .cancelled, message: "client closed")))
+        XCTAssertEqual(result, .failed("peer b: CANCELLED: client closed"), "the caller still hears of it")
+        XCTAssertEqual(f.cluster.down, [])
+        XCTAssertEqual(f.cluster.owner(of: key), PeerID("b"))
+        // A failure at the new address counts.
+        failFetch(f, key, from: "b", with: refused)
+        XCTAssertEqual(f.cluster.down, ["b"])
+    }
+
     func testProbesOfSeveralPeersRunIndependently() {
         let f = fixture()
         failFetch(f, f.key(ownedBy: "b"), from: "b", with: refused)
