@@ -45,6 +45,8 @@ public final class Node {
 
         let loader: OriginLoader
         var multi: CurlMulti?
+        var madeCluster: Cluster?
+        var membership: EtcdMembership?
         failureLog = FailureLog(intervalMillis: config.failureLogIntervalMillis)
         do {
             if config.origin == "demo" {
@@ -58,15 +60,23 @@ public final class Node {
                     throw ConfigError("--origin: \(error)")
                 }
             }
-            cluster = try Node.makeCluster(config: config, loop: loop, logger: logger)
+            madeCluster = try Node.makeCluster(config: config, loop: loop, logger: logger)
+            if let cluster = madeCluster, !config.etcdEndpoints.isEmpty {
+                let etcdCurl = multi ?? CurlMulti(loop: loop.uv)
+                multi = etcdCurl
+                membership = try EtcdMembership(config: config, cluster: cluster, loop: loop, curl: etcdCurl,
+                                                logger: logger)
+            }
         } catch {
-            // Why close before throwing: a configuration error must not leave the loop and curl's timers
-            // allocated behind it (LeakSanitizer reports them when the process exits with the error).
+            // Why close before throwing: a configuration error must not leave the loop, the cluster's timers
+            // and curl's allocated behind it (LeakSanitizer reports them when the process exits with the error).
+            madeCluster?.close()
             multi?.close {}
             loop.run()
             loop.close()
             throw error
         }
+        cluster = madeCluster
         curl = multi
         httpOrigin = loader as? HTTPOrigin
         group = Group(name: config.group, config: config.cache, clock: loop.clock, random: FastRandom(),
@@ -92,11 +102,7 @@ public final class Node {
         apiHost.node = self
         // One abuse log for both ports: a line per kind and interval, with the offender's address.
         server.abuse.sink = { [logger] line in logger.warning("\(line)") }
-        if let cluster, !config.etcdEndpoints.isEmpty {
-            let multi = curl ?? CurlMulti(loop: loop.uv)
-            curl = multi
-            let membership = try EtcdMembership(config: config, cluster: cluster, loop: loop, curl: multi,
-                                                logger: logger)
+        if let membership {
             etcd = membership
             apiHost.membership = membership
         }
