@@ -80,7 +80,7 @@ public final class Cluster: PeerRouter {
     private let deferred: DeferredCompletions
     private var closed = false
     /// Each peer client's counters, by member name (a client replaced after an address change starts at 0).
-    public var clientStats: [String: GRPCClientStats] { clients.mapValues(\.stats) }
+    public var clientStats: [String: GRPCClientStats] { transport.clientStats }
     /// Called after the ring changed, with the members that came back (re-admitted after a drop). The node
     /// then drops entries it no longer owns and tells those members to drop their copies.
     public var onRingChange: ((_ readmitted: [String]) -> Void)?

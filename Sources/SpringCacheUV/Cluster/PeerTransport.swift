@@ -12,6 +12,8 @@ protocol PeerTransport: AnyObject {
     func forget(_ peer: String)
     /// Ends every connection; calls in flight fail with CANCELLED.
     func close()
+    /// Each peer connection's counters, by peer name (for /metrics and /api/stats).
+    var clientStats: [String: GRPCClientStats] { get }
 }
 
 /// The production `PeerTransport`: a `GRPCClient` per peer, made on its first call.
@@ -19,6 +21,9 @@ final class GRPCPeerTransport: PeerTransport {
     private let loop: EventLoop
     private let settings: GRPCClientSettings
     private var clients: [String: GRPCClient] = [:]
+
+    /// A client replaced after an address change starts again at 0.
+    var clientStats: [String: GRPCClientStats] { clients.mapValues(\.stats) }
 
     init(loop: EventLoop, settings: GRPCClientSettings) {
         self.loop = loop

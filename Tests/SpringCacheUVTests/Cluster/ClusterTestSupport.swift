@@ -31,6 +31,9 @@ final class RecordingPeerTransport: PeerTransport {
 
     func forget(_ peer: String) { forgotten.append(peer) }
 
+    /// The recording transport has no connections, so no counters.
+    var clientStats: [String: GRPCClientStats] { [:] }
+
     func close() { isClosed = true }
 
     /// Pending calls to `peer` (on `path`, if given).
