@@ -49,7 +49,7 @@ public struct GRPCClientStats {
 }
 
 /// One unary call of a client, from `unary` to its completion.
-final class GRPCClientCall: GRPCDeadlineTracked {
+final class GRPCClientCall: DeadlineTracked {
     let path: String
     /// The request message until it has been handed to nghttp2, then released.
     var request: [UInt8]
@@ -170,7 +170,7 @@ public final class GRPCClient {
     private var waiting: [GRPCClientCall] = []
     private var completed: [GRPCClientCall] = []
     private var dirty: [GRPCClientConnection] = []
-    private var deadlines = GRPCDeadlineQueue<GRPCClientCall>()
+    private var deadlines = DeadlineQueue<GRPCClientCall>()
     private var deadlineTimerAt = Int64.max
     private var backoffMillis: Int64 = 0
     private var closed = false

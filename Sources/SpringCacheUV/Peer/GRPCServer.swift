@@ -95,7 +95,7 @@ public protocol GRPCServiceHandler: AnyObject {
 }
 
 /// One unary call as the handler sees it: what was asked, and the one way to answer it.
-public final class GRPCServerCall: GRPCDeadlineTracked {
+public final class GRPCServerCall: DeadlineTracked {
     /// The HTTP/2 `:path`, e.g. `/springcachepb.SpringCache/Get`.
     public let path: String
     /// The request message (without the 5-byte prefix).
@@ -115,8 +115,8 @@ public final class GRPCServerCall: GRPCDeadlineTracked {
     /// a stream is detached from its call before its connection can go away).
     var stream: GRPCServerStream?
     let server: GRPCServer
-    var expiresAtMillis: Int64 { deadlineMillis ?? .max }
-    var deadlineSlot = -1
+    public var expiresAtMillis: Int64 { deadlineMillis ?? .max }
+    public var deadlineSlot = -1
 
     init(path: String, message: [UInt8], deadlineMillis: Int64?, authorization: String?, stream: GRPCServerStream,
          server: GRPCServer) {
@@ -203,7 +203,7 @@ public final class GRPCServer {
 
     private var listener: TCPListener?
     private var connections: [GRPCServerConnection] = []
-    private var deadlines = GRPCDeadlineQueue<GRPCServerCall>()
+    private var deadlines = DeadlineQueue<GRPCServerCall>()
     private var deadlineTimer: LoopTimer?
     private var deadlineTimerAt = Int64.max
     private var flushWork: HTTP2DeferredWork?

@@ -26,7 +26,6 @@ final class HTTP2IOBuffers {
 
     deinit {
         read.deallocate()
-        output.deallocate()
     }
 }
 
@@ -39,7 +38,6 @@ final class HTTP2HeaderBlock {
     private var spans: [(name: Int, nameLength: Int, value: Int, valueLength: Int)] = []
 
     init() { spans.reserveCapacity(16) }
-    deinit { bytes.deallocate() }
 
     func reset() {
         bytes.count = 0
@@ -422,10 +420,9 @@ class HTTP2Connection {
 
     /// Writes `buffers.output`: `uv_try_write` first, and only the part the kernel does not take is copied.
     private func write() {
-        let out = buffers.output
         defer { buffers.output.count = 0 }
-        bytesOut += UInt64(out.count)
-        let status = output.send(out.readable, on: stream, owner: Unmanaged.passUnretained(self).toOpaque(),
+        bytesOut += UInt64(buffers.output.count)
+        let status = output.send(buffers.output.readable, on: stream, owner: Unmanaged.passUnretained(self).toOpaque(),
                                  callback: HTTP2Connection.writeCallback)
         accountBacklog()
         if status < 0 { close(reason: "write failed: \(String(cString: uv_strerror(status)))") }
