@@ -21,7 +21,8 @@ final class EtcdDiscoveryStateTests: XCTestCase {
     func testTheWatchStartsAfterTheRangesRevisionEachTimeTheCycleRestarts() {
         var state = EtcdDiscoveryState(settings: EtcdDiscoverySettings())
         XCTAssertEqual(state.handle(.start), [.range])
-        XCTAssertEqual(state.handle(.rangeAnswered(.success(EtcdRangeResult(revision: 7, kvs: [kv("a", port: 1, revision: 5)])))),
+        let first = EtcdRangeResult(revision: 7, kvs: [kv("a", port: 1, revision: 5)])
+        XCTAssertEqual(state.handle(.rangeAnswered(.success(first))),
                        [.watch(fromRevision: 8), .report(.snapshot([member("a", port: 1)], revision: 7))])
         XCTAssertEqual(state.handle(.watchCreated), [.report(.watching)])
         XCTAssertTrue(state.isWatching)
@@ -73,7 +74,8 @@ final class EtcdDiscoveryStateTests: XCTestCase {
         broken.value = Array(#"{"name":"c"}"#.utf8)
         let events = [
             EtcdEvent(kind: .put, kv: kv("b", port: 2, revision: 2)),
-            EtcdEvent(kind: .delete, kv: EtcdKeyValue(key: Array("springcache/members/a".utf8), value: [], modRevision: 3)),
+            EtcdEvent(kind: .delete, kv: EtcdKeyValue(key: Array("springcache/members/a".utf8), value: [],
+                                                      modRevision: 3)),
             EtcdEvent(kind: .put, kv: broken),
             EtcdEvent(kind: .delete, kv: EtcdKeyValue(key: Array("springcache/members/".utf8), value: [])),
         ]

@@ -33,11 +33,9 @@ final class EtcdRegistrarCycleTests: XCTestCase {
         scheduler = nil
     }
 
-    private func makeRegistrar(ttl: Int, backoffMillis: (UInt64, UInt64) = (200, 2_000)) -> EtcdRegistrar {
+    private func makeRegistrar(ttl: Int) -> EtcdRegistrar {
         var settings = EtcdRegistrarSettings()
         settings.leaseTTLSeconds = ttl
-        settings.initialBackoffMillis = backoffMillis.0
-        settings.maxBackoffMillis = backoffMillis.1
         let registrar = EtcdRegistrar(entries: Self.entries, client: etcd, scheduler: scheduler, settings: settings)
         registrar.onRegistered = { [unowned self] in self.registrations += 1 }
         registrar.onFailure = { [unowned self] in self.failures += 1 }
@@ -45,10 +43,19 @@ final class EtcdRegistrarCycleTests: XCTestCase {
         return registrar
     }
 
+    /// A registrar registered at once (etcd answers without delay).
+    private func startRegistered(ttl: Int, file: StaticString = #filePath, line: UInt = #line) -> EtcdRegistrar {
+        let registrar = makeRegistrar(ttl: ttl)
+        registrar.start()
+        scheduler.runDue()
+        XCTAssertTrue(registrar.isRegistered, file: file, line: line)
+        return registrar
+    }
+
     /// The three keys, as springcache and `EtcdDiscovery` read them, all on `lease`.
     private func assertRegistered(on lease: Int64?, file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertEqual(etcd.value("springcache/members/n1"), #"{"name":"n1","peer":"127.0.0.1:8001","api":"127.0.0.1:9001"}"#,
-                       file: file, line: line)
+        XCTAssertEqual(etcd.value("springcache/members/n1"),
+                       #"{"name":"n1","peer":"127.0.0.1:8001","api":"127.0.0.1:9001"}"#, file: file, line: line)
         XCTAssertEqual(etcd.value("n1"), "127.0.0.1:8001", file: file, line: line)
         XCTAssertEqual(etcd.value("n1/127.0.0.1:8001"), #"{"Op":0,"Addr":"127.0.0.1:8001","Metadata":null}"#,
                        file: file, line: line)
@@ -94,9 +101,7 @@ final class EtcdRegistrarCycleTests: XCTestCase {
 
     /// The lease revoked by hand: the next keepalive finds it gone, a new lease is granted and every key put again.
     func testALostLeaseIsReplacedAndEveryKeyPutAgain() throws {
-        let registrar = makeRegistrar(ttl: 3)
-        registrar.start()
-        scheduler.runDue()
+        let registrar = startRegistered(ttl: 3)
         let lease = try XCTUnwrap(registrar.leaseID)
         etcd.revokeByHand(lease)
         XCTAssertNil(etcd.value("n1"), "revoke deleted the keys")
@@ -116,9 +121,7 @@ final class EtcdRegistrarCycleTests: XCTestCase {
     /// etcd dies and comes back empty: keepalives retry after 200, 400, 800, 1600, 2000, 2000 ms; once etcd
     /// answers, the node is registered again on a new lease within the 2 s cap.
     func testAnOutageIsRetriedWithCappedBackoffAndAnEmptyEtcdGetsEveryKeyAgain() throws {
-        let registrar = makeRegistrar(ttl: 10)
-        registrar.start()
-        scheduler.runDue()
+        let registrar = startRegistered(ttl: 10)
         let lease = try XCTUnwrap(registrar.leaseID)
         etcd.mode = .down
         scheduler.advance(byMillis: 3_333 + 200 + 400 + 800 + 1_600 + 2_000 + 2_000 + 10)
@@ -148,9 +151,7 @@ final class EtcdRegistrarCycleTests: XCTestCase {
 
     /// The same data (the lease survived): the retry's keepalive finds it alive; nothing is put again.
     func testAnOutageWithTheLeaseSurvivingKeepsTheLease() throws {
-        let registrar = makeRegistrar(ttl: 10)
-        registrar.start()
-        scheduler.runDue()
+        let registrar = startRegistered(ttl: 10)
         let lease = try XCTUnwrap(registrar.leaseID)
         etcd.mode = .down
         scheduler.advance(byMillis: 4_000)
@@ -182,9 +183,7 @@ final class EtcdRegistrarCycleTests: XCTestCase {
 
     /// etcd restarted empty between two keepalives: `checkNow` finds the lease gone at once.
     func testCheckNowRegistersAgainAtOnceAfterAQuickEmptyRestart() {
-        let registrar = makeRegistrar(ttl: 10)
-        registrar.start()
-        scheduler.runDue()
+        let registrar = startRegistered(ttl: 10)
         etcd.comeBack(empty: true)
         XCTAssertTrue(registrar.isRegistered, "nothing noticed yet")
         registrar.checkNow()
@@ -197,9 +196,7 @@ final class EtcdRegistrarCycleTests: XCTestCase {
     }
 
     func testStopRevokesTheLeaseSoTheKeysVanishAtOnce() throws {
-        let registrar = makeRegistrar(ttl: 30)
-        registrar.start()
-        scheduler.runDue()
+        let registrar = startRegistered(ttl: 30)
         var stopped = 0
         registrar.stop { stopped += 1 }
         XCTAssertEqual(stopped, 0, "stop completes from a later callback")
@@ -233,9 +230,7 @@ final class EtcdRegistrarCycleTests: XCTestCase {
 
     /// A hung etcd: stop gives up after `revokeTimeoutMillis` (1 s) of loop time.
     func testStopWithEtcdHungIsBoundedByTheRevokeTimeout() {
-        let registrar = makeRegistrar(ttl: 10)
-        registrar.start()
-        scheduler.runDue()
+        let registrar = startRegistered(ttl: 10)
         etcd.mode = .hung
         var stoppedAt: Int64?
         registrar.stop { stoppedAt = self.scheduler.nowMillis }

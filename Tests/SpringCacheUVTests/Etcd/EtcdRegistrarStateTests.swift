@@ -15,7 +15,8 @@ final class EtcdRegistrarStateTests: XCTestCase {
 
     /// Runs grant → puts → registered; returns the lease.
     @discardableResult
-    private func register(_ state: inout EtcdRegistrarState, lease: Int64 = 7, ttl: Int64 = 10) -> [EtcdRegistrarAction] {
+    private func register(_ state: inout EtcdRegistrarState, lease: Int64 = 7,
+                          ttl: Int64 = 10) -> [EtcdRegistrarAction] {
         var last = state.handle(.answered(.granted(EtcdLease(id: lease, ttlSeconds: ttl))))
         for _ in 0..<state.entryCount { last = state.handle(.answered(.put)) }
         return last

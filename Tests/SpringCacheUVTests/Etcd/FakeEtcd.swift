@@ -152,7 +152,8 @@ final class FakeEtcd: EtcdCalls {
     func range(prefix: [UInt8], timeoutMillis: Int?,
                completion: @escaping (Result<EtcdRangeResult, EtcdError>) -> Void) -> EtcdCallHandle {
         unary("range \(String(decoding: prefix, as: UTF8.self))", timeoutMillis, completion) { [unowned self] in
-            let found = self.kvs.values.filter { $0.key.starts(with: prefix) }.sorted { $0.key.lexicographicallyPrecedes($1.key) }
+            let found = self.kvs.values.filter { $0.key.starts(with: prefix) }
+                .sorted { $0.key.lexicographicallyPrecedes($1.key) }
             return .success(EtcdRangeResult(revision: self.revision, kvs: found))
         }
     }
