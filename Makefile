@@ -19,11 +19,18 @@ build: deps
 run: build
 	$(BIN) $(ARGS)
 
+# Two XCTest targets: the unit tests (Tests/SpringCacheUVTests: no sockets, no etcd, simulated time) and the
+# Swift tests that need a real etcd, sockets or helper processes (Tests/integration/swift); then the black-box
+# tests. Unit tests first: they are fast and say the most when they fail.
+UNIT_TESTS        = --filter '^SpringCacheUVTests\.'
+INTEGRATION_TESTS = --filter '^SpringCacheUVIntegrationTests\.'
+
 test:
 	@scripts/ensure-deps test
 	$(MAKE) --no-print-directory check-layers
 	$(SWIFT) build -c release --scratch-path $(BUILD_DIR) --product springcache-uv
-	$(SWIFT) test --scratch-path $(BUILD_DIR) --disable-swift-testing
+	$(SWIFT) test --scratch-path $(BUILD_DIR) --disable-swift-testing $(UNIT_TESTS)
+	$(SWIFT) test --scratch-path $(BUILD_DIR) --disable-swift-testing $(INTEGRATION_TESTS)
 	SPRINGCACHE_BIN=$(abspath $(BIN)) python3 -m pytest -q Tests/integration
 
 # The direction of dependencies between source folders (the table in scripts/check-layers), and its self-test.
@@ -32,10 +39,11 @@ check-layers:
 	scripts/check-layers
 
 unit: deps
-	$(SWIFT) test --scratch-path $(BUILD_DIR) --disable-swift-testing
+	$(SWIFT) test --scratch-path $(BUILD_DIR) --disable-swift-testing $(UNIT_TESTS)
 
 integration: build
 	@scripts/ensure-deps test
+	$(SWIFT) test --scratch-path $(BUILD_DIR) --disable-swift-testing $(INTEGRATION_TESTS)
 	SPRINGCACHE_BIN=$(abspath $(BIN)) python3 -m pytest -q Tests/integration
 
 bench: build

@@ -36,7 +36,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Unit tests: no sockets, no etcd, no subprocesses, no wall-clock waits for timers.
         .testTarget(name: "SpringCacheUVTests", dependencies: ["SpringCacheUV"]),
+        // Tests that need a real etcd, real sockets or helper processes (Python servers), kept with the
+        // black-box tests; `make test` runs them after the unit tests.
+        .testTarget(name: "SpringCacheUVIntegrationTests", dependencies: ["SpringCacheUV"],
+                    path: "Tests/integration/swift"),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,3 +1,5 @@
+// Etcd/: the etcd gateway client; registration, discovery and reconnect probe as state values with thin drivers.
+
 /// Limits of an `EtcdClient`, named (STYLE 8).
 public struct EtcdClientSettings {
     /// The whole-call limit of a unary call (grant, put, range, keepalive, revoke). Why 2 s: a healthy etcd

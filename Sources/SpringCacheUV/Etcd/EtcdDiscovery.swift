@@ -25,19 +25,15 @@ public struct EtcdDiscoveryStats: Equatable {
     public var failures: UInt64 = 0
 }
 
-/// Discovers the cluster's members under a prefix in etcd, and follows them.
-///
-/// Cycle: range the prefix → `onSnapshot` with every member → watch from the range's revision + 1 (so no
-/// change between the two is missed) → `onPut` / `onDelete` per event. When the watch breaks, is canceled
-/// (e.g. compacted) or etcd cannot be reached, it retries with capped backoff from a fresh range, whose
-/// snapshot replaces whatever was missed meanwhile. Until then the caller keeps the last membership it had.
+/// Discovers the cluster's members under a prefix in etcd, and follows them. The rules (range, then watch from
+/// the range's revision + 1; a fresh range after any failure, with backoff) are `EtcdDiscoveryState`'s; this is
+/// its driver, which performs the state's actions with an `EtcdCalls` and one `SchedulerTimer`, and turns its
+/// reports into log lines and the owner's callbacks. Until a retry succeeds the owner keeps the membership it had.
 public final class EtcdDiscovery {
-    private enum Phase { case idle, running, stopped }
-
     public let settings: EtcdDiscoverySettings
-    public private(set) var stats = EtcdDiscoveryStats()
+    public var stats: EtcdDiscoveryStats { state.stats }
     /// Whether a watch is established (created) right now.
-    public private(set) var isWatching = false
+    public var isWatching: Bool { state.isWatching }
 
     /// Every member under the prefix, after each (re)start of the cycle.
     public var onSnapshot: (([Member]) -> Void)?
@@ -48,140 +44,113 @@ public final class EtcdDiscovery {
     /// A range or watch failed; a retry is scheduled (e.g. to start an `EtcdReconnectProbe`).
     public var onFailure: (() -> Void)?
 
-    private let client: EtcdClient
+    private var state: EtcdDiscoveryState
+    private let client: EtcdCalls
     private let logger: Logger
-    private let prefix: [UInt8]
-    private var phase = Phase.idle
-    private var backoffMillis: UInt64
-    private var pendingRange: EtcdCallHandle?
-    private var watch: EtcdWatchHandle?
-    private var retryTimer: LoopTimer!
     private let clock: Clock
     private var failureLog: FailureLog
+    private var pendingRange: EtcdCallHandle?
+    private var watch: EtcdWatchHandle?
+    private var retryTimer: SchedulerTimer!
 
-    public init(client: EtcdClient, loop: EventLoop, settings: EtcdDiscoverySettings = EtcdDiscoverySettings(),
+    public init(client: EtcdCalls, scheduler: Scheduler, settings: EtcdDiscoverySettings = EtcdDiscoverySettings(),
                 logger: Logger = Logger(label: "springcache.etcd.discovery")) {
         self.client = client
         self.settings = settings
         self.logger = logger
-        clock = loop.clock
+        clock = scheduler.clock
+        state = EtcdDiscoveryState(settings: settings)
         failureLog = FailureLog(intervalMillis: settings.failureLogIntervalMillis)
-        prefix = Array(settings.prefix.utf8)
-        backoffMillis = settings.initialBackoffMillis
-        retryTimer = LoopTimer(loop: loop) { [unowned self] in
-            guard self.phase == .running else { return }
-            self.rangeThenWatch()
-        }
+        retryTimer = scheduler.makeTimer { [unowned self] in self.handle(.timerFired) }
+    }
+
+    public convenience init(client: EtcdCalls, loop: EventLoop,
+                            settings: EtcdDiscoverySettings = EtcdDiscoverySettings(),
+                            logger: Logger = Logger(label: "springcache.etcd.discovery")) {
+        self.init(client: client, scheduler: loop.scheduler, settings: settings, logger: logger)
     }
 
     deinit {
-        assert(phase != .running, "EtcdDiscovery released without stop()")
-        if phase == .idle { retryTimer.close() }
+        assert(state.phase != .running, "EtcdDiscovery released without stop()")
+        if state.phase == .idle { retryTimer.close() }
     }
 
     public func start() {
-        guard phase == .idle else { return }
-        phase = .running
-        rangeThenWatch()
+        handle(.start)
     }
 
     /// Cancels the range or watch in flight and the retry timer; no callback runs afterwards.
     public func stop() {
-        guard phase != .stopped else { return }
-        phase = .stopped
-        if let pendingRange { client.cancel(pendingRange) }
-        pendingRange = nil
-        if let watch { client.cancelWatch(watch) }
-        watch = nil
-        isWatching = false
-        retryTimer.close()
-    }
-
-    // MARK: - The cycle
-
-    private func rangeThenWatch() {
-        pendingRange = client.range(prefix: prefix) { [unowned self] result in
-            self.pendingRange = nil
-            switch result {
-            case .success(let reply):
-                var members: [Member] = []
-                for kv in reply.kvs {
-                    if let member = self.member(from: kv) { members.append(member) }
-                }
-                self.stats.snapshots += 1
-                self.logger.debug("etcd snapshot at revision \(reply.revision): \(members.map(\.name))")
-                self.onSnapshot?(members)
-                guard self.phase == .running else { return }
-                self.startWatch(from: reply.revision + 1)
-            case .failure(let error):
-                self.retry(after: "range", error)
-            }
-        }
-    }
-
-    private func startWatch(from revision: Int64) {
-        watch = client.watch(prefix: prefix, startRevision: revision, onCreated: { [unowned self] in
-            self.isWatching = true
-            for line in self.failureLog.drain(now: self.clock.nowMillis) {
-                self.logger.info("etcd watch works again; \(line)")
-            }
-            // The cycle works again: the next failure starts from a short wait.
-            self.backoffMillis = self.settings.initialBackoffMillis
-        }, onEvents: { [unowned self] events, _ in
-            for event in events {
-                guard self.phase == .running else { return }
-                self.apply(event)
-            }
-        }, onEnd: { [unowned self] error in
-            self.watch = nil
-            self.isWatching = false
-            self.retry(after: "watch", error)
-        })
-    }
-
-    private func apply(_ event: EtcdEvent) {
-        switch event.kind {
-        case .put:
-            guard let member = member(from: event.kv) else { return }
-            stats.puts += 1
-            onPut?(member)
-        case .delete:
-            guard let name = EtcdDiscovery.name(fromKey: event.kv.key, prefix: prefix) else { return }
-            stats.deletes += 1
-            onDelete?(name)
-        }
+        handle(.stop)
     }
 
     /// Re-reads the members at once if a retry is waiting out its backoff: someone saw etcd answer again
     /// (the registrar's keepalive), so the gap in following it should be one request, not up to 2 s.
     public func retryNow() {
-        guard phase == .running, pendingRange == nil, watch == nil else { return }
-        retryTimer.stop()
-        backoffMillis = settings.initialBackoffMillis
-        rangeThenWatch()
+        handle(.retryNow)
     }
 
-    private func retry(after what: String, _ error: EtcdError) {
-        stats.failures += 1
-        let delay = backoffMillis
-        backoffMillis = min(backoffMillis * 2, settings.maxBackoffMillis)
-        // Why rate-limited: with etcd down this fails every backoff period (2 s) for as long as the outage lasts.
-        let cause = "etcd \(what) of \(settings.prefix) failed (fresh range in \(delay) ms): \(error)"
-        if let line = failureLog.record(kind: "etcd watch failures", cause: cause, now: clock.nowMillis) {
-            logger.warning("\(line)")
+    // MARK: - Performing the state's actions
+
+    private func handle(_ event: EtcdDiscoveryEvent) {
+        for action in state.handle(event) { perform(action) }
+    }
+
+    private func perform(_ action: EtcdDiscoveryAction) {
+        switch action {
+        case .range:
+            pendingRange = client.range(prefix: state.prefix, timeoutMillis: nil) { [unowned self] result in
+                self.pendingRange = nil
+                self.handle(.rangeAnswered(result))
+            }
+        case .watch(let revision):
+            watch = client.watch(prefix: state.prefix, startRevision: revision, onCreated: { [unowned self] in
+                self.handle(.watchCreated)
+            }, onEvents: { [unowned self] events, _ in
+                self.handle(.watchEvents(events))
+            }, onEnd: { [unowned self] error in
+                self.watch = nil
+                self.handle(.watchEnded(error))
+            })
+        case .cancelRange:
+            if let pendingRange { client.cancel(pendingRange) }
+            pendingRange = nil
+        case .cancelWatch:
+            if let watch { client.cancelWatch(watch) }
+            watch = nil
+        case .armTimer(let millis):
+            retryTimer.arm(afterMillis: millis)
+        case .disarmTimer:
+            retryTimer.disarm()
+        case .closeTimer:
+            retryTimer.close()
+        case .report(let report):
+            // "No callback runs after stop", also when an owner's callback stops it halfway through a batch.
+            guard state.phase == .running else { return }
+            self.report(report)
         }
-        retryTimer.start(timeoutMillis: delay)
-        onFailure?()
     }
 
-    private func member(from kv: EtcdKeyValue) -> Member? {
-        switch EtcdDiscovery.member(key: kv.key, value: kv.value, prefix: prefix) {
-        case .success(let member):
-            return member
-        case .failure(let problem):
-            stats.malformed += 1
-            logger.warning("skipping etcd member record \(String(decoding: kv.key, as: UTF8.self)): \(problem)")
-            return nil
+    private func report(_ report: EtcdDiscoveryReport) {
+        switch report {
+        case .snapshot(let members, let revision):
+            logger.debug("etcd snapshot at revision \(revision): \(members.map(\.name))")
+            onSnapshot?(members)
+        case .put(let member):
+            onPut?(member)
+        case .delete(let name):
+            onDelete?(name)
+        case .skipped(let key, let problem):
+            logger.warning("skipping etcd member record \(String(decoding: key, as: UTF8.self)): \(problem)")
+        case .watching:
+            for line in failureLog.drain(now: clock.nowMillis) { logger.info("etcd watch works again; \(line)") }
+        case .failed(let call, let error, let delay):
+            // Why rate-limited: with etcd down this fails every backoff period (2 s) for as long as it lasts.
+            let cause = "etcd \(call) of \(settings.prefix) failed (fresh range in \(delay) ms): \(error)"
+            if let line = failureLog.record(kind: "etcd watch failures", cause: cause, now: clock.nowMillis) {
+                logger.warning("\(line)")
+            }
+            onFailure?()
         }
     }
 
@@ -238,9 +207,9 @@ public final class EtcdDiscovery {
 
     /// Looks up springcache's key `NAME` → `HOST:PORT` (what a springcache node registers), so a name listed
     /// with `--peer a,b` can be resolved. Succeeds with nil when the key does not exist.
-    public static func lookupAddress(of name: String, client: EtcdClient,
+    public static func lookupAddress(of name: String, client: EtcdCalls,
                                      completion: @escaping (Result<HostPort?, EtcdError>) -> Void) {
-        client.get(key: Array(name.utf8)) { result in
+        client.get(key: Array(name.utf8), timeoutMillis: nil) { result in
             switch result {
             case .success(let reply):
                 guard let kv = reply.kvs.first else { return completion(.success(nil)) }

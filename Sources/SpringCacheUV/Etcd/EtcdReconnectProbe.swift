@@ -23,71 +23,75 @@ public struct EtcdReconnectProbeStats: Equatable {
 /// for up to that long after etcd is back — a member that leaves right then would stay in the ring for the
 /// whole backoff. While anything is failing, this reads one small key every `intervalMillis` (one request in
 /// flight at most), and on the first answer calls `onAnswer` once, which retries the registrar and discovery
-/// at once. It costs one tiny read per interval per node, and only while etcd is unreachable.
+/// at once. It costs one tiny read per interval per node, and only while etcd is unreachable. The rules are
+/// `EtcdReconnectProbeState`'s; this driver performs them with an `EtcdCalls` and one `SchedulerTimer`.
 public final class EtcdReconnectProbe {
     public let settings: EtcdReconnectProbeSettings
-    public private(set) var stats = EtcdReconnectProbeStats()
+    public var stats: EtcdReconnectProbeStats { state.stats }
     /// Whether the probe is running (something failed and etcd has not answered since).
-    public private(set) var isProbing = false
+    public var isProbing: Bool { state.isProbing }
     /// Called once each time a probe finds etcd answering after `start`.
     public var onAnswer: (() -> Void)?
 
-    private let client: EtcdClient
+    private var state: EtcdReconnectProbeState
+    private let client: EtcdCalls
     private var pending: EtcdCallHandle?
-    private var timer: LoopTimer!
-    private var closed = false
+    private var timer: SchedulerTimer!
 
-    public init(client: EtcdClient, loop: EventLoop,
+    public init(client: EtcdCalls, scheduler: Scheduler,
                 settings: EtcdReconnectProbeSettings = EtcdReconnectProbeSettings()) {
         self.client = client
         self.settings = settings
-        timer = LoopTimer(loop: loop) { [unowned self] in self.probe() }
+        state = EtcdReconnectProbeState(settings: settings)
+        timer = scheduler.makeTimer { [unowned self] in self.handle(.timerFired) }
+    }
+
+    public convenience init(client: EtcdCalls, loop: EventLoop,
+                            settings: EtcdReconnectProbeSettings = EtcdReconnectProbeSettings()) {
+        self.init(client: client, scheduler: loop.scheduler, settings: settings)
     }
 
     deinit {
         // Released without close() (e.g. its owner's init threw after creating it): close the timer here.
-        if !closed { timer.close() }
+        if !state.isClosed { timer.close() }
     }
 
     /// Starts probing (a no-op while already probing): the first probe leaves after one interval, since the
     /// failure that called this has just shown etcd not answering.
     public func start() {
-        guard !closed, !isProbing else { return }
-        isProbing = true
-        timer.start(timeoutMillis: settings.intervalMillis)
+        handle(.start)
     }
 
     /// Stops probing, e.g. because the registrar or discovery saw etcd answer on their own.
     public func stop() {
-        guard isProbing else { return }
-        isProbing = false
-        timer.stop()
-        if let pending { client.cancel(pending) }
-        pending = nil
+        handle(.stop)
     }
 
     /// Stops for good; no callback runs afterwards.
     public func close() {
-        guard !closed else { return }
-        stop()
-        closed = true
         onAnswer = nil
-        timer.close()
+        handle(.close)
     }
 
-    private func probe() {
-        guard isProbing, pending == nil else { return }
-        stats.probes += 1
-        pending = client.get(key: settings.key, timeoutMillis: Int(settings.intervalMillis)) { [unowned self] result in
-            self.pending = nil
-            guard self.isProbing else { return }
-            switch result {
-            case .success:
-                self.stats.recoveries += 1
-                self.isProbing = false
-                self.onAnswer?()
-            case .failure:
-                self.timer.start(timeoutMillis: self.settings.intervalMillis)
+    private func handle(_ event: EtcdReconnectProbeEvent) {
+        for action in state.handle(event) {
+            switch action {
+            case .armTimer(let millis):
+                timer.arm(afterMillis: millis)
+            case .disarmTimer:
+                timer.disarm()
+            case .probe(let timeoutMillis):
+                pending = client.get(key: settings.key, timeoutMillis: timeoutMillis) { [unowned self] result in
+                    self.pending = nil
+                    self.handle(.answered(etcdAnswered: (try? result.get()) != nil))
+                }
+            case .cancelProbe:
+                if let pending { client.cancel(pending) }
+                pending = nil
+            case .closeTimer:
+                timer.close()
+            case .reportAnswer:
+                onAnswer?()
             }
         }
     }

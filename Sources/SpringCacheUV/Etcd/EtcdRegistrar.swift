@@ -44,126 +44,77 @@ public struct EtcdEntry: Equatable, Sendable {
     }
 }
 
-/// Keeps this node registered in etcd: every entry put on ONE lease, the lease kept alive.
-///
-/// Cycle: grant a lease (TTL `leaseTTLSeconds`), put every entry with it, then renew it every TTL/3 with one
-/// keepalive request at a time (the next is scheduled when the previous has answered, so a slow etcd never
-/// piles requests up). Why TTL/3: two keepalives may fail before peers see the node leave.
-///
-/// - A keepalive reply without TTL means the lease is gone (expired while we could not reach etcd, revoked
-///   by hand, or etcd restarted empty): grant a new lease and put every entry again.
-/// - Any failure (etcd down, timeout, error): retry with capped exponential backoff. The retry first asks
-///   about the lease it has (keepalive): alive → finish what was left (entries not yet put) and go on;
-///   gone → grant anew. So the node is back within `maxBackoffMillis` of etcd answering again.
-/// - `stop` revokes the lease so peers drop the node at once instead of after the TTL.
+/// Keeps this node registered in etcd: every entry put on ONE lease, the lease kept alive, the lease revoked
+/// on `stop`. The rules (cadence TTL/3, backoff, lease loss, revoke) are `EtcdRegistrarState`'s; this is its
+/// driver, which performs the state's actions with an `EtcdCalls` (the `EtcdClient`) and one `SchedulerTimer`,
+/// and turns its reports into log lines and the owner's callbacks.
 public final class EtcdRegistrar {
-    private enum Phase { case idle, running, stopping, stopped }
-
     public let entries: [EtcdEntry]
-    public let settings: EtcdRegistrarSettings
-    public private(set) var stats = EtcdRegistrarStats()
+    public var settings: EtcdRegistrarSettings { state.settings }
+    public var stats: EtcdRegistrarStats { state.stats }
     /// Whether etcd last confirmed that every entry is on a live lease.
-    public private(set) var isRegistered = false
+    public var isRegistered: Bool { state.isRegistered }
     /// The lease the entries are (or are being) put on; nil before the first grant or after one was lost.
-    public private(set) var leaseID: Int64?
+    public var leaseID: Int64? { state.leaseID }
     /// Called each time the node becomes registered (first time and after every recovery).
     public var onRegistered: (() -> Void)?
-    /// Called after each failed call, before its retry is scheduled (e.g. to start an `EtcdReconnectProbe`).
+    /// Called after each failed call, once its retry is scheduled (e.g. to start an `EtcdReconnectProbe`).
     public var onFailure: (() -> Void)?
 
-    private let client: EtcdClient
+    private var state: EtcdRegistrarState
+    private let client: EtcdCalls
     private let logger: Logger
-    private var phase = Phase.idle
-    /// The TTL etcd granted (it may differ from the one asked for).
-    private var leaseTTL: Int64 = 0
-    /// Entries before this index are on the current lease.
-    private var nextEntry = 0
-    private var registeredOnce = false
-    /// Set by a grant after the first registration: the next completed registration is a re-registration.
-    private var onNewLease = false
-    private var stopCompletions: [() -> Void] = []
-    private var backoffMillis: UInt64
-    private var pending: EtcdCallHandle?
-    /// Schedules both the next keepalive and retries after failures (never both at once).
-    private var timer: LoopTimer!
     private let clock: Clock
     private var failureLog: FailureLog
-    private var timerAction: (() -> Void)?
+    private var pending: EtcdCallHandle?
+    /// Schedules both the next keepalive and retries after failures (never both at once).
+    private var timer: SchedulerTimer!
+    private var stopCompletions: [() -> Void] = []
+    /// Set while stopping: the registrar keeps itself alive until the revoke has answered, so its owner may let
+    /// go of it right after calling `stop`.
+    private var keptAliveUntilStopped: EtcdRegistrar?
 
-    public init(entries: [EtcdEntry], client: EtcdClient, loop: EventLoop,
+    public init(entries: [EtcdEntry], client: EtcdCalls, scheduler: Scheduler,
                 settings: EtcdRegistrarSettings = EtcdRegistrarSettings(),
                 logger: Logger = Logger(label: "springcache.etcd.registrar")) {
         self.entries = entries
         self.client = client
-        self.settings = settings
         self.logger = logger
-        clock = loop.clock
+        clock = scheduler.clock
+        state = EtcdRegistrarState(entryCount: entries.count, settings: settings)
         failureLog = FailureLog(intervalMillis: settings.failureLogIntervalMillis)
-        backoffMillis = settings.initialBackoffMillis
-        timer = LoopTimer(loop: loop) { [unowned self] in
-            let action = self.timerAction
-            self.timerAction = nil
-            action?()
-        }
+        timer = scheduler.makeTimer { [unowned self] in self.handle(.timerFired) }
+    }
+
+    public convenience init(entries: [EtcdEntry], client: EtcdCalls, loop: EventLoop,
+                            settings: EtcdRegistrarSettings = EtcdRegistrarSettings(),
+                            logger: Logger = Logger(label: "springcache.etcd.registrar")) {
+        self.init(entries: entries, client: client, scheduler: loop.scheduler, settings: settings, logger: logger)
     }
 
     deinit {
-        assert(phase == .idle || phase == .stopped, "EtcdRegistrar released without stop()")
+        assert(state.phase == .idle || state.phase == .stopped, "EtcdRegistrar released without stop()")
+        if state.phase == .idle { timer.close() }
     }
 
     /// Starts registering; returns at once (everything happens from loop callbacks).
     public func start() {
-        guard phase == .idle else { return }
-        phase = .running
-        grant()
+        handle(.start)
     }
 
     /// Stops keeping the lease alive and revokes it (bounded by `revokeTimeoutMillis`), so the entries vanish
     /// at once; `completion` runs from a loop callback when that is done or failed. Then the registrar is spent.
-    /// The registrar keeps itself alive until then, so its owner may let go of it right after calling `stop`.
     /// (Once stopped, a further `stop` completes at once.)
     public func stop(completion: @escaping () -> Void = {}) {
-        switch phase {
+        switch state.phase {
         case .stopped:
             completion()
-            return
         case .stopping:
             stopCompletions.append(completion)
-            return
         case .idle, .running:
-            break
-        }
-        phase = .stopping
-        stopCompletions.append(completion)
-        if let pending { client.cancel(pending) }
-        pending = nil
-        isRegistered = false
-        // Strong captures on purpose: they keep the registrar alive until the revoke has answered.
-        let finish: () -> Void = {
-            self.phase = .stopped
-            self.timerAction = nil
-            self.timer.close()
-            let completions = self.stopCompletions
-            self.stopCompletions.removeAll()
-            for completion in completions { completion() }
-        }
-        guard let lease = leaseID else {
-            schedule(after: 0, finish)
-            return
-        }
-        timer.stop()
-        timerAction = nil
-        client.revoke(lease: lease, timeoutMillis: settings.revokeTimeoutMillis) { result in
-            switch result {
-            case .success:
-                self.logger.info("etcd lease \(lease) revoked")
-            case .failure(let error) where error.isNotFound:
-                self.logger.info("etcd lease \(lease) was already gone")
-            case .failure(let error):
-                self.logger.warning("etcd lease \(lease) not revoked (peers drop this node after its TTL): \(error)")
-            }
-            self.leaseID = nil
-            finish()
+            stopCompletions.append(completion)
+            keptAliveUntilStopped = self
+            handle(.stop)
         }
     }
 
@@ -172,119 +123,101 @@ public final class EtcdRegistrar {
     /// waits out up to `maxBackoffMillis`; whoever notices first (discovery's snapshot, the reconnect probe)
     /// calls this so the node is registered again at once. A no-op while a call is in flight.
     public func checkNow() {
-        guard phase == .running, pending == nil else { return }
-        timer.stop()
-        timerAction = nil
-        if leaseID != nil { keepAlive() } else { grant() }
+        handle(.checkNow)
     }
 
-    // MARK: - The cycle
+    // MARK: - Performing the state's actions
 
-    private func grant() {
-        leaseID = nil
-        nextEntry = 0
-        onNewLease = registeredOnce
-        pending = client.grant(ttlSeconds: settings.leaseTTLSeconds) { [unowned self] result in
-            self.pending = nil
-            switch result {
-            case .success(let lease):
-                self.stats.grants += 1
-                self.leaseID = lease.id
-                self.leaseTTL = lease.ttlSeconds
-                self.logger.info("etcd lease \(lease.id) granted, TTL \(lease.ttlSeconds) s")
-                self.putEntries()
-            case .failure(let error):
-                self.failed("grant", error)
+    private func handle(_ event: EtcdRegistrarEvent) {
+        // Extended: `finishStop` lets go of the reference that kept a stopping registrar alive.
+        withExtendedLifetime(self) {
+            for action in state.handle(event) { perform(action) }
+        }
+    }
+
+    private func perform(_ action: EtcdRegistrarAction) {
+        switch action {
+        case .call(let call):
+            pending = issue(call)
+        case .cancelCall:
+            if let pending { client.cancel(pending) }
+            pending = nil
+        case .armTimer(let millis):
+            timer.arm(afterMillis: millis)
+        case .disarmTimer:
+            timer.disarm()
+        case .report(let report):
+            self.report(report)
+        case .finishStop:
+            timer.close()
+            let completions = stopCompletions
+            stopCompletions.removeAll()
+            keptAliveUntilStopped = nil
+            for completion in completions { completion() }
+        }
+    }
+
+    private func issue(_ call: EtcdRegistrarCall) -> EtcdCallHandle {
+        switch call {
+        case .grant(let ttl):
+            return client.grant(ttlSeconds: ttl, timeoutMillis: nil) { [unowned self] result in
+                self.answered(result.map { .granted($0) })
+            }
+        case .put(let index, let lease):
+            let entry = entries[index]
+            return client.put(key: entry.key, value: entry.value, lease: lease, timeoutMillis: nil) {
+                [unowned self] result in
+                self.answered(result.map { _ in .put })
+            }
+        case .keepAlive(let lease):
+            return client.keepAlive(lease: lease, timeoutMillis: nil) { [unowned self] result in
+                self.answered(result.map { .keptAlive(ttlSeconds: $0) })
+            }
+        case .revoke(let lease, let timeoutMillis):
+            return client.revoke(lease: lease, timeoutMillis: timeoutMillis) { [unowned self] result in
+                self.answered(result.map { .revoked })
             }
         }
     }
 
-    private func putEntries() {
-        guard let lease = leaseID else { return grant() }
-        guard nextEntry < entries.count else { return registered() }
-        let entry = entries[nextEntry]
-        pending = client.put(key: entry.key, value: entry.value, lease: lease) { [unowned self] result in
-            self.pending = nil
-            switch result {
-            case .success:
-                self.nextEntry += 1
-                self.putEntries()
-            case .failure(let error) where error.isNotFound:
-                // "requested lease not found": it expired between grant and put.
-                self.logger.warning("etcd lease \(lease) vanished while putting keys; granting a new one")
-                self.grant()
-            case .failure(let error):
-                self.failed("put", error)
-            }
+    private func answered(_ result: Result<EtcdRegistrarAnswer, EtcdError>) {
+        pending = nil
+        switch result {
+        case .success(let answer): handle(.answered(answer))
+        case .failure(let error): handle(.answered(.failed(error)))
         }
     }
 
-    private func registered() {
-        for line in failureLog.drain(now: clock.nowMillis) { logger.info("etcd answers again; \(line)") }
-        if !isRegistered {
-            if onNewLease {
-                stats.reRegistrations += 1
-                onNewLease = false
-                logger.info("registered again in etcd on new lease \(leaseID ?? 0)")
-            } else if registeredOnce {
-                logger.info("etcd answers again; still registered on lease \(leaseID ?? 0)")
-            } else {
-                logger.info("registered in etcd on lease \(leaseID ?? 0) (\(entries.count) keys)")
+    private func report(_ report: EtcdRegistrarReport) {
+        switch report {
+        case .granted(let lease):
+            logger.info("etcd lease \(lease.id) granted, TTL \(lease.ttlSeconds) s")
+        case .registered(let how, let lease):
+            for line in failureLog.drain(now: clock.nowMillis) { logger.info("etcd answers again; \(line)") }
+            switch how {
+            case .first: logger.info("registered in etcd on lease \(lease) (\(entries.count) keys)")
+            case .sameLease: logger.info("etcd answers again; still registered on lease \(lease)")
+            case .newLease: logger.info("registered again in etcd on new lease \(lease)")
             }
-            registeredOnce = true
-            isRegistered = true
             onRegistered?()
-            guard phase == .running else { return }
-        }
-        backoffMillis = settings.initialBackoffMillis
-        schedule(after: keepAliveIntervalMillis) { [unowned self] in self.keepAlive() }
-    }
-
-    /// TTL/3, at least 1 ms.
-    private var keepAliveIntervalMillis: UInt64 {
-        UInt64(max(1, leaseTTL * 1000 / 3))
-    }
-
-    private func keepAlive() {
-        guard let lease = leaseID else { return grant() }
-        pending = client.keepAlive(lease: lease) { [unowned self] result in
-            self.pending = nil
-            switch result {
-            case .success(let ttl) where ttl > 0:
-                self.stats.keepalives += 1
-                // Alive: finish the entries a failure interrupted, else carry on.
-                self.putEntries()
-            case .success:
-                self.stats.leasesLost += 1
-                self.isRegistered = false
-                self.logger.warning("etcd lease \(lease) is gone; granting a new one and registering again")
-                self.grant()
-            case .failure(let error):
-                self.failed("keepalive", error)
+        case .leaseLost(let lease):
+            logger.warning("etcd lease \(lease) is gone; granting a new one and registering again")
+        case .leaseVanishedWhilePutting(let lease):
+            logger.warning("etcd lease \(lease) vanished while putting keys; granting a new one")
+        case .failed(let call, let error, let delay):
+            // Why rate-limited: with etcd down this fails every backoff period (2 s) for as long as it lasts.
+            let cause = "etcd \(call) failed (retrying in \(delay) ms): \(error)"
+            if let line = failureLog.record(kind: "etcd registration failures", cause: cause, now: clock.nowMillis) {
+                logger.warning("\(line)")
             }
+            onFailure?()
+        case .revokeAnswered(let lease, nil):
+            logger.info("etcd lease \(lease) revoked")
+        case .revokeAnswered(let lease, let error?) where error.isNotFound:
+            logger.info("etcd lease \(lease) was already gone")
+        case .revokeAnswered(let lease, let error?):
+            logger.warning("etcd lease \(lease) not revoked (peers drop this node after its TTL): \(error)")
         }
-    }
-
-    private func failed(_ what: String, _ error: EtcdError) {
-        stats.failures += 1
-        isRegistered = false
-        let delay = backoffMillis
-        backoffMillis = min(backoffMillis * 2, settings.maxBackoffMillis)
-        // Why rate-limited: with etcd down this fails every backoff period (2 s) for as long as the outage lasts.
-        let cause = "etcd \(what) failed (retrying in \(delay) ms): \(error)"
-        if let line = failureLog.record(kind: "etcd registration failures", cause: cause, now: clock.nowMillis) {
-            logger.warning("\(line)")
-        }
-        onFailure?()
-        // Why a keepalive first when a lease exists: it tells whether the lease survived the outage.
-        schedule(after: delay) { [unowned self] in
-            if self.leaseID != nil { self.keepAlive() } else { self.grant() }
-        }
-    }
-
-    private func schedule(after millis: UInt64, _ action: @escaping () -> Void) {
-        timerAction = action
-        timer.start(timeoutMillis: millis)
     }
 }
 

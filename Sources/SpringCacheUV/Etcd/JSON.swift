@@ -1,5 +1,3 @@
-// Etcd/: the etcd JSON gateway client, lease registration and member discovery, over CurlMulti.
-
 /// A JSON value (RFC 8259), as parsed by `JSONValue.parse`.
 ///
 /// Numbers keep their text: etcd sends 64-bit integers as strings, but a number that does come as a number

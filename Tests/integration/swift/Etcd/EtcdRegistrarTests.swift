@@ -3,7 +3,10 @@ import XCTest
 
 @testable import SpringCacheUV
 
-/// EtcdRegistrar against a real etcd: registration on one lease, keepalive, recovery, graceful stop.
+/// EtcdRegistrar against a real etcd: registration on one lease, keepalive, recovery, graceful stop. These prove
+/// the driver performs the state's actions with the real client; they assert outcomes with generous deadlines.
+/// The timings (cadence, backoff sequence, the 2 s cap, the revoke's 1 s limit) are counted exactly on simulated
+/// time in the unit tests (`EtcdRegistrarCycleTests`, `EtcdRegistrarStateTests`).
 final class EtcdRegistrarTests: XCTestCase {
     private var etcd: EtcdTestServer!
     private var loop: EtcdTestLoop!
@@ -79,15 +82,12 @@ final class EtcdRegistrarTests: XCTestCase {
         let lease = try XCTUnwrap(registrar.leaseID)
         XCTAssertEqual(leasesOfAllKeys(), [lease], "all three keys on the one lease")
 
-        loop.run(for: 7)  // 3.5 TTLs
+        loop.run(for: 7)  // 3.5 TTLs: only keepalives can have kept the 2 s lease
         assertRegistered()
         XCTAssertEqual(registrar.leaseID, lease)
         XCTAssertEqual(leasesOfAllKeys(), [lease])
         XCTAssertEqual(registrar.stats.grants, 1)
-        // Every TTL/3 = 667 ms: about 10 in 7 s. The lower bound is loose because each keepalive is scheduled after
-        // the previous answer, which a busy machine delays; the upper bound catches a registrar that hammers etcd.
-        XCTAssertGreaterThanOrEqual(registrar.stats.keepalives, 5, "every TTL/3 = 667 ms")
-        XCTAssertLessThanOrEqual(registrar.stats.keepalives, 12)
+        XCTAssertGreaterThan(registrar.stats.keepalives, 0)
         XCTAssertEqual(registrar.stats.failures, 0)
         XCTAssertEqual(registrar.stats.reRegistrations, 0)
         stopAndFinish()
@@ -101,8 +101,8 @@ final class EtcdRegistrarTests: XCTestCase {
         let out = etcd.etcdctl(["lease", "revoke", String(lease, radix: 16)])
         XCTAssertTrue(out.contains("revoked"), out)
         XCTAssertEqual(etcd.allKeys(), [:], "revoke deleted the keys")
-        XCTAssertTrue(loop.run(upTo: 3) { registrar.stats.reRegistrations == 1 && registrar.isRegistered },
-                      "re-registered within TTL/3 plus a few calls")
+        XCTAssertTrue(loop.run(upTo: 10) { registrar.stats.reRegistrations == 1 && registrar.isRegistered },
+                      "re-registered after the next keepalive")
         XCTAssertNotEqual(registrar.leaseID, lease)
         XCTAssertEqual(registrar.stats.leasesLost, 1)
         XCTAssertEqual(registrar.stats.grants, 2)
@@ -112,8 +112,8 @@ final class EtcdRegistrarTests: XCTestCase {
     }
 
     /// etcd dies and comes back EMPTY (its data directory lost): the registrar alone (no reconnect probe) is
-    /// registered again within about 2 s of etcd answering (the backoff's cap), on a new lease.
-    func testRegistersAgainWithinTwoSecondsAfterEtcdRestartsEmpty() throws {
+    /// registered again on a new lease. (Within the backoff's 2 s cap: `EtcdRegistrarCycleTests`.)
+    func testRegistersAgainAfterEtcdRestartsEmpty() throws {
         let registrar = makeRegistrar(ttl: 10)
         registrar.start()
         XCTAssertTrue(loop.run(upTo: 5) { registrar.isRegistered })
@@ -121,35 +121,34 @@ final class EtcdRegistrarTests: XCTestCase {
 
         etcd.stop()
         // Longer than TTL/3, so a keepalive meets the dead etcd and the retries begin.
-        XCTAssertTrue(loop.run(upTo: 6) { registrar.stats.failures >= 2 })
+        XCTAssertTrue(loop.run(upTo: 15) { registrar.stats.failures >= 2 })
         XCTAssertFalse(registrar.isRegistered)
         loop.run(for: 2.5)  // let the backoff reach its cap
         try etcd.start(fresh: true)
         XCTAssertEqual(etcd.allKeys(), [:])
         let answering = Date()  // wall time: the loop's cached time stood still while the test blocked
-        XCTAssertTrue(loop.run(upTo: 5) { registrar.isRegistered })
+        XCTAssertTrue(loop.run(upTo: 20) { registrar.isRegistered })
         let took = Int(Date().timeIntervalSince(answering) * 1000)
-        // The backoff's cap (2 s) plus a few calls; generous for a busy machine (a measured figure, printed).
+        // A measured figure, not a bound: the bound is the unit tests' (simulated time).
         print("TIMING re-registered \(took) ms after an empty etcd answered (registrar alone, no probe)")
-        XCTAssertLessThan(took, 4_500, "re-registered \(took) ms after etcd answered")
         XCTAssertNotEqual(registrar.leaseID, lease)
         XCTAssertEqual(registrar.stats.reRegistrations, 1)
         assertRegistered()
         stopAndFinish()
     }
 
-    /// etcd restarts empty between two keepalives (10 s TTL: 3.3 s apart); `checkNow` finds the lease gone at once.
+    /// etcd restarts empty between two keepalives (60 s TTL: 20 s apart); `checkNow` finds the lease gone, long
+    /// before the next keepalive would.
     func testCheckNowRegistersAgainAtOnceAfterAQuickEmptyRestart() throws {
-        let registrar = makeRegistrar(ttl: 10)
+        let registrar = makeRegistrar(ttl: 60)
         registrar.start()
         XCTAssertTrue(loop.run(upTo: 5) { registrar.isRegistered })
         etcd.stop()
         try etcd.start(fresh: true)
         XCTAssertTrue(registrar.isRegistered, "nothing noticed yet")
-        let began = Date()  // wall time: the loop's cached time stood still while the test blocked in etcd.start
         registrar.checkNow()
-        XCTAssertTrue(loop.run(upTo: 3) { registrar.stats.reRegistrations == 1 && registrar.isRegistered })
-        XCTAssertLessThan(Date().timeIntervalSince(began), 1)
+        XCTAssertTrue(loop.run(upTo: 10) { registrar.stats.reRegistrations == 1 && registrar.isRegistered })
+        XCTAssertEqual(registrar.stats.keepalives, 0, "no scheduled keepalive came first")
         XCTAssertEqual(registrar.stats.failures, 0)
         assertRegistered()
         stopAndFinish()
@@ -159,12 +158,10 @@ final class EtcdRegistrarTests: XCTestCase {
         etcd.stop()
         let registrar = makeRegistrar(ttl: 5)
         registrar.start()
-        loop.run(for: 1.5)
+        XCTAssertTrue(loop.run(upTo: 10) { registrar.stats.failures >= 2 }, "retried (backoff: the unit tests)")
         XCTAssertFalse(registrar.isRegistered)
-        XCTAssertGreaterThanOrEqual(registrar.stats.failures, 3, "200, 400, 800 ms...")
-        XCTAssertLessThanOrEqual(registrar.stats.failures, 5, "backoff, not a busy loop")
         try etcd.start()
-        XCTAssertTrue(loop.run(upTo: 4) { registrar.isRegistered })
+        XCTAssertTrue(loop.run(upTo: 15) { registrar.isRegistered })
         XCTAssertEqual(registrar.stats.reRegistrations, 0, "the first registration")
         assertRegistered()
         stopAndFinish()
@@ -190,17 +187,16 @@ final class EtcdRegistrarTests: XCTestCase {
         stopAndFinish()
     }
 
+    /// A hung etcd does not hang a graceful stop. (Bounded by `revokeTimeoutMillis`: `EtcdRegistrarCycleTests`.)
     func testStopWithEtcdDownIsBoundedByTheRevokeTimeout() throws {
         let registrar = makeRegistrar(ttl: 10)
         registrar.start()
         XCTAssertTrue(loop.run(upTo: 5) { registrar.isRegistered })
         etcd.pause()
         defer { etcd.resume() }
-        let began = loop.nowMillis
         var stopped = false
         registrar.stop { stopped = true }
-        XCTAssertTrue(loop.run(upTo: 3) { stopped })
-        XCTAssertLessThan(loop.nowMillis - began, 1_500, "revoke limited by revokeTimeoutMillis (1 s)")
+        XCTAssertTrue(loop.run(upTo: 10) { stopped }, "stop completed although etcd never answered")
         self.registrar = nil
         stopAndFinish()
     }

@@ -171,8 +171,9 @@ final class EtcdDiscoveryTests: XCTestCase {
         etcd.pause()
         loop.run(for: 3)
         let gaps = zip(ticks.dropFirst(), ticks).map { $0 - $1 }
-        XCTAssertGreaterThan(ticks.count, 100)
-        XCTAssertLessThan(gaps.max() ?? 0, 200, "a 20 ms ticker was delayed while etcd hung")
+        // Generous: a loop blocked on etcd would stall for the whole 2 s call timeout, not a busy machine's hiccup.
+        XCTAssertGreaterThan(ticks.count, 20)
+        XCTAssertLessThan(gaps.max() ?? 0, 1_000, "a 20 ms ticker was delayed while etcd hung")
         XCTAssertGreaterThan(ra.stats.failures, 0, "keepalives timed out")
         etcd.resume()
         ticker.close()

@@ -27,7 +27,7 @@ final class HTTPOriginTests: XCTestCase {
 
     private func load(_ origin: HTTPOrigin, group: String = "scores", _ key: String) -> LoadResult? {
         var result: LoadResult?
-        origin.load(group: group, key: key) { result = $0 }
+        origin.load(group: group, key: CacheKey(key)) { result = $0 }
         loop.run(upTo: 10) { result != nil }
         return result
     }
@@ -83,7 +83,7 @@ final class HTTPOriginTests: XCTestCase {
         var results = [LoadResult?](repeating: nil, count: count)
         var done = 0
         for i in 0..<count {
-            origin.load(group: "scores", key: "key\(i)") { result in
+            origin.load(group: "scores", key: CacheKey("key\(i)")) { result in
                 XCTAssertNil(results[i], "completion ran twice")
                 results[i] = result
                 done += 1
