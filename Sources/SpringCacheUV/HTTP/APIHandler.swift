@@ -47,12 +47,14 @@ public final class APIHandler: HTTPHandler {
         scratch.shrink(to: 0)
     }
 
-    private var out: ResponseBuffer { server!.output }
+    /// The writer of the request being answered: set when a request arrives and when a deferred answer lands.
+    private var out: ResponseWriter!
 
     // MARK: routing
 
     public func handle(_ request: HTTPRequest, writer: ResponseWriter) -> HTTPHandling {
-        let connection = writer.connection
+        let connection = writer
+        out = writer
         date.update(unixSeconds: clock.nowMillis / 1000)
         scratch.count = 0
         let path = request.path
@@ -98,15 +100,15 @@ public final class APIHandler: HTTPHandler {
 
     public func writeError(status: Int, reason: String, into writer: ResponseWriter) {
         date.update(unixSeconds: clock.nowMillis / 1000)
-        HTTPResponse.appendText(to: &writer.bytes, status: status, message: reason,
-                                framing: HTTPResponseFraming(keepAlive: false), date: date)
+        HTTPResponse.appendError(to: &writer.bytes, HTTPParseError(status: status, reason: reason),
+                                 framing: HTTPResponseFraming(), date: date)
         requestStats.record(route: .other, status: status)
     }
 
     // MARK: springcache's routes
 
     /// `GET /api/get?key=K` → `value=<V>\n` (springcache's answer, byte for byte).
-    private func handleGet(_ request: HTTPRequest, on connection: HTTPConnection) -> HTTPHandling {
+    private func handleGet(_ request: HTTPRequest, on connection: ResponseWriter) -> HTTPHandling {
         let key: Range<Int>
         switch requiredField("key", in: request.query ?? UnsafeRawBufferPointer(start: nil, count: 0)) {
         case .success(let range): key = range
@@ -126,6 +128,7 @@ public final class APIHandler: HTTPHandler {
         let start = request.startNanos
         return deferAnswer(connection) { [unowned self] finish in
             self.group.get(key: cacheKey) { outcome in
+                self.out = connection
                 let status: Int
                 switch outcome {
                 case .value(let value, _, _, let stale):
@@ -145,7 +148,7 @@ public final class APIHandler: HTTPHandler {
     }
 
     /// `POST /api/set` form `key, value, expire, hot` → `done\n`, with springcache's validation.
-    private func handleSet(_ request: HTTPRequest, on connection: HTTPConnection) -> HTTPHandling {
+    private func handleSet(_ request: HTTPRequest, on connection: ResponseWriter) -> HTTPHandling {
         if let denied = checkAuth(request, .set) { return denied }
         let key: Range<Int>
         switch requiredField("key", of: request) {
@@ -185,6 +188,7 @@ public final class APIHandler: HTTPHandler {
         let reply = ReplyContext(request)
         return deferAnswer(connection) { [unowned self] finish in
             self.group.write(key: cacheKey, value: valueBytes, ttlMillis: ttlMillis, hot: hot) { outcome in
+                self.out = connection
                 if self.answeredRefusal(outcome, reply, .set, "stored") {
                 } else if outcome == .done(true) {
                     self.text(reply, .set, 200, "done")
@@ -199,7 +203,7 @@ public final class APIHandler: HTTPHandler {
 
     /// `POST /api/delete` form `key` → `deleted\n`, 404 if nothing was cached under it; 503 when the key's
     /// owner is unreachable and 502 when it refused, so the client never hears "deleted" unless the owner did it.
-    private func handleDelete(_ request: HTTPRequest, on connection: HTTPConnection) -> HTTPHandling {
+    private func handleDelete(_ request: HTTPRequest, on connection: ResponseWriter) -> HTTPHandling {
         if let denied = checkAuth(request, .delete) { return denied }
         switch requiredField("key", of: request) {
         case .failure(let message): return text(request, .delete, 400, message)
@@ -208,6 +212,7 @@ public final class APIHandler: HTTPHandler {
             let reply = ReplyContext(request)
             return deferAnswer(connection) { [unowned self] finish in
                 self.group.erase(key: cacheKey) { outcome in
+                    self.out = connection
                     if self.answeredRefusal(outcome, reply, .delete, "deleted") {
                     } else if outcome == .done(true) {
                         self.text(reply, .delete, 200, "deleted")
@@ -221,7 +226,7 @@ public final class APIHandler: HTTPHandler {
     }
 
     /// `POST /setpeer` form `peer=NAME` (springcache's). A single node has no other peers to re-admit.
-    private func handleSetPeer(_ request: HTTPRequest, on connection: HTTPConnection) -> HTTPHandling {
+    private func handleSetPeer(_ request: HTTPRequest, on connection: ResponseWriter) -> HTTPHandling {
         if let denied = checkAuth(request, .setpeer) { return denied }
         switch requiredField("peer", of: request) {
         case .failure(let message): return text(request, .setpeer, 400, message)
@@ -234,6 +239,7 @@ public final class APIHandler: HTTPHandler {
             let reply = ReplyContext(request)
             return deferAnswer(connection) { [unowned self] finish in
                 resolvePeer(name) { found in
+                    self.out = connection
                     if found {
                         self.setPeerDone(reply, name)
                     } else {
@@ -247,7 +253,7 @@ public final class APIHandler: HTTPHandler {
 
     // MARK: /v1/cache/{group}/{key}
 
-    private func handleV1(_ request: HTTPRequest, on connection: HTTPConnection,
+    private func handleV1(_ request: HTTPRequest, on connection: ResponseWriter,
                           rest: UnsafeRawBufferPointer) -> HTTPHandling {
         let method = request.head.method
         let route: APIRoute = method == .put ? .v1Put : method == .delete ? .v1Delete : .v1Get
@@ -277,6 +283,7 @@ public final class APIHandler: HTTPHandler {
             let reply = ReplyContext(request)
             return deferAnswer(connection) { [unowned self] finish in
                 self.group.erase(key: cacheKey) { outcome in
+                    self.out = connection
                     if self.answeredRefusal(outcome, reply, .v1Delete, "deleted") {
                     } else if outcome == .done(true) {
                         self.empty(reply, .v1Delete, 204)
@@ -291,7 +298,7 @@ public final class APIHandler: HTTPHandler {
         }
     }
 
-    private func handleV1Get(_ request: HTTPRequest, on connection: HTTPConnection, key: Range<Int>) -> HTTPHandling {
+    private func handleV1Get(_ request: HTTPRequest, on connection: ResponseWriter, key: Range<Int>) -> HTTPHandling {
         let framing = ReplyContext(request).framing
         let ifNoneMatch = request.head.ifNoneMatch.map { request.slice($0) }
         let keyBytes = UnsafeRawBufferPointer(start: scratch.base + key.lowerBound, count: key.count)
@@ -309,6 +316,7 @@ public final class APIHandler: HTTPHandler {
         let start = request.startNanos
         return deferAnswer(connection) { [unowned self] finish in
             self.group.get(key: cacheKey) { outcome in
+                self.out = connection
                 let status: Int
                 switch outcome {
                 case .value(let value, let expiresAt, let etag, let stale):
@@ -354,7 +362,7 @@ public final class APIHandler: HTTPHandler {
         }
     }
 
-    private func handleV1Put(_ request: HTTPRequest, on connection: HTTPConnection, key: Range<Int>) -> HTTPHandling {
+    private func handleV1Put(_ request: HTTPRequest, on connection: ResponseWriter, key: Range<Int>) -> HTTPHandling {
         if let denied = checkAuth(request, .v1Put) { return denied }
         let query = request.query ?? UnsafeRawBufferPointer(start: nil, count: 0)
         var ttlMillis: Int64? = nil
@@ -383,6 +391,7 @@ public final class APIHandler: HTTPHandler {
         let reply = ReplyContext(request)
         return deferAnswer(connection) { [unowned self] finish in
             self.group.write(key: cacheKey, value: value, ttlMillis: ttlMillis, hot: hot) { outcome in
+                self.out = connection
                 if self.answeredRefusal(outcome, reply, .v1Put, "stored") {
                 } else if outcome == .done(true) {
                     self.empty(reply, .v1Put, 204)
@@ -457,7 +466,7 @@ public final class APIHandler: HTTPHandler {
 
     /// Runs `start`, which must call `finish` exactly once after writing the answer to `out`; copes with
     /// `finish` being called before `start` returns (the demo store answers at once).
-    private func deferAnswer(_ connection: HTTPConnection,
+    private func deferAnswer(_ connection: ResponseWriter,
                              _ start: (@escaping () -> Void) -> Void) -> HTTPHandling {
         var inside = true
         var finishedInside = false

@@ -45,7 +45,7 @@ public final class MetricsEndpoint: HTTPHandler {
 
     public func writeError(status: Int, reason: String, into out: ResponseWriter) {
         date.update(unixSeconds: clock.nowMillis / 1000)
-        HTTPResponse.appendText(to: &out.bytes, status: status, message: reason,
-                                framing: HTTPResponseFraming(keepAlive: false), date: date)
+        HTTPResponse.appendError(to: &out.bytes, HTTPParseError(status: status, reason: reason),
+                                 framing: HTTPResponseFraming(), date: date)
     }
 }
