@@ -12,6 +12,8 @@
 /// - The first request's header clock starts at accept: a connection that sends nothing gets the header timeout,
 ///   not the idle one, so silent sockets cannot hold `--max-connections` for a minute each. Later requests' clocks
 ///   start at their first byte; between requests the idle timeout runs.
+/// - Time the node itself chose not to read the socket (waiting for room under the process-wide bound on queued
+///   answers) is not counted against the client's header timeout.
 /// - After the last answer (Connection: close, a parse error, a timeout, end of input) the connection sends FIN and
 ///   lingers, reading and dropping input, so unread input does not make the kernel reset the connection and destroy
 ///   the answer before the client reads it.
@@ -113,6 +115,8 @@ struct HTTP1ConnectionState {
     /// When the deadline passes (loop ms; `.max`: none runs) and what it means.
     private(set) var deadlineMillis: Int64
     private(set) var deadlineKind = DeadlineKind.header
+    /// While the node does not read (`Wait.room`): what was left of the header deadline.
+    private var suspendedHeaderMillis: Int64?
     /// Answer bytes handed to the socket that the kernel has not taken yet (told by the driver).
     private(set) var queuedBytes = 0
     /// When queued answers last moved to the socket (loop ms); the server closes, longest-stalled first,
@@ -247,16 +251,25 @@ struct HTTP1ConnectionState {
     }
 
     /// Nothing of this connection is queued but all connections are at the hard cap: it waits for the server to
-    /// make room.
+    /// make room. The node is not reading the client now, so the header clock stops until it does again.
     mutating func waitForRoom(now: Int64) {
         guard case .serving(.none, let draining) = phase else { return }
         phase = .serving(.room, draining: draining)
+        // Why no deadline at all meanwhile: neither the idle nor the header timeout is the client's doing now.
+        if deadlineKind == .header && deadlineMillis != .max {
+            suspendedHeaderMillis = max(deadlineMillis - now, 0)
+        }
+        deadlineMillis = .max
     }
 
     /// The server made room after `waitForRoom`: true if the driver should answer what waited and read again.
     mutating func roomAvailable(now: Int64) -> Bool {
         guard case .serving(.room, let draining) = phase else { return false }
         phase = .serving(.none, draining: draining)
+        if let left = suspendedHeaderMillis {
+            suspendedHeaderMillis = nil
+            if deadlineKind == .header { deadlineMillis = now + left }
+        }
         return true
     }
 
@@ -297,6 +310,8 @@ struct HTTP1ConnectionState {
         case .finishing(awaitingAnswer: true), .serving(.answer, _):
             deadlineKind = .none
             deadlineMillis = .max
+            return .none
+        case .serving(.room, _):
             return .none
         case .serving(_, let draining):
             if deadlineKind == .none { deadlineKind = .idle }

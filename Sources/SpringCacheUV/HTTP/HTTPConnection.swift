@@ -171,8 +171,9 @@ public final class HTTPConnection: SlottedConnection, ResponseWriterOwner {
                 flush()
                 continue
             case .needRoom:
-                // Nothing of ours is queued, but all connections together are at the hard cap.
-                if state.answersTaken && server.makeRoomForReader() { continue }
+                // Nothing of ours is queued, but all connections together are at the hard cap: the longest-stalled
+                // connections that do not read are closed for us now, else we wait for room.
+                if server.makeRoomNow() { continue }
                 state.waitForRoom(now: now)
                 server.waitForRoom(self)
                 return offset
@@ -315,10 +316,13 @@ public final class HTTPConnection: SlottedConnection, ResponseWriterOwner {
     }
 
     /// Keeps the server's total of queued answers in step with this connection's.
+    ///
+    /// Once closed, the count stays until the close callback, where the memory is freed: closing a connection to
+    /// make room must not let others fill that room before it is really free (`HTTPServer.releasingOutputBytes`).
     private func accountBacklog() {
-        let backlog = state.isClosed ? 0 : output.backlog
-        server.queuedOutputBytes += backlog - accountedBacklog
-        accountedBacklog = backlog
+        if state.isClosed { return }
+        server.queuedOutputBytes += output.backlog - accountedBacklog
+        accountedBacklog = output.backlog
     }
 
     private static let writeCallback: uv_write_cb = { req, status in
@@ -424,10 +428,14 @@ public final class HTTPConnection: SlottedConnection, ResponseWriterOwner {
             uv_read_stop(stream)
         }
         writer.discard()
-        accountBacklog()
+        server.releasingOutputBytes += accountedBacklog
         uv_close(UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_handle_t.self)) { h in
             let unmanaged = Unmanaged<HTTPConnection>.fromOpaque(sc_uv_handle_get_data(h!)!)
             let c = unmanaged.takeUnretainedValue()
+            // Pending writes were cancelled before this callback; the queue's memory goes with the connection.
+            c.server.queuedOutputBytes -= c.accountedBacklog
+            c.server.releasingOutputBytes -= c.accountedBacklog
+            c.accountedBacklog = 0
             c.server.remove(c)
             c.writer.detach()
             c.writer = nil

@@ -65,8 +65,11 @@ public final class HTTPServer {
     /// Backs the writer of whichever connection has a batch of answers open (see `ResponseWriter`).
     let scratch = ResponseScratch()
     public internal(set) var stats = ConnectionStats()
-    /// Response bytes queued on all connections (see `HTTPServerConfig.maxQueuedOutputBytes`).
+    /// Response bytes queued on all connections (see `HTTPServerConfig.maxQueuedOutputBytes`), including those of
+    /// closed connections until their close callback frees them.
     public internal(set) var queuedOutputBytes = 0
+    /// The part of `queuedOutputBytes` on connections already closed, freed in their close callbacks.
+    var releasingOutputBytes = 0
     /// Malformed requests, timeouts and unread answers, told to the log once per kind and interval.
     public let abuse = AbuseLog()
     public var openConnections: Int { connections.count }
@@ -143,6 +146,8 @@ public final class HTTPServer {
         guard connections.remove(connection) else { return }
         stats.closed += 1
         if stopping && connections.isEmpty { finishStop() }
+        // Its answers' memory is free now: connections that waited for room go on at once, not at the next tick.
+        if !waiting.isEmpty && queuedOutputBytes < config.maxQueuedOutputBytes { resumeWaiting() }
     }
 
     /// `connection` stopped with nothing queued because all connections are at the hard cap on queued answers;
@@ -152,13 +157,17 @@ public final class HTTPServer {
     }
 
     /// At the process-wide bound on queued answers: closes, oldest first, connections whose answers have not
-    /// moved for `unreadTimeoutMillis` (at once, whatever their age, while a client that reads waits: see
-    /// `makeRoomForReader`), until the total is under the bound; then resumes those that waited, readers first,
-    /// then the newest first.
+    /// moved for `unreadTimeoutMillis` (at once, whatever their age, while a connection waits: see `makeRoomNow`),
+    /// until the total is under the bound; then resumes those that waited, readers first, then the newest first.
     private func makeRoom(now: Int64) {
-        let readerWaiting = waiting.contains { $0.state.answersTaken && !$0.isClosing }
-        closeStalled(now: now, minStallMillis: readerWaiting ? 0 : config.unreadTimeoutMillis)
+        let someoneWaits = waiting.contains { !$0.isClosing }
+        closeStalled(now: now, minStallMillis: someoneWaits ? 0 : config.unreadTimeoutMillis)
         guard !waiting.isEmpty, queuedOutputBytes < config.maxQueuedOutputBytes else { return }
+        resumeWaiting()
+    }
+
+    /// Resumes the connections that waited for room.
+    private func resumeWaiting() {
         // Readers first; then the newest first (adaptive LIFO): under a flood of connections that never read,
         // the oldest waiters are the flood, and a client that just arrived is the one most likely still there.
         let resumed = waiting.filter { $0.state.answersTaken } + waiting.filter { !$0.state.answersTaken }.reversed()
@@ -166,25 +175,30 @@ public final class HTTPServer {
         for c in resumed { c.roomAvailable() }
     }
 
-    /// A client seen to read its answers found all connections at the hard cap: the connections whose
-    /// queued answers have moved least recently are closed for it now. Why not wait for `--unread-timeout`:
-    /// memory held for a client that does not read is worth less than an answer to one that does, and
-    /// waiting made every reader stall for that long whenever a flood of non-readers filled the bound.
-    /// True if anything was closed.
-    func makeRoomForReader() -> Bool {
+    /// A connection with nothing queued found all connections at the hard cap: the connections whose queued
+    /// answers have moved least recently are closed for it now. True if anything was closed.
+    ///
+    /// Why at once, and for any such connection, not only for clients seen to read: memory held for a client that
+    /// does not read is worth less than an answer to one that may, and a new client cannot be told from a flood
+    /// until it reads. Waiting for `--unread-timeout` (or for a reader to come along) made a new client that
+    /// arrived during a flood of non-readers wait for room like the flood did — 10 s and a 408 once (issue 10).
+    /// Those closed are the longest-stalled, so a client whose answers are moving is the last to go.
+    func makeRoomNow() -> Bool {
         closeStalled(now: now, minStallMillis: 0) > 0
     }
 
     /// Closes connections with answers queued that have not moved for `minStallMillis`, longest-stalled first,
-    /// until the total is under `maxQueuedOutputBytes`. Returns how many it closed.
+    /// until the total will be under `maxQueuedOutputBytes` once they are freed. Returns how many it closed.
     @discardableResult
     private func closeStalled(now: Int64, minStallMillis: Int64) -> Int {
-        guard queuedOutputBytes >= config.maxQueuedOutputBytes else { return 0 }
+        // What stays once the connections already closed are freed.
+        var remaining: Int { queuedOutputBytes - releasingOutputBytes }
+        guard remaining >= config.maxQueuedOutputBytes else { return 0 }
         let stalled = connections.all.filter {
             $0.state.queuedBytes > 0 && !$0.isClosing && now - $0.state.lastWriteMillis >= minStallMillis
         }.sorted { $0.state.lastWriteMillis < $1.state.lastWriteMillis }
         var closed = 0
-        for c in stalled where queuedOutputBytes >= config.maxQueuedOutputBytes {
+        for c in stalled where remaining >= config.maxQueuedOutputBytes {
             let unread = c.state.queuedBytes, stalledMillis = now - c.state.lastWriteMillis
             abuse.report(.httpUnreadAnswers, peer: tcpPeerAddress(c.tcp),
                          "closed: \(unread) answer bytes unread for \(stalledMillis) ms while all "

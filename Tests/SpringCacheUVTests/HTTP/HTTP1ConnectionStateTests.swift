@@ -272,6 +272,17 @@ final class HTTP1ConnectionStateTests: XCTestCase {
         XCTAssertEqual(state.deadlinePassed(now: clock.nowMillis), .close)
     }
 
+    func testTimeTheNodeDidNotReadIsNotCountedAgainstTheHeaderTimeout() {
+        var state = makeState()
+        clock.advance(byMillis: 4_000)
+        state.waitForRoom(now: clock.nowMillis)
+        XCTAssertEqual(state.deadlineMillis, .max)
+        clock.advance(byMillis: 30_000)
+        XCTAssertEqual(state.deadlinePassed(now: clock.nowMillis), .none)
+        XCTAssertTrue(state.roomAvailable(now: clock.nowMillis))
+        XCTAssertEqual(state.deadlineMillis, clock.nowMillis + 6_000, "what was left of the header timeout")
+    }
+
     // MARK: drain on stop
 
     func testDrainClosesAnIdleConnectionAtOnce() {
