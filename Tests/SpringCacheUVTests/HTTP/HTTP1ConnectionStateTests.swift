@@ -37,6 +37,14 @@ final class HTTP1ConnectionStateTests: XCTestCase {
 
     private let get = "GET /api/get?key=Tom HTTP/1.1\r\nHost: x\r\n\r\n"
 
+    /// One keep-alive request answered at once and its answer taken by the kernel: the connection is idle.
+    private func answerOneRequest(_ state: inout HTTP1ConnectionState, file: StaticString = #filePath,
+                                  line: UInt = #line) {
+        XCTAssertTrue(takeRequest(&state, get, file: file, line: line), file: file, line: line)
+        state.sent(queued: 0, now: clock.nowMillis)
+        XCTAssertEqual(state.batchEnded(bufferedInput: false, now: clock.nowMillis), .none, file: file, line: line)
+    }
+
     // MARK: pipelining and deferred answers
 
     func testPipelinedRequestsWaitBehindADeferredAnswerAndAreTakenInOrderAfterIt() throws {
@@ -245,9 +253,7 @@ final class HTTP1ConnectionStateTests: XCTestCase {
 
     func testIdleTimeoutBetweenRequestsAndHeaderTimeoutFromARequestsFirstByte() {
         var state = makeState()
-        XCTAssertTrue(takeRequest(&state, get))
-        state.sent(queued: 0, now: clock.nowMillis)
-        XCTAssertEqual(state.batchEnded(bufferedInput: false, now: clock.nowMillis), .none)
+        answerOneRequest(&state)
         XCTAssertEqual(state.deadlineKind, .idle)
         XCTAssertEqual(state.deadlineMillis, clock.nowMillis + 60_000)
 
@@ -265,9 +271,7 @@ final class HTTP1ConnectionStateTests: XCTestCase {
 
     func testAnIdleConnectionClosesAtTheIdleDeadline() {
         var state = makeState()
-        XCTAssertTrue(takeRequest(&state, get))
-        state.sent(queued: 0, now: clock.nowMillis)
-        _ = state.batchEnded(bufferedInput: false, now: clock.nowMillis)
+        answerOneRequest(&state)
         clock.advance(byMillis: 60_000)
         XCTAssertEqual(state.deadlinePassed(now: clock.nowMillis), .close)
     }
