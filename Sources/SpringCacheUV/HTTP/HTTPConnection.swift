@@ -350,13 +350,11 @@ public final class HTTPConnection: SlottedConnection, ResponseWriterOwner {
         output.completed()
         if status < 0 || state.isClosed {
             close()
-            accountBacklog()
             return
         }
         if let next = output.startQueued(on: stream, owner: Unmanaged.passUnretained(self).toOpaque(),
                                          callback: HTTPConnection.writeCallback), next < 0 {
             close()
-            accountBacklog()
             return
         }
         let action = state.writeCompleted(queued: output.backlog, bufferedInput: pendingInput.byteCount > 0, now: now)

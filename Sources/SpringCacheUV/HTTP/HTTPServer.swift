@@ -151,7 +151,7 @@ public final class HTTPServer {
     }
 
     /// `connection` stopped with nothing queued because all connections are at the hard cap on queued answers;
-    /// it is resumed from the tick once there is room.
+    /// it is resumed once there is room: when a closed connection's answers are freed, or from the tick.
     func waitForRoom(_ connection: HTTPConnection) {
         waiting.append(connection)
     }
