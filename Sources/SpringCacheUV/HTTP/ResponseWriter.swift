@@ -20,6 +20,8 @@ public final class ResponseWriter {
     /// The connection; nil once its socket's close callback ran (which breaks the cycle between them). Strong
     /// until then, so that a handler answering late keeps the connection alive.
     private(set) var owner: ResponseWriterOwner?
+    /// For a writer bound to no connection (handler unit tests): what `finishDeferred` calls instead.
+    private let onFinishDeferred: (() -> Void)?
     let scratch: ResponseScratch
     /// This writer's own bytes, used only while another writer holds the scratch.
     private var spill: ByteBuffer?
@@ -31,6 +33,15 @@ public final class ResponseWriter {
     init(owner: ResponseWriterOwner, scratch: ResponseScratch) {
         self.owner = owner
         self.scratch = scratch
+        onFinishDeferred = nil
+    }
+
+    /// A writer bound to no connection: answers collect in `scratch` (read them with `scratch.bytes`) and
+    /// `finishDeferred` calls `onFinishDeferred`, so a handler is tested without sockets.
+    init(collectingInto scratch: ResponseScratch, onFinishDeferred: @escaping () -> Void) {
+        owner = nil
+        self.scratch = scratch
+        self.onFinishDeferred = onFinishDeferred
     }
 
     /// The answers being written; append with `HTTPResponse.appendX(to: &writer.bytes, ...)`.
@@ -51,12 +62,14 @@ public final class ResponseWriter {
     }
 
     /// Whether the connection is closed or closing: a late answer is then dropped.
-    public var isClosed: Bool { owner?.isClosing ?? true }
+    public var isClosed: Bool { owner?.isClosing ?? (onFinishDeferred == nil) }
 
     /// Completes an answer the handler deferred; its bytes are in `bytes`.
     public func finishDeferred() {
         if let owner {
             owner.finishDeferred()
+        } else if let onFinishDeferred {
+            onFinishDeferred()
         } else {
             discard()
         }

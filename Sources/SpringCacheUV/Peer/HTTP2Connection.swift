@@ -498,17 +498,3 @@ class HTTP2Connection {
 }
 
 typealias NGHTTP2_SETTINGS_ID = nghttp2_settings_id
-
-/// Compares header bytes with an ASCII literal.
-@inline(__always)
-func http2Equal(_ bytes: UnsafeRawBufferPointer, _ literal: StaticString) -> Bool {
-    bytes.count == literal.utf8CodeUnitCount
-        && (bytes.count == 0 || memcmp(bytes.baseAddress!, literal.utf8Start, bytes.count) == 0)
-}
-
-/// Whether `bytes` starts with the ASCII literal.
-@inline(__always)
-func http2HasPrefix(_ bytes: UnsafeRawBufferPointer, _ literal: StaticString) -> Bool {
-    bytes.count >= literal.utf8CodeUnitCount
-        && memcmp(bytes.baseAddress!, literal.utf8Start, literal.utf8CodeUnitCount) == 0
-}
