@@ -147,7 +147,7 @@ public final class HTTPServer {
         stats.closed += 1
         if stopping && connections.isEmpty { finishStop() }
         // Its answers' memory is free now: connections that waited for room go on at once, not at the next tick.
-        if !waiting.isEmpty && queuedOutputBytes < config.maxQueuedOutputBytes { resumeWaiting() }
+        if !waiting.isEmpty && queuedOutputBytes < config.queuedOutputHardCap { resumeWaiting() }
     }
 
     /// `connection` stopped with nothing queued because all connections are at the hard cap on queued answers;
@@ -162,7 +162,9 @@ public final class HTTPServer {
     private func makeRoom(now: Int64) {
         let someoneWaits = waiting.contains { !$0.isClosing }
         closeStalled(now: now, minStallMillis: someoneWaits ? 0 : config.unreadTimeoutMillis)
-        guard !waiting.isEmpty, queuedOutputBytes < config.maxQueuedOutputBytes else { return }
+        // Why the hard cap and not the bound: a waiter has nothing queued, so it is served below the hard cap, as
+        // the connections that arrive meanwhile are; resumed only below the bound, it waited while they went on.
+        guard !waiting.isEmpty, queuedOutputBytes < config.queuedOutputHardCap else { return }
         resumeWaiting()
     }
 
