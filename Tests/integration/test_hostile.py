@@ -409,11 +409,11 @@ def test_api_non_readers_stay_within_the_process_wide_output_bound(start_node):
             s.sendall(request)
             socks.append(s)
         while i == 0 and not stop.is_set():
-            # A new client during the flood: never seen to read, so it waits for room like the flood does.
+            # A new client during the flood: a new connection for every request, never seen to read before.
             t0 = time.monotonic()
             status, _, body, _ = node.request("GET", "/api/get?key=Tom", timeout=20)
             fresh.append((time.monotonic() - t0, status, body))
-            time.sleep(0.2)
+            time.sleep(0.05)
         stop.wait()
 
     attack.threads = 4
@@ -428,14 +428,14 @@ def test_api_non_readers_stay_within_the_process_wide_output_bound(start_node):
     assert fresh, "the new-client probe made no request during the flood"
     waits = sorted(t for t, _, _ in fresh)
     served = sum(1 for _, status, _ in fresh if status == 200)
-    print("TIMING 800 API non-readers: %d new connections, %d answered 200, wait median %.0f ms, max %.0f ms"
-          % (len(fresh), served, percentile(waits, 50) * 1000, waits[-1] * 1000))
-    # A new client cannot be told from the flood until it reads, so it waits for room like the flood does; it may
-    # even wait past --header-timeout and get 408 (seen once in five clean runs: 10.3 s). That starvation is the
-    # part of finding 3 not fixed yet (issue 10 stays open for it; docs/reliability.md). What holds: it is never
-    # answered wrongly, and it gets either its value or an honest 408.
-    assert all(status in (200, 408) for _, status, _ in fresh), fresh
-    assert all(body == b"value=630\n" for _, status, body in fresh if status == 200), fresh
+    print("TIMING 800 API non-readers: new-connection probe n=%d p50=%.2f ms p99=%.2f ms max=%.2f ms stalls>1s=%d, "
+          "%d answered 200" % (len(fresh), percentile(waits, 50) * 1000, percentile(waits, 99) * 1000,
+                               waits[-1] * 1000, sum(1 for t in waits if t > 1.0), served))
+    # A new client cannot be told from the flood until it reads; when it finds every connection at the hard cap,
+    # the longest-stalled non-readers are closed for it at once, and time the node did not read its socket does
+    # not count against its header timeout. So it gets its value, never a 408 (it once waited 10.3 s for one) and
+    # never a wrong answer. How long it waits is a figure (TIMING), not an assertion.
+    assert all(status == 200 and body == b"value=630\n" for _, status, body in fresh), fresh
 
     def greedy(stop, i):
         s = socket.create_connection(node.addr)

@@ -107,8 +107,8 @@ public final class APIHandler: HTTPHandler {
 
     public func writeError(status: Int, reason: String, into writer: ResponseWriter) {
         date.update(unixSeconds: clock.nowMillis / 1000)
-        HTTPResponse.appendText(to: &writer.bytes, status: status, message: reason,
-                                framing: HTTPResponseFraming(keepAlive: false), date: date)
+        HTTPResponse.appendError(to: &writer.bytes, HTTPParseError(status: status, reason: reason),
+                                 framing: HTTPResponseFraming(), date: date)
         requestStats.record(route: .other, status: status)
     }
 }

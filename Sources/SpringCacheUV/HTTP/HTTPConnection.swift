@@ -1,47 +1,31 @@
 import CLibUV
 
-/// One client connection: reads requests, hands them to the handler in order, writes their responses.
+/// The libuv driver of one client connection: performs what its `HTTP1ConnectionState` decides (read, answer in
+/// order, write, pause, linger, close) and tells it what happened.
 ///
 /// Lifecycle (libuv's): the object retains itself in the handle's `data` from `init` until the close
 /// callback, which is the only place it is released and removed from the server. A connection that must
 /// die is marked closing and freed from that callback, never in the middle of its own callback.
 ///
-/// Ordering: requests are answered strictly in order. When a handler defers (a miss waiting for the
-/// origin), processing stops until it finishes; pipelined requests behind it wait in `pendingInput`.
-public final class HTTPConnection {
+/// Batches: everything one callback answers (a read, a deferred answer landing, a resume) is written through this
+/// connection's `ResponseWriter` and sent with one `uv_try_write` at the end of the callback; only what the kernel
+/// does not take is copied into `output`.
+public final class HTTPConnection: SlottedConnection, ResponseWriterOwner {
     unowned let server: HTTPServer
     let tcp: UnsafeMutablePointer<uv_tcp_t>
-    var index = -1
+    /// The connection's place in the server's `ConnectionSet`.
+    public var slot = -1
 
-    /// Deadline (loop ms) and what happens when it passes.
-    var deadline: Int64 = .max
-    private var deadlineKind = DeadlineKind.idle
-
-    private var parser: HTTPParser
+    /// The protocol state; the one place the connection's phase and deadline are kept.
+    private(set) var state: HTTP1ConnectionState
     /// Unprocessed input that did not fit in one read or waits behind a deferred request.
     private var pendingInput: ByteBuffer?
     /// Output the kernel has not taken yet.
     private var output = StreamWriteQueue()
-    private var writeInFlight: Bool { output.inFlight }
     /// `output.backlog` as last added to `server.queuedOutputBytes`.
     private var accountedBacklog = 0
-    /// When queued answers last moved to the socket (loop ms); `unreadTimeoutMillis` is measured from it.
-    private(set) var lastWriteMillis: Int64 = 0
-    /// Stopped with nothing queued because all connections together are at the hard cap; the server resumes it.
-    var waitingForRoom = false
-    /// Whether the kernel has ever taken a whole batch of this connection's answers at once: a client seen to
-    /// read. Such connections are resumed first when room is made (`HTTPServer.makeRoom`), so connections that
-    /// arrive in a flood and never read cannot push a reading client to the back of the queue.
-    private(set) var answersTaken = false
-    /// Bytes this connection has queued for its socket.
-    var queuedBytes: Int { output.backlog }
-
+    /// Whether libuv is reading the socket (kept in step with `state.wantsToRead`).
     private var reading = false
-    private var deferred = false
-    private var closeAfterFlush = false
-    private var draining = false
-    private var lingering = false
-    private var closing = false
     private var batchStart: UInt64 = 0
     /// With an access log: the deferred request's first line and start, logged when its answer is written.
     private var deferredRequestLine: [UInt8]?
@@ -52,23 +36,17 @@ public final class HTTPConnection {
     /// answering late keeps it alive; the cycle is broken when the socket's close callback runs.
     private(set) var writer: ResponseWriter!
 
-    private enum DeadlineKind { case idle, request, linger }
-
     init(server: HTTPServer, tcp: UnsafeMutablePointer<uv_tcp_t>, now: Int64) {
         self.server = server
         self.tcp = tcp
-        parser = HTTPParser(limits: server.config.limits)
-        // The first request's clock starts at accept: a connection that sends nothing gets the header
-        // timeout, not the idle one, so silent sockets cannot hold `--max-connections` for a minute each.
-        deadlineKind = .request
-        deadline = now + server.config.headerTimeoutMillis
+        state = HTTP1ConnectionState(config: server.config, now: now)
         sc_uv_handle_set_data(tcp, Unmanaged.passRetained(self).toOpaque())
         uv_tcp_nodelay(tcp, 1)
-        writer = ResponseWriter(connection: self)
+        writer = ResponseWriter(owner: self, scratch: server.scratch)
     }
 
     deinit {
-        precondition(closing, "HTTPConnection released without close()")
+        precondition(state.isClosed, "HTTPConnection released without close()")
         output.deallocate()
         tcp.deallocate()
     }
@@ -76,6 +54,8 @@ public final class HTTPConnection {
     private var stream: UnsafeMutablePointer<uv_stream_t> {
         UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_stream_t.self)
     }
+
+    private var now: Int64 { server.loop.clock.nowMillis }
 
     private static func owner(_ handle: UnsafeRawPointer) -> HTTPConnection {
         Unmanaged<HTTPConnection>.fromOpaque(sc_uv_handle_get_data(handle)!).takeUnretainedValue()
@@ -101,21 +81,26 @@ public final class HTTPConnection {
 
     // MARK: reading
 
-    func startReading() {
-        guard !reading, !closing else { return }
-        reading = true
+    func start() { syncReading() }
+
+    /// Starts or stops libuv's reading to match what the state wants.
+    private func syncReading() {
+        let want = state.wantsToRead
+        if want == reading { return }
+        reading = want
+        if !want {
+            uv_read_stop(stream)
+            return
+        }
         let status = uv_read_start(stream, { handle, suggested, buf in
             HTTPConnection.owner(handle!).allocate(buf!)
         }, { handle, nread, buf in
             HTTPConnection.owner(handle!).didRead(nread)
         })
-        if status < 0 { close() }
-    }
-
-    private func stopReading() {
-        guard reading else { return }
-        reading = false
-        uv_read_stop(stream)
+        if status < 0 {
+            reading = false
+            close()
+        }
     }
 
     /// Reads land in the server's shared buffer unless this connection already holds unprocessed
@@ -135,30 +120,26 @@ public final class HTTPConnection {
     private func didRead(_ nread: Int) {
         if nread < 0 {
             // EOF or error. A client that half-closes after its last request still gets its answers.
-            stopReading()
-            if lingering || (!deferred && !writeInFlight) || nread != Int(UV_EOF.rawValue) {
-                close()
-            } else {
-                closeAfterFlush = true
-            }
+            perform(state.inputEnded(eof: nread == Int(UV_EOF.rawValue)))
+            syncReading()
             return
         }
         if nread == 0 { return }
         server.stats.bytesIn += UInt64(nread)
-        // After the final answer (lingering) or once it is decided (Connection: close, a parse error), what the
-        // client still sends is read and dropped: keeping it would let a client grow our buffers without bound.
-        if lingering || closeAfterFlush { return }
+        // While lingering, what the client still sends is read and dropped: keeping it would let a client grow
+        // our buffers without bound.
+        guard state.takesRequests else { return }
         batchStart = uv_hrtime()
+        writer.open()
         if pendingInput.byteCount > 0 {
             pendingInput!.count += nread
-            processPendingInput()
+            serveBufferedInput()
         } else {
             let bytes = UnsafeRawBufferPointer(start: server.sharedReadBuffer, count: nread)
-            let used = process(bytes)
-            if used < nread { keep(UnsafeRawBufferPointer(rebasing: bytes[used...])) }
+            let used = serve(bytes)
+            if used < nread && !state.isClosed { keep(UnsafeRawBufferPointer(rebasing: bytes[used...])) }
         }
-        flush()
-        afterBatch()
+        endBatch()
     }
 
     /// Copies input that could not be processed now into this connection's own buffer.
@@ -167,66 +148,56 @@ public final class HTTPConnection {
         pendingInput!.append(bytes)
     }
 
-    private func processPendingInput() {
+    private func serveBufferedInput() {
         guard let base = pendingInput.bytesBase else { return }
         let count = pendingInput.byteCount
-        let used = process(UnsafeRawBufferPointer(start: base, count: count))
-        // Processing may have ended the connection's input (lingering close frees it).
+        let used = serve(UnsafeRawBufferPointer(start: base, count: count))
+        // Serving may have ended the connection's input (a lingering or closed connection frees it).
         guard pendingInput.bytesBase != nil else { return }
         pendingInput!.discardFront(used)
         // Why free it: an idle connection should hold no buffers at all.
         if pendingInput.byteCount == 0 { pendingInput = nil }
     }
 
-    /// Parses and handles whole requests from `bytes`; returns how many bytes were consumed.
-    private func process(_ bytes: UnsafeRawBufferPointer) -> Int {
+    /// Parses and answers whole requests from `bytes` while the state takes requests; returns how many bytes
+    /// were consumed.
+    private func serve(_ bytes: UnsafeRawBufferPointer) -> Int {
         var offset = 0
-        while offset < bytes.count && !deferred && !closeAfterFlush && !closing {
-            // Answers of this batch still in the shared buffer count too: a client can pipeline thousands of
-            // requests in one read, and their answers must not pile up there before the check sees them.
-            if !mayAnswer(batch: server.output.bytes.count) {
+        while offset < bytes.count && state.takesRequests {
+            switch state.admission(batchBytes: writer.pendingCount, totalQueued: server.queuedOutputBytes) {
+            case .answer:
+                break
+            case .flushFirst:
                 flush()
-                if outputBacklog == 0 && !mayAnswer(batch: 0)
-                    && !(answersTaken && server.makeRoomForReader() && mayAnswer(batch: 0)) {
-                    // Nothing of ours is queued, but all connections together are at the hard cap.
-                    stopReading()
-                    waitingForRoom = true
-                    server.waitForRoom(self)
-                    break
-                }
-                if mustPause {
-                    // Backpressure: the client is not reading its answers; stop reading its requests.
-                    server.stats.backpressurePauses += 1
-                    server.abuse.report(.httpUnreadAnswers, peer: tcpPeerAddress(tcp),
-                                        "\(outputBacklog) answer bytes unread; all connections \(server.queuedOutputBytes)",
-                                        now: server.loop.clock.nowMillis)
-                    stopReading()
-                    break
-                }
+                continue
+            case .needRoom:
+                // Nothing of ours is queued, but all connections together are at the hard cap: the longest-stalled
+                // connections that do not read are closed for us now, else we wait for room.
+                if server.makeRoomNow() { continue }
+                state.waitForRoom(now: now)
+                server.waitForRoom(self)
+                return offset
+            case .pause:
+                // Back-pressure: the client is not reading its answers; stop reading its requests.
+                server.stats.backpressurePauses += 1
+                let total = server.queuedOutputBytes
+                server.abuse.report(.httpUnreadAnswers, peer: tcpPeerAddress(tcp),
+                                    "\(state.queuedBytes) answer bytes unread; all connections \(total)", now: now)
+                state.pauseForUnreadAnswers()
+                return offset
             }
             let request = UnsafeRawBufferPointer(rebasing: bytes[offset...])
-            switch parser.parse(request) {
+            switch state.parse(request, now: now) {
             case .needMore(let sendContinue):
-                if sendContinue {
-                    server.output.bytes.append("HTTP/1.1 100 Continue\r\n\r\n")
-                }
-                if deadlineKind != .request {
-                    deadlineKind = .request
-                    deadline = server.loop.clock.nowMillis + server.config.headerTimeoutMillis
-                }
+                if sendContinue { HTTPResponse.appendContinue(to: &writer.bytes) }
                 return offset
-            case .request(let head, _, let consumed):
-                parser.reset()
-                let keepAlive = head.keepAlive && !draining
+            case .request(let head, let consumed, let keepAlive):
                 let req = HTTPRequest(head: head, bytes: UnsafeRawBufferPointer(rebasing: request[..<consumed]),
                                       keepAlive: keepAlive, startNanos: batchStart)
                 offset += consumed
-                deadlineKind = .idle
-                if !keepAlive { closeAfterFlush = true }
-                let mark = server.output.bytes.count
+                let mark = writer.pendingCount
                 if server.handler.handle(req, writer: writer) == .deferred {
-                    deferred = true
-                    stopReading()
+                    state.answerDeferred()
                     if server.accessLog != nil {
                         deferredRequestLine = Array(HTTPConnection.requestLine(req.bytes))
                         deferredStartNanos = req.startNanos
@@ -236,55 +207,52 @@ public final class HTTPConnection {
                 }
             case .error(let error):
                 server.stats.parseErrors += 1
-                let mark = server.output.bytes.count
+                let mark = writer.pendingCount
                 server.abuse.report(.httpMalformed, peer: tcpPeerAddress(tcp), "\(error.status) \(error.reason)",
-                                    now: server.loop.clock.nowMillis)
+                                    now: now)
                 server.handler.writeError(status: error.status, reason: error.reason, into: writer)
                 // Rejected requests are logged too, with what their first line was (cut, escaped).
                 if server.accessLog != nil {
                     logAnswer(HTTPConnection.requestLine(request), startNanos: batchStart, from: mark)
                 }
-                closeAfterFlush = true
                 return bytes.count
             }
         }
         return offset
     }
 
-    /// Sets the deadline that fits the state after a batch, and closes if the last answer was final.
-    private func afterBatch() {
-        if closing { return }
-        if closeAfterFlush && !deferred {
-            if !writeInFlight { finishAndLinger() }
-            return
+    /// Ends a batch: sends its answers, frees the scratch for the next connection, and lets the state set the
+    /// deadline and say whether the connection now lingers or closes.
+    private func endBatch() {
+        flush()
+        writer.endBatch()
+        // Why pause here too: a batch that ended exactly at this client's bound would otherwise read once more.
+        if state.takesRequests && state.mustPause(totalQueued: server.queuedOutputBytes) {
+            state.pauseForUnreadAnswers()
         }
-        if deferred { deadline = .max; return }
-        if deadlineKind == .idle {
-            if draining && (pendingInput?.isEmpty ?? true) && !writeInFlight { close(); return }
-            deadline = server.loop.clock.nowMillis + server.config.idleTimeoutMillis
-        }
+        perform(state.batchEnded(bufferedInput: pendingInput.byteCount > 0, now: now))
+        syncReading()
     }
 
-    /// Completes a request the handler deferred: its response is already in `server.output`.
-    public func finishDeferred() {
-        precondition(deferred, "finishDeferred without a deferred request")
-        deferred = false
+    /// Completes a request the handler deferred: its response is in the writer.
+    func finishDeferred() {
         if let line = deferredRequestLine {
             deferredRequestLine = nil
-            if !closing { line.withUnsafeBytes { logAnswer($0, startNanos: deferredStartNanos, from: 0) } }
+            if !state.isClosed { line.withUnsafeBytes { logAnswer($0, startNanos: deferredStartNanos, from: 0) } }
         }
-        if closing {
-            server.output.clear()
+        guard state.answeredLater() else {
+            writer.discard()
             return
         }
+        resume()
+    }
+
+    /// Answers the requests that waited (behind a deferred one, for room, or for the client to read), then reads.
+    private func resume() {
         batchStart = uv_hrtime()
-        // Requests that arrived behind the deferred one are answered now, in order.
-        processPendingInput()
-        flush()
-        if !closeAfterFlush && !deferred && !closing && !mustPause {
-            startReading()
-        }
-        afterBatch()
+        writer.open()
+        serveBufferedInput()
+        endBatch()
     }
 
     // MARK: access log
@@ -296,10 +264,16 @@ public final class HTTPConnection {
         return UnsafeRawBufferPointer(rebasing: bytes[..<end])
     }
 
-    /// Writes the access-log line of the answer that starts at `mark` in the shared output.
+    /// Writes the access-log line of the answer that starts at `mark` in the writer's unsent bytes.
     private func logAnswer(_ line: UnsafeRawBufferPointer, startNanos: UInt64, from mark: Int) {
+        guard server.accessLog != nil else { return }
+        writer.withPendingBytes { pending in
+            logAnswer(line, startNanos: startNanos, answer: UnsafeRawBufferPointer(rebasing: pending[mark...]))
+        }
+    }
+
+    private func logAnswer(_ line: UnsafeRawBufferPointer, startNanos: UInt64, answer: UnsafeRawBufferPointer) {
         guard let log = server.accessLog else { return }
-        let answer = UnsafeRawBufferPointer(rebasing: server.output.bytes.readable[mark...])
         // "HTTP/1.1 200 ...": the status is the three digits after the protocol.
         var status = 0
         if answer.count >= 12 {
@@ -331,108 +305,81 @@ public final class HTTPConnection {
     }
 
     /// Whether this connection is closed or closing (a deferred answer is then dropped).
-    public var isClosing: Bool { closing }
+    public var isClosing: Bool { state.isClosed }
 
     // MARK: writing
 
-    private var outputBacklog: Int { output.backlog }
-
-    /// Whether another request may be answered, with `batch` answer bytes of this connection not yet queued:
-    /// under its own bound, and under the process-wide one — past which only a connection with nothing queued
-    /// goes on, up to the hard cap (see `HTTPServerConfig.maxQueuedOutputBytes`).
-    private func mayAnswer(batch: Int) -> Bool {
-        let mine = outputBacklog + batch
-        let total = server.queuedOutputBytes + batch
-        guard mine <= server.config.maxOutputBytesPerConnection else { return false }
-        return total < server.config.maxQueuedOutputBytes || (mine == 0 && total < server.config.queuedOutputHardCap)
-    }
-
-    /// Whether this connection's unread answers should stop its requests being read: over its own bound, or
-    /// holding some while all connections together are at the process-wide bound.
-    private var mustPause: Bool {
-        outputBacklog > server.config.maxOutputBytesPerConnection
-            || (outputBacklog > 0 && server.queuedOutputBytes >= server.config.maxQueuedOutputBytes)
-    }
-
     /// Called by the server when there is room again after `waitForRoom`: answers what waited, reads again.
     func roomAvailable() {
-        guard waitingForRoom, !closing else { return }
-        waitingForRoom = false
-        guard !deferred, !writeInFlight else { return }
-        batchStart = uv_hrtime()
-        processPendingInput()
-        flush()
-        if !closeAfterFlush && !deferred && !writeInFlight && !waitingForRoom { startReading() }
-        afterBatch()
+        guard state.roomAvailable(now: now) else { return }
+        resume()
     }
 
     /// Keeps the server's total of queued answers in step with this connection's.
+    ///
+    /// Once closed, the count stays until the close callback, where the memory is freed: closing a connection to
+    /// make room must not let others fill that room before it is really free (`HTTPServer.releasingOutputBytes`).
     private func accountBacklog() {
-        let now = closing ? 0 : output.backlog
-        server.queuedOutputBytes += now - accountedBacklog
-        accountedBacklog = now
+        if state.isClosed { return }
+        server.queuedOutputBytes += output.backlog - accountedBacklog
+        accountedBacklog = output.backlog
     }
 
     private static let writeCallback: uv_write_cb = { req, status in
         Unmanaged<HTTPConnection>.fromOpaque(sc_uv_req_get_data(req!)!).takeUnretainedValue().didWrite(status)
     }
 
-    /// Sends what the current callback produced in `server.output`: one `uv_try_write` for the whole
-    /// batch; only the part the kernel does not take is copied and written asynchronously.
+    /// Sends what the writer holds of this batch: one `uv_try_write` for all of it; only the part the kernel does
+    /// not take is copied and written asynchronously.
     private func flush() {
-        let out = server.output
-        guard out.bytes.count > 0 else { return }
-        defer { out.clear() }
-        if closing { return }
-        server.stats.bytesOut += UInt64(out.bytes.count)
-        let wasQueued = outputBacklog
-        let status = output.send(out.bytes.readable, on: stream, owner: Unmanaged.passUnretained(self).toOpaque(),
-                                 callback: HTTPConnection.writeCallback)
-        if wasQueued == 0 { lastWriteMillis = server.loop.clock.nowMillis }
-        if output.backlog == 0 { answersTaken = true }
+        let count = writer.pendingCount
+        guard count > 0 else { return }
+        defer { writer.sentPending() }
+        if state.isClosed { return }
+        server.stats.bytesOut += UInt64(count)
+        let owner = Unmanaged.passUnretained(self).toOpaque()
+        let status = writer.withPendingBytes { bytes in
+            output.send(bytes, on: stream, owner: owner, callback: HTTPConnection.writeCallback)
+        }
+        state.sent(queued: output.backlog, now: now)
         accountBacklog()
         if status < 0 { close() }
     }
 
     private func didWrite(_ status: Int32) {
         output.completed()
-        lastWriteMillis = server.loop.clock.nowMillis
-        defer { accountBacklog() }
-        if status < 0 || closing {
+        if status < 0 || state.isClosed {
             close()
             return
         }
         if let next = output.startQueued(on: stream, owner: Unmanaged.passUnretained(self).toOpaque(),
-                                         callback: HTTPConnection.writeCallback) {
-            if next < 0 { close() }
-            return
-        }
-        if closeAfterFlush && !deferred {
-            finishAndLinger()
-            return
-        }
-        if draining && !deferred && (pendingInput?.isEmpty ?? true) {
+                                         callback: HTTPConnection.writeCallback), next < 0 {
             close()
             return
         }
-        if !reading && !deferred {
-            // Backpressure released: answer what is buffered, then read again.
-            batchStart = uv_hrtime()
-            processPendingInput()
-            flush()
-            if !closeAfterFlush && !deferred && !writeInFlight { startReading() }
-            afterBatch()
-        }
+        let action = state.writeCompleted(queued: output.backlog, bufferedInput: pendingInput.byteCount > 0, now: now)
+        accountBacklog()
+        perform(action)
+        syncReading()
     }
 
-    // MARK: closing
+    // MARK: deadlines, stop and close
+
+    /// Does what the state decided.
+    private func perform(_ action: HTTP1ConnectionState.Action) {
+        switch action {
+        case .none: break
+        case .close: closeSocket()
+        case .linger: linger()
+        case .resume: resume()
+        case .requestTimeout: answerTimeout()
+        }
+    }
 
     /// After the final answer is written: send FIN, then read and discard until the client closes or
     /// `lingerMillis` passes, so unread input does not make the kernel reset the connection and destroy
     /// the answer before the client reads it.
-    private func finishAndLinger() {
-        guard !closing, !lingering else { return }
-        lingering = true
+    private func linger() {
         pendingInput = nil
         let req = UnsafeMutablePointer<uv_shutdown_t>.allocate(capacity: 1)
         let status = uv_shutdown(req, stream) { req, _ in req!.deallocate() }
@@ -441,46 +388,54 @@ public final class HTTPConnection {
             close()
             return
         }
-        deadlineKind = .linger
-        deadline = server.loop.clock.nowMillis + server.config.lingerMillis
-        startReading()
+        syncReading()
     }
 
+    /// The server's tick found the deadline passed.
     func deadlinePassed(now: Int64) {
-        switch deadlineKind {
-        case .idle, .linger:
-            close()
-        case .request:
-            server.stats.timeouts += 1
-            server.abuse.report(.httpTimeout, peer: tcpPeerAddress(tcp),
-                                "request not received within \(server.config.headerTimeoutMillis) ms", now: now)
-            guard !closing, !deferred else { return }
-            server.handler.writeError(status: 408, reason: "request not received within \(server.config.headerTimeoutMillis) ms",
-                                      into: writer)
-            closeAfterFlush = true
-            deadlineKind = .idle
-            flush()
-            afterBatch()
-        }
+        perform(state.deadlinePassed(now: now))
+        syncReading()
+    }
+
+    /// The request did not arrive within the header timeout: 408, then the connection lingers and closes.
+    private func answerTimeout() {
+        let timeout = server.config.headerTimeoutMillis
+        server.stats.timeouts += 1
+        server.abuse.report(.httpTimeout, peer: tcpPeerAddress(tcp), "request not received within \(timeout) ms",
+                            now: now)
+        writer.open()
+        server.handler.writeError(status: 408, reason: "request not received within \(timeout) ms", into: writer)
+        endBatch()
     }
 
     /// Graceful stop of the node: idle connections close now, busy ones after their current answer.
     func beginDraining() {
-        draining = true
-        if !deferred && !writeInFlight && (pendingInput?.isEmpty ?? true) {
-            close()
-        }
+        perform(state.drain(bufferedInput: pendingInput.byteCount > 0))
+        syncReading()
     }
 
+    /// Closes the connection now (the server's stop grace passed, or its answers stalled at the bound).
     func close() {
-        guard !closing else { return }
-        closing = true
-        stopReading()
-        accountBacklog()
+        perform(state.close())
+    }
+
+    private func closeSocket() {
+        precondition(state.isClosed)
+        if reading {
+            reading = false
+            uv_read_stop(stream)
+        }
+        writer.discard()
+        server.releasingOutputBytes += accountedBacklog
         uv_close(UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_handle_t.self)) { h in
             let unmanaged = Unmanaged<HTTPConnection>.fromOpaque(sc_uv_handle_get_data(h!)!)
             let c = unmanaged.takeUnretainedValue()
+            // Pending writes were cancelled before this callback; the queue's memory goes with the connection.
+            c.server.queuedOutputBytes -= c.accountedBacklog
+            c.server.releasingOutputBytes -= c.accountedBacklog
+            c.accountedBacklog = 0
             c.server.remove(c)
+            c.writer.detach()
             c.writer = nil
             unmanaged.release()
         }

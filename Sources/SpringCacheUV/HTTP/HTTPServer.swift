@@ -25,7 +25,7 @@ public struct HTTPRequest {
     }
 }
 
-/// Whether a handler answered at once or will answer later through `HTTPConnection.finishDeferred`.
+/// Whether a handler answered at once or will answer later through `ResponseWriter.finishDeferred`.
 public enum HTTPHandling {
     case done
     case deferred
@@ -38,29 +38,6 @@ public protocol HTTPHandler: AnyObject {
     func handle(_ request: HTTPRequest, writer: ResponseWriter) -> HTTPHandling
     /// Writes an error response for a request that could not be parsed or timed out.
     func writeError(status: Int, reason: String, into writer: ResponseWriter)
-}
-
-/// The bytes of the responses being produced by the current callback; shared by every connection.
-///
-/// Why shared: every response produced by one read is written with one `uv_try_write` from here, and
-/// only what the kernel does not take at once is copied into the connection's own queue. So the hot
-/// path neither allocates nor copies, and an idle connection holds no buffers. It is empty at every
-/// callback boundary.
-public final class ResponseBuffer {
-    /// What the buffer starts with, and what it goes back to after an answer made it grow past `keepCapacity`.
-    static let initialCapacity = 64 << 10
-    /// The most the buffer keeps between callbacks; one large answer must not pin its memory for good.
-    static let keepCapacity = 1 << 20
-
-    public var bytes = ByteBuffer(capacity: ResponseBuffer.initialCapacity)
-
-    /// Empties the buffer once its bytes are written or copied, giving back memory a large batch took.
-    func clear() {
-        bytes.count = 0
-        if bytes.capacity > ResponseBuffer.keepCapacity {
-            bytes.shrink(to: ResponseBuffer.initialCapacity)
-        }
-    }
 }
 
 /// Counters about connections and requests that the server owns; read by /api/stats and /metrics.
@@ -78,28 +55,36 @@ public struct ConnectionStats {
 }
 
 /// The HTTP/1.1 server of one node: the listener, every open connection, their timeouts, and graceful stop.
+///
+/// Lifecycle: like the handles it owns, it must be stopped (`stop`) before it is released once started; its
+/// `deinit` checks that the listener and the tick are closed.
 public final class HTTPServer {
     public let loop: EventLoop
     public let config: HTTPServerConfig
     public let handler: HTTPHandler
-    public let output = ResponseBuffer()
+    /// Backs the writer of whichever connection has a batch of answers open (see `ResponseWriter`).
+    let scratch = ResponseScratch()
     public internal(set) var stats = ConnectionStats()
-    /// Response bytes queued on all connections (see `HTTPServerConfig.maxQueuedOutputBytes`).
+    /// Response bytes queued on all connections (see `HTTPServerConfig.maxQueuedOutputBytes`), including those of
+    /// closed connections until their close callback frees them.
     public internal(set) var queuedOutputBytes = 0
+    /// The part of `queuedOutputBytes` on connections already closed, freed in their close callbacks.
+    var releasingOutputBytes = 0
     /// Malformed requests, timeouts and unread answers, told to the log once per kind and interval.
     public let abuse = AbuseLog()
     public var openConnections: Int { connections.count }
     public private(set) var boundPort = 0
 
-    /// Where every read lands first (see `ResponseBuffer` for why one per loop is enough).
+    /// Where every read lands first (one per loop is enough: a read is processed before the next one lands).
     let sharedReadBuffer: UnsafeMutablePointer<UInt8>
     let sharedReadCapacity = 64 << 10
 
+    private let scheduler: Scheduler
     private var listener: TCPListener?
-    private var connections: [HTTPConnection] = []
+    private var connections: ConnectionSet<HTTPConnection>
     /// Connections stopped because all together were at the hard cap on queued answers (`waitForRoom`).
     private var waiting: [HTTPConnection] = []
-    private var tick: LoopTimer?
+    private var tick: SchedulerTimer?
     private var stopping = false
     private var stopDeadline: Int64 = 0
     /// With `--access-log`: every answered request is logged there.
@@ -108,16 +93,26 @@ public final class HTTPServer {
     public var admissionRefusal: String?
     private var onStopped: (() -> Void)?
 
-    public init(loop: EventLoop, config: HTTPServerConfig, handler: HTTPHandler) {
+    /// How often the tick checks deadlines and makes room (`HTTPServerConfig` timeouts are whole seconds or more,
+    /// so a quarter second is precise enough).
+    static let tickMillis: Int64 = 250
+
+    /// `scheduler` defaults to the loop's real timers; tests pass a `ManualScheduler`.
+    public init(loop: EventLoop, config: HTTPServerConfig, handler: HTTPHandler, scheduler: Scheduler? = nil) {
         self.loop = loop
         self.config = config
         self.handler = handler
+        self.scheduler = scheduler ?? loop.scheduler
+        connections = ConnectionSet(limit: config.maxConnections)
         sharedReadBuffer = .allocate(capacity: sharedReadCapacity)
     }
 
     deinit {
+        precondition(listener == nil && tick == nil, "HTTPServer released without stop()")
         sharedReadBuffer.deallocate()
     }
+
+    private var now: Int64 { scheduler.clock.nowMillis }
 
     public func start(address: HostPort, reusePort: Bool) throws {
         listener = try TCPListener(loop: loop, address: address, reusePort: reusePort,
@@ -125,15 +120,15 @@ public final class HTTPServer {
             self.accept(tcp)
         }
         boundPort = listener!.boundPort
-        let timer = LoopTimer(loop: loop) { [unowned self] in self.checkDeadlines() }
+        let timer = scheduler.makeTimer { [unowned self] in self.checkDeadlines() }
         // Why a coarse tick: per-connection timers would be re-armed on every request (a heap operation);
-        // a deadline is a plain integer store, and one scan a second is cheap even at 10,000 connections.
-        timer.start(timeoutMillis: 250, repeatMillis: 250)
+        // a deadline is a plain integer store, and four scans a second are cheap even at 10,000 connections.
+        timer.arm(afterMillis: HTTPServer.tickMillis, repeatMillis: HTTPServer.tickMillis)
         tick = timer
     }
 
     private func accept(_ tcp: UnsafeMutablePointer<uv_tcp_t>) {
-        if connections.count >= config.maxConnections || stopping || admissionRefusal != nil {
+        if connections.isFull || stopping || admissionRefusal != nil {
             // Refused at once, not queued: a short answer the client can read, then close.
             stats.rejected += 1
             HTTPConnection.refuse(tcp, reason: stopping ? "the node is shutting down"
@@ -141,68 +136,74 @@ public final class HTTPServer {
             return
         }
         stats.accepted += 1
-        let connection = HTTPConnection(server: self, tcp: tcp, now: loop.clock.nowMillis)
-        connection.index = connections.count
-        connections.append(connection)
-        connection.startReading()
+        let connection = HTTPConnection(server: self, tcp: tcp, now: now)
+        connections.add(connection)
+        connection.start()
     }
 
     /// Called from a connection's close callback.
     func remove(_ connection: HTTPConnection) {
-        let i = connection.index
-        guard i >= 0, i < connections.count, connections[i] === connection else { return }
-        let last = connections.removeLast()
-        if i < connections.count {
-            connections[i] = last
-            last.index = i
-        }
-        connection.index = -1
+        guard connections.remove(connection) else { return }
         stats.closed += 1
         if stopping && connections.isEmpty { finishStop() }
+        // Its answers' memory is free now: connections that waited for room go on at once, not at the next tick.
+        if !waiting.isEmpty && queuedOutputBytes < config.queuedOutputHardCap { resumeWaiting() }
     }
 
     /// `connection` stopped with nothing queued because all connections are at the hard cap on queued answers;
-    /// it is resumed from the tick once there is room.
+    /// it is resumed once there is room: when a closed connection's answers are freed, or from the tick.
     func waitForRoom(_ connection: HTTPConnection) {
         waiting.append(connection)
     }
 
     /// At the process-wide bound on queued answers: closes, oldest first, connections whose answers have not
-    /// moved for `unreadTimeoutMillis` (at once, whatever their age, while a client that reads waits: see
-    /// `makeRoomForReader`), until the total is under the bound; then resumes those that waited, readers first,
-    /// then the newest first.
+    /// moved for `unreadTimeoutMillis` (at once, whatever their age, while a connection waits: see `makeRoomNow`),
+    /// until the total is under the bound; then resumes those that waited, readers first, then the newest first.
     private func makeRoom(now: Int64) {
-        let readerWaiting = waiting.contains { $0.answersTaken && !$0.isClosing }
-        closeStalled(now: now, minStallMillis: readerWaiting ? 0 : config.unreadTimeoutMillis)
-        guard !waiting.isEmpty, queuedOutputBytes < config.maxQueuedOutputBytes else { return }
+        let someoneWaits = waiting.contains { !$0.isClosing }
+        closeStalled(now: now, minStallMillis: someoneWaits ? 0 : config.unreadTimeoutMillis)
+        // Why the hard cap and not the bound: a waiter has nothing queued, so it is served below the hard cap, as
+        // the connections that arrive meanwhile are; resumed only below the bound, it waited while they went on.
+        guard !waiting.isEmpty, queuedOutputBytes < config.queuedOutputHardCap else { return }
+        resumeWaiting()
+    }
+
+    /// Resumes the connections that waited for room.
+    private func resumeWaiting() {
         // Readers first; then the newest first (adaptive LIFO): under a flood of connections that never read,
         // the oldest waiters are the flood, and a client that just arrived is the one most likely still there.
-        let resumed = waiting.filter { $0.answersTaken } + waiting.filter { !$0.answersTaken }.reversed()
+        let resumed = waiting.filter { $0.state.answersTaken } + waiting.filter { !$0.state.answersTaken }.reversed()
         waiting.removeAll()
         for c in resumed { c.roomAvailable() }
     }
 
-    /// A client seen to read its answers found all connections at the hard cap: the connections whose
-    /// queued answers have moved least recently are closed for it now. Why not wait for `--unread-timeout`:
-    /// memory held for a client that does not read is worth less than an answer to one that does, and
-    /// waiting made every reader stall for that long whenever a flood of non-readers filled the bound.
-    /// True if anything was closed.
-    func makeRoomForReader() -> Bool {
-        closeStalled(now: loop.clock.nowMillis, minStallMillis: 0) > 0
+    /// A connection with nothing queued found all connections at the hard cap: the connections whose queued
+    /// answers have moved least recently are closed for it now. True if anything was closed.
+    ///
+    /// Why at once, and for any such connection, not only for clients seen to read: memory held for a client that
+    /// does not read is worth less than an answer to one that may, and a new client cannot be told from a flood
+    /// until it reads. Waiting for `--unread-timeout` (or for a reader to come along) made a new client that
+    /// arrived during a flood of non-readers wait for room like the flood did — 10 s and a 408 once (issue 10).
+    /// Those closed are the longest-stalled, so a client whose answers are moving is the last to go.
+    func makeRoomNow() -> Bool {
+        closeStalled(now: now, minStallMillis: 0) > 0
     }
 
     /// Closes connections with answers queued that have not moved for `minStallMillis`, longest-stalled first,
-    /// until the total is under `maxQueuedOutputBytes`. Returns how many it closed.
+    /// until the total will be under `maxQueuedOutputBytes` once they are freed. Returns how many it closed.
     @discardableResult
     private func closeStalled(now: Int64, minStallMillis: Int64) -> Int {
-        guard queuedOutputBytes >= config.maxQueuedOutputBytes else { return 0 }
-        let stalled = connections.filter {
-            $0.queuedBytes > 0 && !$0.isClosing && now - $0.lastWriteMillis >= minStallMillis
-        }.sorted { $0.lastWriteMillis < $1.lastWriteMillis }
+        // What stays once the connections already closed are freed.
+        var remaining: Int { queuedOutputBytes - releasingOutputBytes }
+        guard remaining >= config.maxQueuedOutputBytes else { return 0 }
+        let stalled = connections.all.filter {
+            $0.state.queuedBytes > 0 && !$0.isClosing && now - $0.state.lastWriteMillis >= minStallMillis
+        }.sorted { $0.state.lastWriteMillis < $1.state.lastWriteMillis }
         var closed = 0
-        for c in stalled where queuedOutputBytes >= config.maxQueuedOutputBytes {
+        for c in stalled where remaining >= config.maxQueuedOutputBytes {
+            let unread = c.state.queuedBytes, stalledMillis = now - c.state.lastWriteMillis
             abuse.report(.httpUnreadAnswers, peer: tcpPeerAddress(c.tcp),
-                         "closed: \(c.queuedBytes) answer bytes unread for \(now - c.lastWriteMillis) ms while all "
+                         "closed: \(unread) answer bytes unread for \(stalledMillis) ms while all "
                          + "connections held \(queuedOutputBytes) (limit \(config.maxQueuedOutputBytes))", now: now)
             stats.unreadClosed += 1
             c.close()
@@ -212,17 +213,14 @@ public final class HTTPServer {
     }
 
     private func checkDeadlines() {
-        let now = loop.clock.nowMillis
+        let now = self.now
         makeRoom(now: now)
-        var i = 0
-        while i < connections.count {
-            let c = connections[i]
-            // A connection may close itself (and leave the array) from inside `deadlinePassed`.
-            if c.deadline <= now { c.deadlinePassed(now: now) }
-            if i < connections.count && connections[i] === c { i += 1 }
+        // Closing never removes a connection at once (that waits for its close callback), so a plain walk is safe.
+        connections.forEach { c in
+            if c.state.deadlineMillis <= now { c.deadlinePassed(now: now) }
         }
         if stopping && now >= stopDeadline {
-            for c in connections { c.close() }
+            connections.forEach { $0.close() }
         }
     }
 
@@ -232,10 +230,10 @@ public final class HTTPServer {
         guard !stopping else { return }
         stopping = true
         onStopped = completion
-        stopDeadline = loop.clock.nowMillis + config.shutdownGraceMillis
+        stopDeadline = now + config.shutdownGraceMillis
         listener?.close()
         listener = nil
-        for c in connections { c.beginDraining() }
+        connections.forEach { $0.beginDraining() }
         if connections.isEmpty { finishStop() }
     }
 

@@ -13,10 +13,10 @@ public struct HTTPServerConfig {
     public var maxOutputBytesPerConnection = 4 << 20
     /// Response bytes queued over all connections (`--max-queued-output-bytes`). Past it, only connections
     /// with nothing queued are served (a client that reads its answers is not held back by those that do not),
-    /// up to a hard cap a quarter higher; there everyone waits until room is made. Room is made by closing,
-    /// longest-stalled first, connections whose queued answers have not moved for `unreadTimeoutMillis` — or
-    /// at once, whatever their age, when a client seen to read is waiting. So the total stays under 1.25 ×
-    /// this plus one answer.
+    /// up to a hard cap a quarter higher. Room is made by closing, longest-stalled first, connections whose
+    /// queued answers have not moved for `unreadTimeoutMillis` — or at once, whatever their age, when a connection
+    /// with nothing queued reaches the hard cap (it waits only if nothing can be closed). So the total stays under
+    /// 1.25 × this plus one answer.
     public var maxQueuedOutputBytes = 64 << 20
     /// While the total is at `maxQueuedOutputBytes`: how long a connection's queued answers may stay untouched
     /// before it is closed to make room (`--unread-timeout`).

@@ -42,7 +42,7 @@ public final class MetricsEndpoint: HTTPHandler {
 
     public func writeError(status: Int, reason: String, into writer: ResponseWriter) {
         date.update(unixSeconds: clock.nowMillis / 1000)
-        HTTPResponse.appendText(to: &writer.bytes, status: status, message: reason,
-                                framing: HTTPResponseFraming(keepAlive: false), date: date)
+        HTTPResponse.appendError(to: &writer.bytes, HTTPParseError(status: status, reason: reason),
+                                 framing: HTTPResponseFraming(), date: date)
     }
 }

@@ -71,7 +71,7 @@ final class APIHandlerTests: XCTestCase {
         makeGroup(CacheConfig(jitterMillis: 0, sliding: false))
         host = APITestHost()
         api = APIHandler(settings: APISettings(), clock: clock, group: group, host: host)
-        writer = ResponseWriter(collectingInto: ResponseBuffer()) { [unowned self] in self.finishedDeferred += 1 }
+        writer = ResponseWriter(collectingInto: ResponseScratch()) { [unowned self] in self.finishedDeferred += 1 }
     }
 
     private func makeGroup(_ config: CacheConfig) {
@@ -592,7 +592,7 @@ final class APIHandlerTests: XCTestCase {
 /// The metrics listener's handler: the node's /metrics page and /healthz, and nothing of the cache.
 final class MetricsEndpointTests: XCTestCase {
     private let clock = ManualClock()
-    private let output = ResponseBuffer()
+    private let output = ResponseScratch()
     private var endpoint: MetricsEndpoint!
     private var api: APIHandler!
 
@@ -614,8 +614,9 @@ final class MetricsEndpointTests: XCTestCase {
             return endpoint.handle(HTTPRequest(head: head, bytes: b, keepAlive: true, startNanos: 0), writer: writer)
         }
         XCTAssertEqual(handling, .done)
-        let text = String(decoding: output.bytes.readable, as: UTF8.self)
-        output.bytes.count = 0
+        let text = String(decoding: writer.bytes.readable, as: UTF8.self)
+        // Ends the writer's batch, so the next request's writer finds the scratch free.
+        writer.discard()
         let parts = text.components(separatedBy: "\r\n\r\n")
         let lines = parts[0].components(separatedBy: "\r\n")
         let allow = lines.first { $0.hasPrefix("Allow: ") }.map { String($0.dropFirst(7)) }
