@@ -253,6 +253,81 @@ final class LRUCacheTests: XCTestCase {
         XCTAssertEqual(LRUCache.valueHash(b("630")), LRUCache.valueHash(b("630")), "ETag is stable")
     }
 
+    // MARK: Packing limits (the entry layout, docs/memory.md)
+
+    func testEntryHeaderStaysFortyBytes() {
+        // The per-entry figures in docs/memory.md and `perEntryOverhead` assume this size.
+        XCTAssertEqual(LRUCache.entryStride, 40)
+    }
+
+    func testExpiryIsKeptExactlyWithin48BitsAndSaturatesBeyond() {
+        let latest = LRUCache.latestExpiresAt
+        let earliest = LRUCache.earliestExpiresAt
+        // (stored expiresAt, what reads back)
+        let cases: [(Int64, Int64)] = [
+            (0, 0), (1, 1), (-1, -1), (1_764_480_000_123, 1_764_480_000_123), (latest, latest),
+            (earliest, earliest), (latest + 1, latest), (Int64.max, latest), (earliest - 1, earliest),
+            (Int64.min, earliest),
+        ]
+        for (stored, expected) in cases {
+            let cache = LRUCache(capacityBytes: 1 << 20, hashSeed: seed)
+            let flags: LRUEntryFlags = [.fixedExpiry, .negative]
+            XCTAssertTrue(cache.insert(key: "k", value: [], expiresAt: stored, window: 7, flags: flags))
+            guard let slot = cache.find(key: "k") else { return XCTFail("\(stored): not found") }
+            XCTAssertEqual(cache.expiresAt(at: slot), expected, "\(stored)")
+            XCTAssertEqual(cache.flags(at: slot), flags, "\(stored): the flags packed beside expiry survive")
+            cache.setExpiresAt(slot, stored)
+            XCTAssertEqual(cache.expiresAt(at: slot), expected, "\(stored): setExpiresAt")
+            XCTAssertEqual(cache.flags(at: slot), flags)
+            XCTAssertEqual(cache.find(key: "k"), slot, "\(stored): the hash tag packed beside expiry survives")
+            assertSound(cache)
+        }
+        // A saturated expiry means "not within any clock a cache will see", never a wrap into the past.
+        let cache = LRUCache(capacityBytes: 1 << 20, hashSeed: seed)
+        cache.insert(key: "forever", value: b("v"), expiresAt: Int64.max, window: UInt32.max)
+        let slot = cache.find(key: "forever")!
+        XCTAssertFalse(cache.isDead(slot, now: 4_102_444_800_000, graceMillis: 0), "alive in 2100")
+        cache.renew(slot, now: latest)
+        XCTAssertEqual(cache.expiresAt(at: slot), latest, "a renewal past the bound saturates too")
+        cache.insert(key: "past", value: b("v"), expiresAt: Int64.min, window: 0)
+        XCTAssertTrue(cache.isDead(cache.find(key: "past")!, now: 0, graceMillis: 0))
+    }
+
+    func testEntryLimitEvictsTheLeastRecentlyUsed() {
+        let cache = LRUCache(capacityBytes: 1 << 20, hashSeed: seed, maxEntries: 3)
+        for key in ["a", "b", "c"] { XCTAssertTrue(cache.insert(key: key, value: b("v"), expiresAt: 0, window: 0)) }
+        cache.touch(cache.find(key: "a")!)
+        XCTAssertTrue(cache.insert(key: "d", value: b("v"), expiresAt: 0, window: 0))
+        XCTAssertEqual(cache.keysInRecencyOrder(), [b("d"), b("a"), b("c")], "b was least recently used")
+        XCTAssertEqual(cache.stats.evictions, 1)
+        // Replacing a key at the limit frees its own slot first: nothing else is evicted.
+        XCTAssertTrue(cache.insert(key: "c", value: b("w"), expiresAt: 0, window: 0))
+        XCTAssertEqual(cache.keysInRecencyOrder(), [b("c"), b("d"), b("a")])
+        XCTAssertEqual(cache.stats.evictions, 1)
+        for i in 0..<100 { cache.insert(key: "k\(i)", value: b("v"), expiresAt: 0, window: 0) }
+        XCTAssertEqual(cache.count, 3)
+        XCTAssertEqual(cache.keysInRecencyOrder(), [b("k99"), b("k98"), b("k97")])
+        XCTAssertEqual(cache.stats.evictions, 101)
+        assertSound(cache)
+    }
+
+    func testValueBeyond32BitLengthIsRefusedNotTruncated() {
+        let cache = LRUCache(capacityBytes: Int.max / 2, hashSeed: seed)
+        XCTAssertTrue(cache.insert(key: "k", value: b("old"), expiresAt: 0, window: 0))
+        var byte: UInt8 = 0
+        withUnsafeBytes(of: &byte) { one in
+            // Never read: the length is refused before any copy (the value hash is given, so nothing hashes it).
+            let huge = UnsafeRawBufferPointer(start: one.baseAddress, count: Int(UInt32.max) + 1)
+            XCTAssertFalse("k".utf8.withContiguousStorageIfAvailable {
+                cache.insert(key: UnsafeRawBufferPointer($0), value: huge, expiresAt: 0, window: 0, valueHash: 0)
+            }!)
+        }
+        XCTAssertNil(cache.find(key: "k"), "the refused insert still removes the value it meant to replace")
+        XCTAssertEqual(cache.count, 0)
+        XCTAssertEqual(cache.bytes, 0)
+        assertSound(cache)
+    }
+
     // MARK: Model-based
 
     /// Random operations against a plain Dictionary + recency list model, including eviction, many
