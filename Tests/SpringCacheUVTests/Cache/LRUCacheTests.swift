@@ -311,6 +311,28 @@ final class LRUCacheTests: XCTestCase {
         assertSound(cache)
     }
 
+    func testRemovalFromAnyPlaceInAHashChainKeepsTheOthersFindable() {
+        // 16 keys in the initial 16 buckets: by pigeonhole some share a chain unless spread perfectly, and
+        // removing in these orders takes entries from the heads, middles and ends of those chains.
+        let keys = (0..<16).map { "key\($0)" }
+        let orders: [(String, [Int])] = [
+            ("oldest first", Array(0..<16)), ("newest first", Array((0..<16).reversed())),
+            ("odd then even", Array(stride(from: 1, to: 16, by: 2)) + Array(stride(from: 0, to: 16, by: 2))),
+        ]
+        for (name, order) in orders {
+            let cache = LRUCache(capacityBytes: 1 << 20, hashSeed: seed)
+            for key in keys { cache.insert(key: key, value: b(key), expiresAt: 0, window: 0) }
+            var left = Set(keys)
+            for n in order {
+                cache.remove(cache.find(key: keys[n])!)
+                left.remove(keys[n])
+                XCTAssertNil(cache.checkInvariants(), "\(name), after removing \(keys[n])")
+                for key in left { XCTAssertEqual(value(cache, key), b(key), "\(name): \(key)") }
+            }
+            XCTAssertEqual(cache.count, 0, name)
+        }
+    }
+
     func testValueBeyond32BitLengthIsRefusedNotTruncated() {
         let cache = LRUCache(capacityBytes: Int.max / 2, hashSeed: seed)
         XCTAssertTrue(cache.insert(key: "k", value: b("old"), expiresAt: 0, window: 0))
@@ -331,7 +353,7 @@ final class LRUCacheTests: XCTestCase {
     // MARK: Model-based
 
     /// Random operations against a plain Dictionary + recency list model, including eviction, many
-    /// deletes (backward-shift deletion) and table growth.
+    /// deletes (unlinking from the middle of hash chains) and table growth.
     func testRandomOperationsMatchAModel() {
         for (capacity, keySpace) in [(1 << 30, 3_000), (60 * (overhead + 12), 200), (5 * (overhead + 12), 40)] {
             let random = FastRandom(seed: UInt64(capacity))
