@@ -27,15 +27,15 @@ public struct LRUEntryFlags: OptionSet, Equatable, Sendable {
 
 /// A least-recently-used cache of byte keys to byte values, bounded by an honest byte count.
 ///
-/// Layout (memcached's `items.c` in miniature): entries live in one manually managed array indexed by
-/// `Int32` slot, linked into an intrusive doubly linked LRU list by `prev`/`next` slots, and found through
-/// an open-addressing hash table (power-of-two, linear probing, backward-shift deletion) whose buckets
-/// hold a 32-bit hash tag and the slot. Each entry's key and value share ONE malloc'd block. Free slots
-/// are chained through `next`.
+/// Layout (memcached's `items.c` in miniature; the per-entry bytes are tabled in docs/memory.md): entries
+/// live in one manually managed array of 40-byte `Entry` headers indexed by `Int32` slot, linked into an
+/// intrusive doubly linked LRU list by `prev`/`next` slots, and found through a chained hash table (an array of
+/// `Int32` chain heads, one per bucket; each entry carries its `chain` successor, like memcached's `h_next`).
+/// Each entry's value hash, key and value share ONE malloc'd block. Free slots are chained through `next`.
 ///
 /// Why this shape and not `Dictionary<[UInt8], …>`: lookups must work straight from the HTTP parser's
 /// scratch buffer (`find(key: UnsafeRawBufferPointer)`) without allocating, and the per-entry overhead
-/// must stay below 100 bytes at a million entries (see `perEntryOverhead`).
+/// must stay within 64 bytes at a million entries (see `perEntryOverhead`).
 ///
 /// Expiry policy is the caller's: the cache stores `expiresAt` and `window` and offers `renew`,
 /// `expire` and `sweep`, but a lookup returns expired entries too, so the caller can decide about stale
@@ -48,32 +48,66 @@ public final class LRUCache {
     ///
     /// Measured, not guessed: `LRUCacheMemoryTests.testPerEntryOverheadAtOneMillionEntries` inserts 1M
     /// entries with 8-byte keys and 8-byte values and divides the RSS growth (/proc/self/statm) by the
-    /// entry count: 91 bytes beyond key and value on x86-64 Linux/glibc (a 56-byte slot, 16 bytes of hash
-    /// table at 1M entries in 2M buckets, 16 bytes of malloc chunk header and rounding, a little slack).
-    /// Rounded up to 96 so that other table loads and malloc rounding for other sizes stay covered.
-    public static let perEntryOverhead = 96
+    /// entry count: about 61 bytes beyond key and value on x86-64 Linux/glibc (the 40-byte `Entry`, 4 bytes
+    /// of chain heads at 1M entries in 2^20 buckets, 8 bytes of malloc chunk header and the 8-byte value
+    /// hash in the block, which fills malloc's 16-byte rounding exactly for 16 bytes of key and value).
+    /// Rounded up to 72 so that other table loads (4 to 8 bytes of heads per entry) and malloc rounding for
+    /// other sizes (0 to 15 bytes, 7.5 on average) stay covered on average.
+    public static let perEntryOverhead = 72
+
+    /// The most entries one cache can index: slots are `Int32`, and -1 is `none`.
+    public static let maxEntriesLimit = Int(Int32.max)
+
+    /// Expiry times are kept in 48 bits (see `Entry.packed`): these bounds, about ±4,460 years around 1970.
+    /// An `expiresAt` beyond them is stored as the bound (saturated), never wrapped.
+    public static let latestExpiresAt: Int64 = (1 << 47) - 1
+    public static let earliestExpiresAt: Int64 = -(1 << 47)
 
     /// No slot; the end of a list.
     @usableFromInline static let none: Int32 = -1
 
-    /// One slot of the entry array. 56 bytes.
+    /// Bytes before the key in an entry's block: the value hash.
+    private static let blockHeaderBytes = 8
+
+    /// One slot of the entry array: 40 bytes (the old layout had 56, plus 16-byte table buckets).
+    ///
+    /// Why the value hash lives in the block and not here: it is read only on a hit, right after the key
+    /// compare has brought the block into the CPU cache, and 8 bytes there often cost nothing (malloc rounds
+    /// chunks to 16 bytes), while 8 bytes here would round the entry up to 48.
     @usableFromInline struct Entry {
-        /// Key bytes followed by value bytes; nil when the slot is free.
-        var storage: UnsafeMutableRawPointer?
-        var keyHash: UInt64
-        var valueHash: UInt64
-        var expiresAt: Int64
+        /// The entry's block: the value hash (8 bytes), the key bytes, the value bytes; nil when the slot is free.
+        var block: UnsafeMutableRawPointer?
+        /// `expiresAt << 16 | flags << 8 | tag`: unix milliseconds at which the entry stops being fresh (a
+        /// signed 48-bit number), the `LRUEntryFlags` bits, and the top 8 bits of the key hash (checked before
+        /// the key compare, so a chain walk rarely touches another entry's block).
+        var packed: Int64
         var prev: Int32
         /// The next slot toward the LRU tail; for a free slot, the next free slot.
         var next: Int32
+        /// The next slot in the same hash bucket.
+        var chain: Int32
         var keyLength: UInt32
         var valueLength: UInt32
         var window: UInt32
-        var flags: UInt8
+
+        var expiresAt: Int64 { packed >> 16 }
+        var flags: UInt8 { UInt8(truncatingIfNeeded: packed >> 8) }
+        var tag: UInt8 { UInt8(truncatingIfNeeded: packed) }
+
+        static func pack(expiresAt: Int64, flags: UInt8, tag: UInt8) -> Int64 {
+            let saturated = min(max(expiresAt, LRUCache.earliestExpiresAt), LRUCache.latestExpiresAt)
+            return saturated << 16 | Int64(flags) << 8 | Int64(tag)
+        }
+
+        mutating func setExpiresAt(_ expiresAt: Int64) {
+            packed = Entry.pack(expiresAt: expiresAt, flags: flags, tag: tag)
+        }
     }
 
     /// The sum of key + value + `perEntryOverhead` over all entries never exceeds this.
     public let capacityBytes: Int
+    /// The most entries held at once; at the limit an insert evicts the least recently used entry.
+    public let maxEntries: Int
     /// The number of entries.
     public private(set) var count = 0
     /// Bytes charged for the current entries: key + value + `perEntryOverhead` each.
@@ -101,9 +135,10 @@ public final class LRUCache {
     /// Least recently used: the next eviction victim.
     private var tail: Int32 = LRUCache.none
 
-    /// Buckets: 0 = empty, else (tag << 32) | (slot + 1), tag = the high 32 bits of the key hash.
-    private var table: UnsafeMutablePointer<UInt64>
-    private var tableMask: Int
+    /// Chain heads: the first slot of each bucket, or `none`; a power-of-two count, indexed by the low bits
+    /// of the key hash.
+    private var buckets: UnsafeMutablePointer<Int32>
+    private var bucketMask: Int
     private var sweepCursor = 0
 
     private static let initialSlots = 16
@@ -113,25 +148,29 @@ public final class LRUCache {
     /// same bytes should answer the same ETag, across restarts too.
     private static let valueHashSeed: UInt64 = 0x5370_7269_6E67_4361
 
-    /// Creates an empty cache that holds at most `capacityBytes` (entries charged as documented above).
+    /// Creates an empty cache that holds at most `capacityBytes` (entries charged as documented above) and at
+    /// most `maxEntries` entries (by default as many as `Int32` slots can index).
     ///
     /// `hashSeed` defaults to a random value so that keys chosen by clients cannot be crafted to collide
     /// in the table (hash flooding); tests pass a fixed seed to be reproducible.
-    public init(capacityBytes: Int, hashSeed: UInt64 = UInt64.random(in: 0...UInt64.max)) {
+    public init(capacityBytes: Int, hashSeed: UInt64 = UInt64.random(in: 0...UInt64.max),
+                maxEntries: Int = LRUCache.maxEntriesLimit) {
         precondition(capacityBytes >= 0)
+        precondition(maxEntries >= 1 && maxEntries <= LRUCache.maxEntriesLimit, "LRUCache: bad maxEntries")
         self.capacityBytes = capacityBytes
+        self.maxEntries = maxEntries
         self.hashSeed = hashSeed
-        entryCapacity = LRUCache.initialSlots
+        entryCapacity = min(LRUCache.initialSlots, maxEntries)
         entries = .allocate(capacity: entryCapacity)
-        table = .allocate(capacity: LRUCache.initialBuckets)
-        table.initialize(repeating: 0, count: LRUCache.initialBuckets)
-        tableMask = LRUCache.initialBuckets - 1
+        buckets = .allocate(capacity: LRUCache.initialBuckets)
+        buckets.initialize(repeating: LRUCache.none, count: LRUCache.initialBuckets)
+        bucketMask = LRUCache.initialBuckets - 1
     }
 
     deinit {
-        freeAllStorage()
+        freeAllBlocks()
         entries.deallocate()
-        table.deallocate()
+        buckets.deallocate()
     }
 
     // MARK: Hashing
@@ -188,6 +227,13 @@ public final class LRUCache {
         return mix(h ^ p0, UInt64(truncatingIfNeeded: n) ^ p2)
     }
 
+    /// The bits of a key hash kept in its entry: the top 8 (the bucket index uses the low bits).
+    @inline(__always)
+    private static func tag(_ hash: UInt64) -> UInt8 { UInt8(truncatingIfNeeded: hash >> 56) }
+
+    @inline(__always)
+    private func bucket(_ hash: UInt64) -> Int { Int(truncatingIfNeeded: hash) & bucketMask }
+
     // MARK: Lookup
 
     /// The slot holding `key`, expired or not; allocates nothing.
@@ -198,33 +244,29 @@ public final class LRUCache {
 
     /// The slot holding `key`, given `hash == self.hash(key)`.
     public func find(key: UnsafeRawBufferPointer, hash: UInt64) -> Int32? {
-        let tag = hash >> 32
-        var i = Int(truncatingIfNeeded: hash) & tableMask
-        while true {
-            let bucket = table[i]
-            if bucket == 0 { return nil }
-            if bucket >> 32 == tag {
-                let slot = Int32(truncatingIfNeeded: bucket & 0xFFFF_FFFF) - 1
-                if entries[Int(slot)].keyHash == hash && keyEquals(slot, key) { return slot }
-            }
-            i = (i + 1) & tableMask
+        let tag = LRUCache.tag(hash)
+        var slot = buckets[bucket(hash)]
+        while slot != LRUCache.none {
+            let i = Int(slot)
+            if entries[i].tag == tag && keyEquals(i, key) { return slot }
+            slot = entries[i].chain
         }
+        return nil
     }
 
-    private func keyEquals(_ slot: Int32, _ key: UnsafeRawBufferPointer) -> Bool {
-        let entry = entries[Int(slot)]
+    private func keyEquals(_ i: Int, _ key: UnsafeRawBufferPointer) -> Bool {
         let n = key.count
-        guard Int(entry.keyLength) == n else { return false }
-        let stored = UnsafeRawBufferPointer(start: entry.storage, count: n)
-        var i = 0
-        while i + 8 <= n {
-            if stored.loadUnaligned(fromByteOffset: i, as: UInt64.self)
-                != key.loadUnaligned(fromByteOffset: i, as: UInt64.self) { return false }
-            i += 8
+        guard Int(entries[i].keyLength) == n else { return false }
+        let stored = UnsafeRawBufferPointer(start: entries[i].block! + LRUCache.blockHeaderBytes, count: n)
+        var j = 0
+        while j + 8 <= n {
+            if stored.loadUnaligned(fromByteOffset: j, as: UInt64.self)
+                != key.loadUnaligned(fromByteOffset: j, as: UInt64.self) { return false }
+            j += 8
         }
-        while i < n {
-            if stored[i] != key[i] { return false }
-            i += 1
+        while j < n {
+            if stored[j] != key[j] { return false }
+            j += 1
         }
         return true
     }
@@ -232,31 +274,37 @@ public final class LRUCache {
     // MARK: Slot accessors (valid until the next mutating call)
 
     public func key(at slot: Int32) -> UnsafeRawBufferPointer {
-        let entry = entries[checked(slot)]
-        return UnsafeRawBufferPointer(start: entry.storage, count: Int(entry.keyLength))
+        let i = checked(slot)
+        return storedKey(i)
     }
 
     public func value(at slot: Int32) -> UnsafeRawBufferPointer {
-        let entry = entries[checked(slot)]
-        return UnsafeRawBufferPointer(start: entry.storage! + Int(entry.keyLength), count: Int(entry.valueLength))
+        let i = checked(slot)
+        return UnsafeRawBufferPointer(start: entries[i].block! + LRUCache.blockHeaderBytes + Int(entries[i].keyLength),
+                                      count: Int(entries[i].valueLength))
     }
 
-    /// Unix milliseconds at which the entry stops being fresh.
+    /// Unix milliseconds at which the entry stops being fresh (saturated to `earliestExpiresAt...latestExpiresAt`).
     public func expiresAt(at slot: Int32) -> Int64 { entries[checked(slot)].expiresAt }
 
     /// The entry's TTL window in milliseconds (jitter included), the span a sliding renewal grants.
     public func window(at slot: Int32) -> UInt32 { entries[checked(slot)].window }
 
     /// The hash of the entry's value (`LRUCache.valueHash`), used as its ETag.
-    public func valueHash(at slot: Int32) -> UInt64 { entries[checked(slot)].valueHash }
+    public func valueHash(at slot: Int32) -> UInt64 { entries[checked(slot)].block!.load(as: UInt64.self) }
 
     public func flags(at slot: Int32) -> LRUEntryFlags { LRUEntryFlags(rawValue: entries[checked(slot)].flags) }
 
     @inline(__always)
     private func checked(_ slot: Int32) -> Int {
         let i = Int(slot)
-        precondition(i >= 0 && i < slotHighWater && entries[i].storage != nil, "LRUCache: stale or bad slot")
+        precondition(i >= 0 && i < slotHighWater && entries[i].block != nil, "LRUCache: stale or bad slot")
         return i
+    }
+
+    @inline(__always)
+    private func storedKey(_ i: Int) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: entries[i].block! + LRUCache.blockHeaderBytes, count: Int(entries[i].keyLength))
     }
 
     // MARK: Recency and expiry
@@ -272,12 +320,12 @@ public final class LRUCache {
     /// Sliding expiry: the entry now expires one window after `now`.
     public func renew(_ slot: Int32, now: Int64) {
         let i = checked(slot)
-        entries[i].expiresAt = now + Int64(entries[i].window)
+        entries[i].setExpiresAt(now + Int64(entries[i].window))
     }
 
     /// Sets the entry's expiry directly (e.g. to bound a copy by its owner's remaining TTL).
     public func setExpiresAt(_ slot: Int32, _ expiresAt: Int64) {
-        entries[checked(slot)].expiresAt = expiresAt
+        entries[checked(slot)].setExpiresAt(expiresAt)
     }
 
     /// Whether the entry is past its expiry by at least `graceMillis` (negative entries get no grace).
@@ -285,16 +333,19 @@ public final class LRUCache {
     /// Why no grace for negative entries: grace exists to serve an old *value* while the origin is down;
     /// an old "not found" is worth nothing once its short window is over.
     public func isDead(_ slot: Int32, now: Int64, graceMillis: Int64) -> Bool {
-        let entry = entries[checked(slot)]
-        let grace = LRUEntryFlags(rawValue: entry.flags).contains(.negative) ? 0 : graceMillis
-        return now >= entry.expiresAt && now - entry.expiresAt >= grace
+        let i = checked(slot)
+        let expiresAt = entries[i].expiresAt
+        let grace = LRUEntryFlags(rawValue: entries[i].flags).contains(.negative) ? 0 : graceMillis
+        return now >= expiresAt && now - expiresAt >= grace
     }
 
     // MARK: Insert and remove
 
     /// Stores `key` → `value`, replacing any entry for the key, evicting least recently used entries
-    /// until the new one fits. Returns false, storing nothing, if the entry alone exceeds `capacityBytes`.
-    /// `valueHash`, if given, must be `LRUCache.valueHash(value)` (saves hashing the value twice).
+    /// until the new one fits (in bytes and in `maxEntries`). Returns false, storing nothing, if the entry
+    /// alone exceeds `capacityBytes` (or a key or value exceeds 4 GiB). `expiresAt` saturates at
+    /// `earliestExpiresAt...latestExpiresAt`. `valueHash`, if given, must be `LRUCache.valueHash(value)`
+    /// (saves hashing the value twice).
     ///
     /// Why a refused insert still removes the old entry: the caller meant to replace it, and serving the
     /// value it tried to overwrite would be wrong, while forgetting is always allowed for a cache.
@@ -302,30 +353,38 @@ public final class LRUCache {
     public func insert(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, expiresAt: Int64,
                        window: UInt32, flags: LRUEntryFlags = [], valueHash: UInt64? = nil) -> Bool {
         let keyHash = hash(key)
-        if let old = find(key: key, hash: keyHash) { remove(old) }
+        if let old = find(key: key, hash: keyHash) { remove(old, hash: keyHash) }
         let cost = key.count + value.count + LRUCache.perEntryOverhead
         guard cost <= capacityBytes, key.count <= Int(UInt32.max), value.count <= Int(UInt32.max) else {
             return false
         }
-        while bytes + cost > capacityBytes && tail != LRUCache.none {
+        // Why the entry limit evicts rather than refuses: it is a bound like the byte capacity, and a
+        // cache at a bound makes room by forgetting its least recently used entry.
+        while (bytes + cost > capacityBytes || count >= maxEntries) && tail != LRUCache.none {
             remove(tail)
             counters.evictions += 1
         }
 
-        let storage = UnsafeMutableRawPointer.allocate(byteCount: max(1, key.count + value.count), alignment: 1)
-        if key.count > 0 { storage.copyMemory(from: key.baseAddress!, byteCount: key.count) }
-        if value.count > 0 { (storage + key.count).copyMemory(from: value.baseAddress!, byteCount: value.count) }
+        // Why grow at one entry per bucket: chains then average under one entry, so a hit usually reads
+        // one chain head and its own entry, while the heads cost 4 to 8 bytes per entry.
+        if count + 1 > bucketMask + 1 { growBuckets() }
+
+        let header = LRUCache.blockHeaderBytes
+        let block = UnsafeMutableRawPointer.allocate(byteCount: header + key.count + value.count,
+                                                     alignment: MemoryLayout<UInt64>.alignment)
+        block.storeBytes(of: valueHash ?? LRUCache.valueHash(value), as: UInt64.self)
+        if key.count > 0 { (block + header).copyMemory(from: key.baseAddress!, byteCount: key.count) }
+        if value.count > 0 {
+            (block + header + key.count).copyMemory(from: value.baseAddress!, byteCount: value.count)
+        }
 
         let slot = allocateSlot()
         entries[Int(slot)] = Entry(
-            storage: storage, keyHash: keyHash, valueHash: valueHash ?? LRUCache.valueHash(value),
-            expiresAt: expiresAt, prev: LRUCache.none, next: LRUCache.none, keyLength: UInt32(key.count),
-            valueLength: UInt32(value.count), window: window, flags: flags.rawValue)
+            block: block, packed: Entry.pack(expiresAt: expiresAt, flags: flags.rawValue, tag: LRUCache.tag(keyHash)),
+            prev: LRUCache.none, next: LRUCache.none, chain: LRUCache.none, keyLength: UInt32(key.count),
+            valueLength: UInt32(value.count), window: window)
         linkAtHead(slot)
-        // Why grow before inserting: keeps the load at most 3/4, so probe sequences stay short and
-        // the table always has an empty bucket to stop a probe.
-        if (count + 1) * 4 > (tableMask + 1) * 3 { growTable() }
-        tableInsert(slot, hash: keyHash)
+        bucketInsert(slot, hash: keyHash)
         count += 1
         bytes += cost
         return true
@@ -334,13 +393,18 @@ public final class LRUCache {
     /// Removes the entry: unlinks it, frees its memory, gives back its bytes.
     public func remove(_ slot: Int32) {
         let i = checked(slot)
-        tableRemove(slot)
+        remove(slot, hash: hash(storedKey(i)))
+    }
+
+    /// `remove(_:)` given `hash == self.hash(key(at: slot))`.
+    private func remove(_ slot: Int32, hash: UInt64) {
+        let i = checked(slot)
+        bucketRemove(slot, hash: hash)
         unlink(slot)
-        let entry = entries[i]
-        bytes -= Int(entry.keyLength) + Int(entry.valueLength) + LRUCache.perEntryOverhead
+        bytes -= Int(entries[i].keyLength) + Int(entries[i].valueLength) + LRUCache.perEntryOverhead
         count -= 1
-        entry.storage!.deallocate()
-        entries[i].storage = nil
+        entries[i].block!.deallocate()
+        entries[i].block = nil
         entries[i].next = freeHead
         freeHead = slot
     }
@@ -353,14 +417,14 @@ public final class LRUCache {
 
     /// Removes every entry and gives back the memory of the slot array and table.
     public func removeAll() {
-        freeAllStorage()
+        freeAllBlocks()
         entries.deallocate()
-        table.deallocate()
-        entryCapacity = LRUCache.initialSlots
+        buckets.deallocate()
+        entryCapacity = min(LRUCache.initialSlots, maxEntries)
         entries = .allocate(capacity: entryCapacity)
-        table = .allocate(capacity: LRUCache.initialBuckets)
-        table.initialize(repeating: 0, count: LRUCache.initialBuckets)
-        tableMask = LRUCache.initialBuckets - 1
+        buckets = .allocate(capacity: LRUCache.initialBuckets)
+        buckets.initialize(repeating: LRUCache.none, count: LRUCache.initialBuckets)
+        bucketMask = LRUCache.initialBuckets - 1
         slotHighWater = 0
         freeHead = LRUCache.none
         head = LRUCache.none
@@ -386,7 +450,7 @@ public final class LRUCache {
             let slot = Int32(sweepCursor)
             sweepCursor += 1
             examined += 1
-            if entries[Int(slot)].storage != nil && isDead(slot, now: now, graceMillis: graceMillis) {
+            if entries[Int(slot)].block != nil && isDead(slot, now: now, graceMillis: graceMillis) {
                 expire(slot)
                 removed += 1
             }
@@ -399,7 +463,7 @@ public final class LRUCache {
     @discardableResult
     public func removeAll(where shouldRemove: (Int32) -> Bool) -> Int {
         var removed = 0
-        for i in 0..<slotHighWater where entries[i].storage != nil {
+        for i in 0..<slotHighWater where entries[i].block != nil {
             let slot = Int32(i)
             if shouldRemove(slot) {
                 remove(slot)
@@ -418,8 +482,9 @@ public final class LRUCache {
             return slot
         }
         if slotHighWater == entryCapacity {
-            precondition(entryCapacity < Int(Int32.max) / 2, "LRUCache: too many entries")
-            let newCapacity = entryCapacity * 2
+            // `insert` evicts before it allocates, so a full array means fewer than maxEntries are held.
+            precondition(entryCapacity < maxEntries, "LRUCache: more than maxEntries slots")
+            let newCapacity = entryCapacity <= maxEntries / 2 ? entryCapacity * 2 : maxEntries
             let grown = UnsafeMutablePointer<Entry>.allocate(capacity: newCapacity)
             grown.moveInitialize(from: entries, count: slotHighWater)
             entries.deallocate()
@@ -432,9 +497,10 @@ public final class LRUCache {
     }
 
     private func unlink(_ slot: Int32) {
-        let entry = entries[Int(slot)]
-        if entry.prev != LRUCache.none { entries[Int(entry.prev)].next = entry.next } else { head = entry.next }
-        if entry.next != LRUCache.none { entries[Int(entry.next)].prev = entry.prev } else { tail = entry.prev }
+        let prev = entries[Int(slot)].prev
+        let next = entries[Int(slot)].next
+        if prev != LRUCache.none { entries[Int(prev)].next = next } else { head = next }
+        if next != LRUCache.none { entries[Int(next)].prev = prev } else { tail = prev }
         entries[Int(slot)].prev = LRUCache.none
         entries[Int(slot)].next = LRUCache.none
     }
@@ -446,57 +512,52 @@ public final class LRUCache {
         head = slot
     }
 
-    private func freeAllStorage() {
+    private func freeAllBlocks() {
         for i in 0..<slotHighWater {
-            entries[i].storage?.deallocate()
-            entries[i].storage = nil
+            entries[i].block?.deallocate()
+            entries[i].block = nil
         }
     }
 
     // MARK: Hash table
 
-    private func tableInsert(_ slot: Int32, hash: UInt64) {
-        var i = Int(truncatingIfNeeded: hash) & tableMask
-        while table[i] != 0 { i = (i + 1) & tableMask }
-        table[i] = (hash >> 32) << 32 | UInt64(UInt32(slot) + 1)
+    private func bucketInsert(_ slot: Int32, hash: UInt64) {
+        let b = bucket(hash)
+        entries[Int(slot)].chain = buckets[b]
+        buckets[b] = slot
     }
 
-    /// Deletes the slot's bucket by backward shift, so no tombstones accumulate and probes stay short.
-    private func tableRemove(_ slot: Int32) {
-        let wanted = UInt64(UInt32(slot) + 1)
-        var hole = Int(truncatingIfNeeded: entries[Int(slot)].keyHash) & tableMask
-        while table[hole] & 0xFFFF_FFFF != wanted {
-            precondition(table[hole] != 0, "LRUCache: slot missing from table")
-            hole = (hole + 1) & tableMask
-        }
-        var j = (hole + 1) & tableMask
-        while table[j] != 0 {
-            let other = Int(table[j] & 0xFFFF_FFFF) - 1
-            let home = Int(truncatingIfNeeded: entries[other].keyHash) & tableMask
-            // The bucket at j may move back into the hole if its home is not cyclically in (hole, j].
-            if (j - home) & tableMask >= (j - hole) & tableMask {
-                table[hole] = table[j]
-                hole = j
+    /// Unlinks the slot from its bucket's chain.
+    private func bucketRemove(_ slot: Int32, hash: UInt64) {
+        let b = bucket(hash)
+        if buckets[b] == slot {
+            buckets[b] = entries[Int(slot)].chain
+        } else {
+            var previous = buckets[b]
+            while true {
+                precondition(previous != LRUCache.none, "LRUCache: slot missing from its bucket")
+                let next = entries[Int(previous)].chain
+                if next == slot { break }
+                previous = next
             }
-            j = (j + 1) & tableMask
+            entries[Int(previous)].chain = entries[Int(slot)].chain
         }
-        table[hole] = 0
+        entries[Int(slot)].chain = LRUCache.none
     }
 
-    private func growTable() {
-        let oldTable = table
-        let oldCount = tableMask + 1
-        let newCount = oldCount * 2
-        table = .allocate(capacity: newCount)
-        table.initialize(repeating: 0, count: newCount)
-        tableMask = newCount - 1
-        for i in 0..<oldCount where oldTable[i] != 0 {
-            let slot = Int(oldTable[i] & 0xFFFF_FFFF) - 1
-            var j = Int(truncatingIfNeeded: entries[slot].keyHash) & tableMask
-            while table[j] != 0 { j = (j + 1) & tableMask }
-            table[j] = oldTable[i]
+    /// Doubles the bucket count and rechains every entry.
+    ///
+    /// Why the key is hashed again rather than a full hash kept per entry: 8 more bytes per entry, for a step
+    /// that runs about 21 times in a cache's life (16 buckets to 2^25 at 32M entries).
+    private func growBuckets() {
+        let newCount = (bucketMask + 1) * 2
+        buckets.deallocate()
+        buckets = .allocate(capacity: newCount)
+        buckets.initialize(repeating: LRUCache.none, count: newCount)
+        bucketMask = newCount - 1
+        for i in 0..<slotHighWater where entries[i].block != nil {
+            bucketInsert(Int32(i), hash: hash(storedKey(i)))
         }
-        oldTable.deallocate()
     }
 
     // MARK: Test and debugging support
@@ -509,9 +570,10 @@ public final class LRUCache {
         var slot = head
         while slot != LRUCache.none {
             let entry = entries[Int(slot)]
-            guard entry.storage != nil else { return "free slot \(slot) in LRU list" }
+            guard entry.block != nil else { return "free slot \(slot) in LRU list" }
             guard entry.prev == previous else { return "slot \(slot) prev \(entry.prev) != \(previous)" }
-            let k = UnsafeRawBufferPointer(start: entry.storage, count: Int(entry.keyLength))
+            let k = storedKey(Int(slot))
+            guard entry.tag == LRUCache.tag(hash(k)) else { return "slot \(slot) has a wrong hash tag" }
             guard find(key: k) == slot else { return "slot \(slot) not found through table" }
             computedBytes += Int(entry.keyLength) + Int(entry.valueLength) + LRUCache.perEntryOverhead
             seen += 1
@@ -522,13 +584,22 @@ public final class LRUCache {
         guard previous == tail else { return "tail \(tail) != last listed \(previous)" }
         guard seen == count else { return "list has \(seen) entries, count \(count)" }
         guard computedBytes == bytes else { return "bytes \(bytes) != computed \(computedBytes)" }
-        var buckets = 0
-        for i in 0...tableMask where table[i] != 0 { buckets += 1 }
-        guard buckets == count else { return "table has \(buckets) buckets, count \(count)" }
+        var chained = 0
+        for b in 0...bucketMask {
+            var s = buckets[b]
+            while s != LRUCache.none {
+                guard entries[Int(s)].block != nil else { return "free slot \(s) in bucket \(b)" }
+                guard bucket(hash(storedKey(Int(s)))) == b else { return "slot \(s) chained in wrong bucket \(b)" }
+                chained += 1
+                guard chained <= count else { return "chains longer than count" }
+                s = entries[Int(s)].chain
+            }
+        }
+        guard chained == count else { return "chains hold \(chained) entries, count \(count)" }
         var free = 0
         var f = freeHead
         while f != LRUCache.none {
-            guard entries[Int(f)].storage == nil else { return "used slot \(f) on free list" }
+            guard entries[Int(f)].block == nil else { return "used slot \(f) on free list" }
             free += 1
             f = entries[Int(f)].next
         }
@@ -546,6 +617,9 @@ public final class LRUCache {
         }
         return result
     }
+
+    /// The size of one entry header in the slot array; for the layout test.
+    static var entryStride: Int { MemoryLayout<Entry>.stride }
 }
 
 extension LRUCache {

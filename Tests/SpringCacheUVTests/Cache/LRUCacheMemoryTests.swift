@@ -38,7 +38,7 @@ final class LRUCacheMemoryTests: XCTestCase {
         print("LRUCache: RSS grew \(after - before) bytes for \(entries) entries of 8+8 bytes: "
               + "\(perEntry) bytes per entry beyond key and value "
               + "(perEntryOverhead = \(LRUCache.perEntryOverhead))")
-        XCTAssertLessThanOrEqual(perEntry, 100)
+        XCTAssertLessThanOrEqual(perEntry, 64, "issue 11's bound: at most 64 bytes beyond key and value")
         XCTAssertLessThanOrEqual(perEntry, Double(LRUCache.perEntryOverhead), "perEntryOverhead undercounts")
         withExtendedLifetime(cache) {}
     }

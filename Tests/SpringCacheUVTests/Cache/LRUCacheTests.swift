@@ -253,10 +253,107 @@ final class LRUCacheTests: XCTestCase {
         XCTAssertEqual(LRUCache.valueHash(b("630")), LRUCache.valueHash(b("630")), "ETag is stable")
     }
 
+    // MARK: Packing limits (the entry layout, docs/memory.md)
+
+    func testEntryHeaderStaysFortyBytes() {
+        // The per-entry figures in docs/memory.md and `perEntryOverhead` assume this size.
+        XCTAssertEqual(LRUCache.entryStride, 40)
+    }
+
+    func testExpiryIsKeptExactlyWithin48BitsAndSaturatesBeyond() {
+        let latest = LRUCache.latestExpiresAt
+        let earliest = LRUCache.earliestExpiresAt
+        // (stored expiresAt, what reads back)
+        let cases: [(Int64, Int64)] = [
+            (0, 0), (1, 1), (-1, -1), (1_764_480_000_123, 1_764_480_000_123), (latest, latest),
+            (earliest, earliest), (latest + 1, latest), (Int64.max, latest), (earliest - 1, earliest),
+            (Int64.min, earliest),
+        ]
+        for (stored, expected) in cases {
+            let cache = LRUCache(capacityBytes: 1 << 20, hashSeed: seed)
+            let flags: LRUEntryFlags = [.fixedExpiry, .negative]
+            XCTAssertTrue(cache.insert(key: "k", value: [], expiresAt: stored, window: 7, flags: flags))
+            guard let slot = cache.find(key: "k") else { return XCTFail("\(stored): not found") }
+            XCTAssertEqual(cache.expiresAt(at: slot), expected, "\(stored)")
+            XCTAssertEqual(cache.flags(at: slot), flags, "\(stored): the flags packed beside expiry survive")
+            cache.setExpiresAt(slot, stored)
+            XCTAssertEqual(cache.expiresAt(at: slot), expected, "\(stored): setExpiresAt")
+            XCTAssertEqual(cache.flags(at: slot), flags)
+            XCTAssertEqual(cache.find(key: "k"), slot, "\(stored): the hash tag packed beside expiry survives")
+            assertSound(cache)
+        }
+        // A saturated expiry means "not within any clock a cache will see", never a wrap into the past.
+        let cache = LRUCache(capacityBytes: 1 << 20, hashSeed: seed)
+        cache.insert(key: "forever", value: b("v"), expiresAt: Int64.max, window: UInt32.max)
+        let slot = cache.find(key: "forever")!
+        XCTAssertFalse(cache.isDead(slot, now: 4_102_444_800_000, graceMillis: 0), "alive in 2100")
+        cache.renew(slot, now: latest)
+        XCTAssertEqual(cache.expiresAt(at: slot), latest, "a renewal past the bound saturates too")
+        cache.insert(key: "past", value: b("v"), expiresAt: Int64.min, window: 0)
+        XCTAssertTrue(cache.isDead(cache.find(key: "past")!, now: 0, graceMillis: 0))
+    }
+
+    func testEntryLimitEvictsTheLeastRecentlyUsed() {
+        let cache = LRUCache(capacityBytes: 1 << 20, hashSeed: seed, maxEntries: 3)
+        for key in ["a", "b", "c"] { XCTAssertTrue(cache.insert(key: key, value: b("v"), expiresAt: 0, window: 0)) }
+        cache.touch(cache.find(key: "a")!)
+        XCTAssertTrue(cache.insert(key: "d", value: b("v"), expiresAt: 0, window: 0))
+        XCTAssertEqual(cache.keysInRecencyOrder(), [b("d"), b("a"), b("c")], "b was least recently used")
+        XCTAssertEqual(cache.stats.evictions, 1)
+        // Replacing a key at the limit frees its own slot first: nothing else is evicted.
+        XCTAssertTrue(cache.insert(key: "c", value: b("w"), expiresAt: 0, window: 0))
+        XCTAssertEqual(cache.keysInRecencyOrder(), [b("c"), b("d"), b("a")])
+        XCTAssertEqual(cache.stats.evictions, 1)
+        for i in 0..<100 { cache.insert(key: "k\(i)", value: b("v"), expiresAt: 0, window: 0) }
+        XCTAssertEqual(cache.count, 3)
+        XCTAssertEqual(cache.keysInRecencyOrder(), [b("k99"), b("k98"), b("k97")])
+        XCTAssertEqual(cache.stats.evictions, 101)
+        assertSound(cache)
+    }
+
+    func testRemovalFromAnyPlaceInAHashChainKeepsTheOthersFindable() {
+        // 16 keys in the initial 16 buckets: by pigeonhole some share a chain unless spread perfectly, and
+        // removing in these orders takes entries from the heads, middles and ends of those chains.
+        let keys = (0..<16).map { "key\($0)" }
+        let orders: [(String, [Int])] = [
+            ("oldest first", Array(0..<16)), ("newest first", Array((0..<16).reversed())),
+            ("odd then even", Array(stride(from: 1, to: 16, by: 2)) + Array(stride(from: 0, to: 16, by: 2))),
+        ]
+        for (name, order) in orders {
+            let cache = LRUCache(capacityBytes: 1 << 20, hashSeed: seed)
+            for key in keys { cache.insert(key: key, value: b(key), expiresAt: 0, window: 0) }
+            var left = Set(keys)
+            for n in order {
+                cache.remove(cache.find(key: keys[n])!)
+                left.remove(keys[n])
+                XCTAssertNil(cache.checkInvariants(), "\(name), after removing \(keys[n])")
+                for key in left { XCTAssertEqual(value(cache, key), b(key), "\(name): \(key)") }
+            }
+            XCTAssertEqual(cache.count, 0, name)
+        }
+    }
+
+    func testValueBeyond32BitLengthIsRefusedNotTruncated() {
+        let cache = LRUCache(capacityBytes: Int.max / 2, hashSeed: seed)
+        XCTAssertTrue(cache.insert(key: "k", value: b("old"), expiresAt: 0, window: 0))
+        var byte: UInt8 = 0
+        withUnsafeBytes(of: &byte) { one in
+            // Never read: the length is refused before any copy (the value hash is given, so nothing hashes it).
+            let huge = UnsafeRawBufferPointer(start: one.baseAddress, count: Int(UInt32.max) + 1)
+            XCTAssertFalse("k".utf8.withContiguousStorageIfAvailable {
+                cache.insert(key: UnsafeRawBufferPointer($0), value: huge, expiresAt: 0, window: 0, valueHash: 0)
+            }!)
+        }
+        XCTAssertNil(cache.find(key: "k"), "the refused insert still removes the value it meant to replace")
+        XCTAssertEqual(cache.count, 0)
+        XCTAssertEqual(cache.bytes, 0)
+        assertSound(cache)
+    }
+
     // MARK: Model-based
 
     /// Random operations against a plain Dictionary + recency list model, including eviction, many
-    /// deletes (backward-shift deletion) and table growth.
+    /// deletes (unlinking from the middle of hash chains) and table growth.
     func testRandomOperationsMatchAModel() {
         for (capacity, keySpace) in [(1 << 30, 3_000), (60 * (overhead + 12), 200), (5 * (overhead + 12), 40)] {
             let random = FastRandom(seed: UInt64(capacity))
