@@ -7,6 +7,32 @@ public struct CachedValueView {
     public let expiresAtMillis: Int64
     /// `LRUCache.valueHash` of the value.
     public let etag: UInt64
+    /// Where the value lives, for `pin()`. Unowned and unsafe because a view lives only inside the
+    /// `withFreshValue` body, where the cache surely exists, and a hit must not pay for reference counting.
+    unowned(unsafe) let cache: LRUCache
+    let slot: Int32
+
+    /// Keeps `value`'s bytes valid after the body returns, whatever happens to the entry, until the pin is
+    /// released (dropped). For writing a large value to a socket without copying it.
+    public func pin() -> ValuePin { ValuePin(cache, slot) }
+}
+
+/// A cached value's bytes kept alive for a write that reads them after the lookup (`CachedValueView.pin()`):
+/// the entry may be replaced, deleted, expired or evicted meanwhile; its block is freed when the last pin goes.
+public final class ValuePin {
+    /// Strong, so that the cache (and the block) outlives every write that reads from it.
+    private let cache: LRUCache
+    private let block: UnsafeMutableRawPointer
+    /// The pinned value.
+    public let value: UnsafeRawBufferPointer
+
+    init(_ cache: LRUCache, _ slot: Int32) {
+        self.cache = cache
+        value = cache.value(at: slot)
+        block = cache.pin(slot)
+    }
+
+    deinit { cache.unpin(block) }
 }
 
 /// The answer to one `Group.get`.
@@ -99,6 +125,11 @@ public final class Group {
     public var hotItems: Int { hot.count }
     public var hotBytes: Int { hot.bytes }
     public var hotCapacityBytes: Int { hot.capacityBytes }
+    /// Bytes of values whose entry is gone but which writes still send (`CachedValueView.pin()`); not counted
+    /// in `mainBytes` or `hotBytes`, bounded by the queued-answer bounds of the writes that hold them.
+    public var pinnedOrphanBytes: Int { main.orphanedBytes + hot.orphanedBytes }
+    /// Blocks pinned by writes now, whether their entry is still cached or not.
+    public var pinnedBlocks: Int { main.pinnedBlocks + hot.pinnedBlocks }
     /// Keys with an origin load in flight.
     public var loadsInFlight: Int { loads.count }
     /// Keys with a fetch from their owner in flight.
@@ -365,7 +396,7 @@ public final class Group {
     @inline(__always)
     private func view(_ cache: LRUCache, _ slot: Int32) -> CachedValueView {
         CachedValueView(value: cache.value(at: slot), expiresAtMillis: cache.expiresAt(at: slot),
-                        etag: cache.valueHash(at: slot))
+                        etag: cache.valueHash(at: slot), cache: cache, slot: slot)
     }
 
     private func outcome(_ cache: LRUCache, _ slot: Int32, stale: Bool) -> GetOutcome {

@@ -40,7 +40,8 @@ public struct LRUEntryFlags: OptionSet, Equatable, Sendable {
 /// Expiry policy is the caller's: the cache stores `expiresAt` and `window` and offers `renew`,
 /// `expire` and `sweep`, but a lookup returns expired entries too, so the caller can decide about stale
 /// grace. Every removal — eviction, expiry, replacement, delete — unlinks the entry from the list and the
-/// table, gives back its bytes and frees its memory.
+/// table, gives back its bytes and frees its memory — unless a write still reads the block (`pin`): then the
+/// block outlives its entry and its last `unpin` frees it (see "Pinned blocks" in docs/memory.md).
 ///
 /// Single-threaded: a cache belongs to one loop. Slots are valid only until the next mutating call.
 public final class LRUCache {
@@ -121,6 +122,15 @@ public final class LRUCache {
         return s
     }
     private var counters = LRUCacheStats()
+    /// Pins per block that writes still read (`pin`); almost always empty, and only looked at when not.
+    private var pins: [UnsafeMutableRawPointer: Int] = [:]
+    /// Blocks whose entry is gone while pinned, with their size: freed by their last `unpin`.
+    private var orphans: [UnsafeMutableRawPointer: Int] = [:]
+    /// Bytes of blocks whose entry is gone but which writes still read. Not in `bytes` (the `--cache-bytes`
+    /// bound counts entries); they are bounded by the queued-answer bounds of the writes holding them.
+    public private(set) var orphanedBytes = 0
+    /// The number of blocks pinned now, with or without their entry.
+    public var pinnedBlocks: Int { pins.count }
     /// The seed of the key hash; `hash(_:)` of one cache is valid for `find(key:hash:)` of another cache
     /// only if both have the same seed.
     public let hashSeed: UInt64
@@ -403,7 +413,8 @@ public final class LRUCache {
         unlink(slot)
         bytes -= Int(entries[i].keyLength) + Int(entries[i].valueLength) + LRUCache.perEntryOverhead
         count -= 1
-        entries[i].block!.deallocate()
+        free(entries[i].block!, byteCount: LRUCache.blockHeaderBytes + Int(entries[i].keyLength)
+                + Int(entries[i].valueLength))
         entries[i].block = nil
         entries[i].next = freeHead
         freeHead = slot
@@ -514,9 +525,49 @@ public final class LRUCache {
 
     private func freeAllBlocks() {
         for i in 0..<slotHighWater {
-            entries[i].block?.deallocate()
+            if let block = entries[i].block {
+                free(block, byteCount: LRUCache.blockHeaderBytes + Int(entries[i].keyLength)
+                        + Int(entries[i].valueLength))
+            }
             entries[i].block = nil
         }
+    }
+
+    // MARK: Pinned blocks
+
+    /// Keeps the entry's block (and so `value(at:)`'s bytes) alive past the entry's removal, until `unpin`.
+    ///
+    /// Why: a large value is written to a socket straight from its block; the write may outlast the entry
+    /// (replaced, deleted, expired or evicted meanwhile), and must still send the value it began with.
+    /// Returns the block, the handle to give to `unpin`. Pins nest: the block is freed after the last unpin.
+    public func pin(_ slot: Int32) -> UnsafeMutableRawPointer {
+        let block = entries[checked(slot)].block!
+        pins[block, default: 0] += 1
+        return block
+    }
+
+    /// Gives back one `pin` of `block`; the last one frees the block if its entry is gone.
+    public func unpin(_ block: UnsafeMutableRawPointer) {
+        guard let n = pins[block] else { preconditionFailure("LRUCache: unpin of a block that is not pinned") }
+        if n > 1 {
+            pins[block] = n - 1
+            return
+        }
+        pins[block] = nil
+        if let size = orphans.removeValue(forKey: block) {
+            orphanedBytes -= size
+            block.deallocate()
+        }
+    }
+
+    /// Frees a block whose entry is gone, or leaves it to its last `unpin` if a write still reads it.
+    private func free(_ block: UnsafeMutableRawPointer, byteCount: Int) {
+        if !pins.isEmpty && pins[block] != nil {
+            orphans[block] = byteCount
+            orphanedBytes += byteCount
+            return
+        }
+        block.deallocate()
     }
 
     // MARK: Hash table

@@ -10,7 +10,13 @@ extension APIHandler {
         let key = try required("key", field("key", in: request.query))
         let framing = HTTPResponseFraming(request)
         let hit: Bool? = group.withFreshValue(forKey: scratchBytes(key)) { view in
-            HTTPResponse.appendValue(to: &writer.bytes, value: view.value, framing: framing, date: date)
+            if view.value.count < borrowedValueBytes {
+                HTTPResponse.appendValue(to: &writer.bytes, value: view.value, framing: framing, date: date)
+            } else if HTTPResponse.appendValueHead(to: &writer.bytes, valueCount: view.value.count, framing: framing,
+                                                   date: date) {
+                writer.appendBorrowed(view.value, keeper: view.pin())
+                writer.bytes.append(UInt8(ascii: "\n"))
+            }
             return true
         }
         if hit != nil {
@@ -35,7 +41,7 @@ extension APIHandler {
         let now = clock.nowMillis
         let status: Int? = group.withFreshValue(forKey: scratchBytes(key)) { view in
             let found = FoundValue(value: view.value, expiresAtMillis: view.expiresAtMillis, etag: view.etag,
-                                   stale: false)
+                                   stale: false, cached: view)
             return writeRawValue(found, to: writer, framing: framing, now: now, ifNoneMatch: ifNoneMatch)
         }
         if let status {
@@ -62,6 +68,8 @@ extension APIHandler {
         let etag: UInt64
         /// Served after its reload failed (`--stale-grace`).
         let stale: Bool
+        /// The cache entry `value` lives in, for a hit: a large value is then sent from it (pinned), not copied.
+        var cached: CachedValueView? = nil
     }
 
     /// Looks `key` up through the group (its owner, or the origin) and answers when the get lands:
@@ -93,13 +101,19 @@ extension APIHandler {
             let maxAge = max(0, (found.expiresAtMillis - now) / 1000)
             let notModified = ifNoneMatch.map { EntityTag.matches($0, etag) } ?? false
             let status = notModified ? 304 : 200
-            HTTPResponse.append(to: &writer.bytes, status: status, contentType: HTTPResponse.octetStream,
-                                body: found.value, framing: framing, date: date) { o in
+            HTTPResponse.appendHead(to: &writer.bytes, status: status, contentType: HTTPResponse.octetStream,
+                                    contentLength: found.value.count, framing: framing, date: date) { o in
                 HTTPResponse.appendHeader(to: &o, name: "ETag", value: etag)
                 o.append("Cache-Control: max-age=")
                 o.appendDecimal(Int(maxAge))
                 o.append("\r\n")
                 if found.stale { o.append(APIHandler.staleWarning) }
+            }
+            if framing.omitBody || notModified { return status }
+            if let cached = found.cached, found.value.count >= borrowedValueBytes {
+                writer.appendBorrowed(found.value, keeper: cached.pin())
+            } else {
+                writer.bytes.append(found.value)
             }
             return status
         }

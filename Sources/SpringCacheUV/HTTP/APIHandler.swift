@@ -21,6 +21,8 @@ public final class APIHandler: HTTPHandler {
     var date = HTTPDate()
     /// Decoded parameters of the current request; reset per request, never shrinks.
     var scratch: ByteBuffer
+    /// Hits on values at least this large send the value from its entry (`APISettings.borrowedValueBytes`).
+    let borrowedValueBytes: Int
 
     /// The largest `expire` of springcache's /api/set, in minutes (3 days).
     static let maxExpireMinutes = 4320
@@ -50,6 +52,7 @@ public final class APIHandler: HTTPHandler {
         self.host = host
         auth = APIAuth(token: settings.authToken)
         scratch = ByteBuffer(capacity: settings.scratchCapacity)
+        borrowedValueBytes = settings.borrowedValueBytes
     }
 
     /// Gives back the scratch memory at once; the handler is not used after the server stopped.

@@ -27,6 +27,10 @@ public struct APISettings {
     public var authToken: [UInt8]?
     /// The buffer request parameters are decoded into starts this large; it grows on demand, never shrinks.
     public var scratchCapacity = 8 << 10
+    /// Cached values this large or larger are sent straight from their cache entry, not copied into the answer
+    /// buffer: the entry's block is pinned until the write completes (docs/memory.md, "Pinned blocks").
+    /// Below it a copy is cheaper than the pin (one small allocation) and the extra iovec.
+    public var borrowedValueBytes = 16 << 10
 
     public init(authToken: [UInt8]? = nil) {
         self.authToken = authToken

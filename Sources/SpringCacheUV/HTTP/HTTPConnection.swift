@@ -195,7 +195,7 @@ public final class HTTPConnection: SlottedConnection, ResponseWriterOwner {
                 let req = HTTPRequest(head: head, bytes: UnsafeRawBufferPointer(rebasing: request[..<consumed]),
                                       keepAlive: keepAlive, startNanos: batchStart)
                 offset += consumed
-                let mark = writer.pendingCount
+                let mark = writer.copiedCount
                 if server.handler.handle(req, writer: writer) == .deferred {
                     state.answerDeferred()
                     if server.accessLog != nil {
@@ -207,7 +207,7 @@ public final class HTTPConnection: SlottedConnection, ResponseWriterOwner {
                 }
             case .error(let error):
                 server.stats.parseErrors += 1
-                let mark = writer.pendingCount
+                let mark = writer.copiedCount
                 server.abuse.report(.httpMalformed, peer: tcpPeerAddress(tcp), "\(error.status) \(error.reason)",
                                     now: now)
                 server.handler.writeError(status: error.status, reason: error.reason, into: writer)
@@ -267,12 +267,16 @@ public final class HTTPConnection: SlottedConnection, ResponseWriterOwner {
     /// Writes the access-log line of the answer that starts at `mark` in the writer's unsent bytes.
     private func logAnswer(_ line: UnsafeRawBufferPointer, startNanos: UInt64, from mark: Int) {
         guard server.accessLog != nil else { return }
+        let borrowed = writer.borrowedCount(from: mark)
         writer.withPendingBytes { pending in
-            logAnswer(line, startNanos: startNanos, answer: UnsafeRawBufferPointer(rebasing: pending[mark...]))
+            logAnswer(line, startNanos: startNanos, answer: UnsafeRawBufferPointer(rebasing: pending[mark...]),
+                      borrowed: borrowed)
         }
     }
 
-    private func logAnswer(_ line: UnsafeRawBufferPointer, startNanos: UInt64, answer: UnsafeRawBufferPointer) {
+    /// `answer` is the answer's copied bytes (its status line first); `borrowed` counts its value sent uncopied.
+    private func logAnswer(_ line: UnsafeRawBufferPointer, startNanos: UInt64, answer: UnsafeRawBufferPointer,
+                           borrowed: Int) {
         guard let log = server.accessLog else { return }
         // "HTTP/1.1 200 ...": the status is the three digits after the protocol.
         var status = 0
@@ -281,7 +285,7 @@ public final class HTTPConnection: SlottedConnection, ResponseWriterOwner {
         }
         if remoteAddress == nil { remoteAddress = peerAddress() }
         log.record(remote: remoteAddress ?? "-", unixMillis: server.loop.clock.nowMillis, requestLine: line,
-                   status: status, responseBytes: answer.count, seconds: Double(uv_hrtime() &- startNanos) / 1e9)
+                   status: status, responseBytes: answer.count + borrowed, seconds: Double(uv_hrtime() &- startNanos) / 1e9)
     }
 
     private func peerAddress() -> String {
@@ -329,8 +333,9 @@ public final class HTTPConnection: SlottedConnection, ResponseWriterOwner {
         Unmanaged<HTTPConnection>.fromOpaque(sc_uv_req_get_data(req!)!).takeUnretainedValue().didWrite(status)
     }
 
-    /// Sends what the writer holds of this batch: one `uv_try_write` for all of it; only the part the kernel does
-    /// not take is copied and written asynchronously.
+    /// Sends what the writer holds of this batch: one `uv_try_write` for all of it (large values as iovecs into
+    /// their cache entries); only the part the kernel does not take is queued — copied, except borrowed values,
+    /// which stay pinned in place until written — and written asynchronously.
     private func flush() {
         let count = writer.pendingCount
         guard count > 0 else { return }
@@ -339,7 +344,8 @@ public final class HTTPConnection: SlottedConnection, ResponseWriterOwner {
         server.stats.bytesOut += UInt64(count)
         let owner = Unmanaged.passUnretained(self).toOpaque()
         let status = writer.withPendingBytes { bytes in
-            output.send(bytes, on: stream, owner: owner, callback: HTTPConnection.writeCallback)
+            output.send(bytes, borrowed: writer.borrowed, on: stream, owner: owner,
+                        callback: HTTPConnection.writeCallback)
         }
         state.sent(queued: output.backlog, now: now)
         accountBacklog()

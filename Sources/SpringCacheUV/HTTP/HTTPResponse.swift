@@ -139,12 +139,22 @@ public enum HTTPResponse {
     public static func appendValue(to out: inout ByteBuffer, value: UnsafeRawBufferPointer,
                                    framing: HTTPResponseFraming, date: HTTPDate,
                                    extraHeaders: (inout ByteBuffer) -> Void = { _ in }) {
-        appendHead(to: &out, status: 200, contentType: octetStream, contentLength: 7 + value.count,
+        if appendValueHead(to: &out, valueCount: value.count, framing: framing, date: date,
+                           extraHeaders: extraHeaders) {
+            out.append(value)
+            out.append(UInt8(ascii: "\n"))
+        }
+    }
+
+    /// `appendValue` up to the value: the head and, when a body follows, `value=`; returns whether the value
+    /// and its closing newline must follow (not for HEAD).
+    public static func appendValueHead(to out: inout ByteBuffer, valueCount: Int, framing: HTTPResponseFraming,
+                                       date: HTTPDate, extraHeaders: (inout ByteBuffer) -> Void = { _ in }) -> Bool {
+        appendHead(to: &out, status: 200, contentType: octetStream, contentLength: 7 + valueCount,
                    framing: framing, date: date, extraHeaders: extraHeaders)
-        if framing.omitBody { return }
+        if framing.omitBody { return false }
         out.append("value=")
-        out.append(value)
-        out.append(UInt8(ascii: "\n"))
+        return true
     }
 
     /// Appends an error (or other plain-text) response whose body is `message` followed by a newline.

@@ -26,6 +26,10 @@ public final class ResponseWriter {
     /// This writer's own bytes, used only while another writer holds the scratch.
     private var spill: ByteBuffer?
     private var place = Place.none
+    /// Large values of the open batch sent from their cache entries, not copied (`appendBorrowed`), in order.
+    private(set) var borrowed: [BorrowedBytes] = []
+    /// Bytes in `borrowed`.
+    private var borrowedCount = 0
 
     /// Where the bytes of this writer's open batch are.
     private enum Place { case none, scratch, spill }
@@ -61,6 +65,14 @@ public final class ResponseWriter {
         }
     }
 
+    /// Appends `value` to the answer without copying it: it is sent from where it lives (`keeper` keeps it valid,
+    /// and is released once the bytes are written or dropped). Bytes appended to `bytes` afterwards follow it.
+    public func appendBorrowed(_ value: UnsafeRawBufferPointer, keeper: AnyObject) {
+        open()
+        borrowed.append(BorrowedBytes(offset: copiedCount, bytes: value, keeper: keeper))
+        borrowedCount += value.count
+    }
+
     /// Whether the connection is closed or closing: a late answer is then dropped.
     public var isClosed: Bool { owner?.isClosing ?? (onFinishDeferred == nil) }
 
@@ -91,8 +103,11 @@ public final class ResponseWriter {
         }
     }
 
-    /// Answer bytes of the open batch not yet sent.
-    var pendingCount: Int {
+    /// Answer bytes of the open batch not yet sent, borrowed ones included (the output bounds count them alike).
+    var pendingCount: Int { copiedCount + borrowedCount }
+
+    /// Answer bytes of the open batch in `bytes` (not borrowed): where the next appended byte goes.
+    var copiedCount: Int {
         switch place {
         case .none: return 0
         case .scratch: return scratch.bytes.count
@@ -103,7 +118,7 @@ public final class ResponseWriter {
     /// Whether this writer's batch lives in the shared scratch (for tests and assertions).
     var holdsScratch: Bool { place == .scratch }
 
-    /// Calls `body` with the open batch's unsent bytes (empty if none is open).
+    /// Calls `body` with the open batch's unsent copied bytes (empty if none is open); `borrowed` go between them.
     ///
     /// The debug-build check that an answer never leaves on another connection's socket: the scratch remembers
     /// whose batch it holds, and only that writer's connection may send it.
@@ -119,8 +134,18 @@ public final class ResponseWriter {
         }
     }
 
+    /// Borrowed bytes placed at or after `mark` in the copied bytes (for the access log's response size).
+    func borrowedCount(from mark: Int) -> Int {
+        borrowed.reduce(0) { $0 + ($1.offset >= mark ? $1.bytes.count : 0) }
+    }
+
     /// The pending bytes were sent (or copied to the connection's queue); the batch stays open.
     func sentPending() {
+        if !borrowed.isEmpty {
+            // Why keep the capacity: a connection serving large values will serve more of them.
+            borrowed.removeAll(keepingCapacity: true)
+            borrowedCount = 0
+        }
         switch place {
         case .none: break
         case .scratch: scratch.bytes.count = 0
