@@ -10,6 +10,8 @@ public struct LRUCacheStats: Equatable, Sendable {
     public var bytes = 0
     /// The bound of `bytes`.
     public var capacityBytes = 0
+    /// Bytes of blocks whose entry is gone but which writes still send (not in `bytes`; see `LRUCache.pin`).
+    public var pinnedBytes = 0
 
     public init() {}
 }
@@ -119,6 +121,7 @@ public final class LRUCache {
         s.items = count
         s.bytes = bytes
         s.capacityBytes = capacityBytes
+        s.pinnedBytes = orphanedBytes
         return s
     }
     private var counters = LRUCacheStats()

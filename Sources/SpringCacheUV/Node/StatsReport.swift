@@ -452,6 +452,7 @@ enum StatsReport {
                             j.field("items", c.items)
                             j.field("bytes", c.bytes)
                             j.field("capacity_bytes", c.capacityBytes)
+                            j.field("pinned_bytes", c.pinnedBytes)
                             j.field("evictions", c.evictions)
                             j.field("expirations", c.expirations)
                         }

@@ -106,7 +106,7 @@ final class StatsReportTests: XCTestCase {
         XCTAssertEqual(j["loads_in_flight"] as? Int, 1)
         let caches = try XCTUnwrap(j["caches"] as? [String: [String: Int]])
         XCTAssertEqual(caches["main"], ["items": 5, "bytes": 500, "capacity_bytes": 1000, "evictions": 0,
-                                        "expirations": 0])
+                                        "expirations": 0, "pinned_bytes": 0])
         XCTAssertEqual(caches["hot"]?["capacity_bytes"], 100)
         let cluster = try XCTUnwrap(j["cluster"] as? [String: Int])
         XCTAssertEqual(cluster["members"], 3)
