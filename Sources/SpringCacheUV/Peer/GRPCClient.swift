@@ -61,7 +61,7 @@ final class GRPCClientCall: GRPCDeadlineTracked {
     var result: GRPCResult?
     var isDone = false
     var streamID: Int32 = -1
-    var connection: GRPCClientConnection?
+    var session: GRPCClientSession?
 
     // The response as it arrives.
     var httpStatus = 0
@@ -139,7 +139,7 @@ final class GRPCClientCall: GRPCDeadlineTracked {
 ///
 /// Completions run exactly once, from the loop, never inside `unary` and never inside an nghttp2 callback.
 /// Targets are numeric IPv4/IPv6 addresses (or `localhost`): peers advertise addresses, not names.
-public final class GRPCClient {
+public final class GRPCClient: GRPCClientSessionOwner {
     public let loop: EventLoop
     public let target: HostPort
     public let settings: GRPCClientSettings
@@ -153,6 +153,7 @@ public final class GRPCClient {
 
     let buffers = HTTP2IOBuffers()
     let headers = HTTP2HeaderBlock()
+    var authority: String { target.description }
 
     private enum State {
         case idle
@@ -241,7 +242,7 @@ public final class GRPCClient {
         armDeadlineTimer()
         switch state {
         case .ready:
-            connection!.start(call)
+            connection!.clientSession.start(call, now: now)
             scheduleFlush(connection!)
         case .connecting:
             waiting.append(call)
@@ -259,7 +260,7 @@ public final class GRPCClient {
         guard !call.isDone else { return }
         call.isDone = true
         call.result = result
-        call.connection = nil
+        call.session = nil
         call.request = []
         deadlines.remove(call)
         switch result {
@@ -327,13 +328,14 @@ public final class GRPCClient {
         conn.open()
         let calls = waiting
         waiting.removeAll()
-        for call in calls where !call.isDone { conn.start(call) }
+        let now = loop.clock.nowMillis
+        for call in calls where !call.isDone { conn.clientSession.start(call, now: now) }
         conn.flush()
     }
 
     /// The server's SETTINGS arrived: the peer really speaks HTTP/2, so the backoff starts over.
-    func handshakeCompleted(_ conn: GRPCClientConnection) {
-        if conn === connection { backoffMillis = 0 }
+    func sessionCompletedHandshake(_ session: GRPCClientSession) {
+        if session === connection?.clientSession { backoffMillis = 0 }
     }
 
     private func enterBackoff() {
@@ -357,19 +359,19 @@ public final class GRPCClient {
     }
 
     /// A GOAWAY arrived: new calls go to a new connection; this one finishes what the server took.
-    func retire(_ conn: GRPCClientConnection) {
-        guard conn === connection else { return }
+    func retire(_ session: GRPCClientSession) {
+        guard session === connection?.clientSession else { return }
         connection = nil
         state = .idle
     }
 
     /// An established (or connecting) connection failed: every call on it fails now.
-    func connectionLost(_ conn: GRPCClientConnection, reason: String, calls: [GRPCClientCall]) {
-        if conn === connection {
+    func sessionLost(_ session: GRPCClientSession, reason: String, calls: [GRPCClientCall]) {
+        if session === connection?.clientSession {
             connection = nil
             if case .ready = state { statsStorage.connectionsLost += 1 }
             state = .idle
-            if !conn.receivedSettings {
+            if !session.receivedSettings {
                 // Why back off here too: a peer that accepts and drops at once (over its connection limit,
                 // not HTTP/2, dying) would otherwise be re-dialled by every call (gRPC counts a connection
                 // as established only once the server's SETTINGS arrive).
@@ -381,7 +383,7 @@ public final class GRPCClient {
             waiting.removeAll()
             for call in queued { finish(call, .failure(GRPCCallError(status: .unavailable,
                                                                      message: "peer \(target): \(reason)"))) }
-        } else if conn.wasConnected && !closed {
+        } else if session.wasConnected && !closed {
             statsStorage.connectionsLost += 1
         }
         let error = GRPCCallError(status: .unavailable, message: "connection to peer \(target) lost: \(reason)")
@@ -404,11 +406,11 @@ public final class GRPCClient {
         deadlineTimerAt = .max
         let now = loop.clock.nowMillis
         while let call = deadlines.popExpired(now: now) {
-            let conn = call.connection
+            let session = call.session
             finish(call, .failure(GRPCCallError(status: .deadlineExceeded, message: "deadline exceeded")))
-            if let conn {
-                conn.cancel(call)
-                scheduleFlush(conn)
+            if let session {
+                session.cancel(call)
+                session.requestFlush()
             }
         }
         armDeadlineTimer()
@@ -418,7 +420,7 @@ public final class GRPCClient {
 
     /// Requests (and resets) submitted outside a read are written in the next loop iteration, all together.
     func scheduleFlush(_ conn: GRPCClientConnection) {
-        guard !conn.processingInput, !conn.isDirty else { return }
+        guard !conn.session.processingInput, !conn.isDirty else { return }
         conn.isDirty = true
         dirty.append(conn)
         work?.schedule()

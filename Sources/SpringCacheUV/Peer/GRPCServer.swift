@@ -58,8 +58,11 @@ public struct GRPCServerStats {
     public var connectionsAccepted: UInt64 = 0
     public var connectionsRejected: UInt64 = 0
     public var connectionsClosed: UInt64 = 0
-    /// Connections closed because nghttp2 rejected their input (not HTTP/2, bad frames, floods).
+    /// Connections closed because nghttp2 rejected their input (not HTTP/2, bad frames, floods), or because
+    /// a header list passed SETTINGS_MAX_HEADER_LIST_SIZE (those are also in `headerListViolations`).
     public var protocolErrors: UInt64 = 0
+    /// Connections closed for a header block larger than `maxHeaderListBytes` (an HPACK bomb).
+    public var headerListViolations: UInt64 = 0
     /// Complete unary requests handed to the handler.
     public var calls: UInt64 = 0
     /// Answers sent, by grpc-status (index = code).
@@ -68,6 +71,7 @@ public struct GRPCServerStats {
     public var deadlineExceeded: UInt64 = 0
     /// Calls whose stream was reset or whose connection closed before the handler answered.
     public var cancelled: UInt64 = 0
+    /// Bytes read and written by all connections, the open ones included.
     public var bytesIn: UInt64 = 0
     public var bytesOut: UInt64 = 0
     /// Requests or answers refused because a connection or the process held its bound of bytes.
@@ -82,6 +86,9 @@ public struct GRPCServerStats {
     public var unauthenticatedRequests: UInt64 = 0
     /// Bytes held now by streams and output of all connections (see `maxBufferBytes`).
     public var bufferedBytes: Int = 0
+    /// Connections open now, and how many of them have not authenticated yet.
+    public var openConnections: Int = 0
+    public var unauthenticatedConnections: Int = 0
 
     public init() {}
 }
@@ -112,32 +119,32 @@ public final class GRPCServerCall: GRPCDeadlineTracked {
     public var onCancel: (() -> Void)?
 
     /// The stream to answer on; nil once answered or cancelled (the invariant that keeps `unowned` safe:
-    /// a stream is detached from its call before its connection can go away).
+    /// a stream is detached from its call before its session can go away).
     var stream: GRPCServerStream?
-    let server: GRPCServer
+    let context: GRPCServerContext
     var expiresAtMillis: Int64 { deadlineMillis ?? .max }
     var deadlineSlot = -1
 
     init(path: String, message: [UInt8], deadlineMillis: Int64?, authorization: String?, stream: GRPCServerStream,
-         server: GRPCServer) {
+         context: GRPCServerContext) {
         self.path = path
         self.message = message
         self.deadlineMillis = deadlineMillis
         self.authorization = authorization
         self.stream = stream
-        self.server = server
+        self.context = context
     }
 
     /// Answers with one response message and status OK.
     public func respond(message: [UInt8]) {
         guard let stream = claimAnswer() else { return }
-        stream.connection.respond(stream, message: message)
+        stream.session.respond(stream, message: message)
     }
 
     /// Answers with a non-OK status; `message` is sent percent-encoded in `grpc-message`.
     public func fail(status: GRPCStatus, message: String) {
         guard let stream = claimAnswer() else { return }
-        stream.connection.sendStatus(stream, status: status, message: message)
+        stream.session.sendStatus(stream, status: status, message: message)
     }
 
     /// Marks the call answered and detaches it; nil if the answer is to be dropped.
@@ -145,7 +152,7 @@ public final class GRPCServerCall: GRPCDeadlineTracked {
         assert(!isAnswered, "GRPCServerCall answered twice (\(path))")
         guard !isAnswered else { return nil }
         isAnswered = true
-        server.callFinished(self)
+        context.callFinished(self)
         guard !isCancelled, let stream else { return nil }
         self.stream = nil
         stream.call = nil
@@ -153,24 +160,29 @@ public final class GRPCServerCall: GRPCDeadlineTracked {
         return stream
     }
 
-    /// The stream went away (reset, connection closed) before an answer.
+    /// The stream went away (reset, connection closed) before an answer. Called from nghttp2's
+    /// stream-close callback or while a connection closes, so `onCancel` (user code, which may start new
+    /// work or answer other calls) is not run here but deferred to the server's next turn.
     func cancel() {
         guard !isAnswered, !isCancelled else { return }
         isCancelled = true
-        server.callFinished(self)
-        server.stats.cancelled += 1
+        context.callFinished(self)
+        context.stats.cancelled += 1
         stream?.call = nil
         stream = nil
-        let callback = onCancel
-        onCancel = nil
-        callback?()
+        if let callback = onCancel {
+            onCancel = nil
+            context.runSoon(callback)
+        }
     }
 
-    /// The deadline passed: answer DEADLINE_EXCEEDED for the handler, then drop its late answer.
+    /// The deadline passed: answer DEADLINE_EXCEEDED for the handler, then drop its late answer. Runs from
+    /// a timer or the tick, outside nghttp2, so `onCancel` runs at once.
     func expire() {
         guard !isAnswered, !isCancelled, let stream else { return }
-        server.stats.deadlineExceeded += 1
-        stream.connection.sendStatus(stream, status: .deadlineExceeded, message: "deadline exceeded before the server answered")
+        context.stats.deadlineExceeded += 1
+        stream.session.sendStatus(stream, status: .deadlineExceeded,
+                                  message: "deadline exceeded before the server answered")
         isCancelled = true
         stream.call = nil
         self.stream = nil
@@ -180,32 +192,27 @@ public final class GRPCServerCall: GRPCDeadlineTracked {
     }
 }
 
-/// A gRPC server on the loop: the listener, one nghttp2 server session per connection, deadlines, and
-/// graceful close. Unary calls only (all springcache's methods are unary).
+/// A gRPC server on the loop: the listener, one `GRPCServerSession` per connection driven by a
+/// `GRPCServerConnection`, the tick and deadline timers, and graceful close. Unary calls only (all
+/// springcache's methods are unary).
 public final class GRPCServer {
     public let loop: EventLoop
-    public private(set) var settings: GRPCServerSettings
-    public let handler: GRPCServiceHandler
-    public internal(set) var stats = GRPCServerStats()
+    public var settings: GRPCServerSettings { context.settings }
+    public var handler: GRPCServiceHandler { context.handler }
+    /// A snapshot of the counters (see `GRPCServerStats`).
+    public var stats: GRPCServerStats { currentStats }
     public private(set) var boundPort = 0
     public var openConnections: Int { connections.count }
     public private(set) var isClosing = false
-
-    let buffers = HTTP2IOBuffers()
-    let headers = HTTP2HeaderBlock()
     /// Told once per interval about each kind of protocol abuse, with the peer's address (the node logs it).
-    public let abuse: AbuseLog
-    /// Bytes held by streams of all connections (requests and answers; output is in `buffers`).
-    var heldBytes = 0
-    /// Open connections that have not authenticated yet.
-    var unauthenticated = 0
-    private var tick: LoopTimer?
+    public var abuse: AbuseLog { context.abuse }
 
+    /// The sessions' shared state, apart from I/O.
+    let context: GRPCServerContext
+    private var tick: LoopTimer?
     private var listener: TCPListener?
     private var connections: [GRPCServerConnection] = []
-    private var deadlines = GRPCDeadlineQueue<GRPCServerCall>()
     private var deadlineTimer: LoopTimer?
-    private var deadlineTimerAt = Int64.max
     private var flushWork: HTTP2DeferredWork?
     private var dirty: [GRPCServerConnection] = []
     private var graceTimer: LoopTimer?
@@ -214,9 +221,7 @@ public final class GRPCServer {
     public init(loop: EventLoop, settings: GRPCServerSettings = GRPCServerSettings(), handler: GRPCServiceHandler,
                 abuse: AbuseLog = AbuseLog()) {
         self.loop = loop
-        self.settings = settings
-        self.handler = handler
-        self.abuse = abuse
+        context = GRPCServerContext(settings: settings, handler: handler, abuse: abuse, clock: loop.clock)
     }
 
     deinit {
@@ -224,17 +229,21 @@ public final class GRPCServer {
                      "GRPCServer released without close()")
     }
 
-    /// A snapshot of the counters, with the bytes held now.
+    /// A snapshot of the counters, with the bytes held, read and written and the connections open now.
     public var currentStats: GRPCServerStats {
-        var s = stats
-        s.bufferedBytes = heldBytes + buffers.queuedOutputBytes
+        var s = context.currentStats
+        s.openConnections = connections.count
+        for c in connections {
+            s.bytesIn += c.session.bytesIn
+            s.bytesOut += c.session.bytesOut
+        }
         return s
     }
 
-    /// Replaces the token every call must carry (SIGHUP re-reads `--peer-token-file`); connections opened from
-    /// now on are checked against it.
+    /// Replaces the token every call must carry (SIGHUP re-reads `--peer-token-file`); requests from now on
+    /// are checked against it.
     public func setPeerToken(_ token: [UInt8]?) {
-        settings.peerToken = token
+        context.settings.peerToken = token
     }
 
     /// Binds and listens on `address` (port 0 picks a free port: see `boundPort`).
@@ -245,12 +254,16 @@ public final class GRPCServer {
             self.accept(tcp)
         }
         boundPort = listener!.boundPort
-        deadlineTimer = LoopTimer(loop: loop) { [unowned self] in self.deadlineTimerFired() }
+        let deadline = LoopTimer(loop: loop) { [unowned self] in self.context.expireCalls(now: self.loop.clock.nowMillis) }
+        deadlineTimer = deadline
+        context.armDeadline = { [unowned self] at in
+            deadline.start(timeoutMillis: UInt64(max(at - self.loop.clock.nowMillis, 0)))
+        }
         flushWork = HTTP2DeferredWork(loop: loop) { [unowned self] in self.flushDirty() }
-        buffers.maxQueuedOutputBytes = settings.maxBufferBytes
+        let work = flushWork!
+        context.wakeDriver = { work.schedule() }
         let timer = LoopTimer(loop: loop) { [unowned self] in self.checkConnections() }
-        // Why a coarse tick: these deadlines are seconds long, and one scan of the open connections four times
-        // a second costs less than keeping a timer per stream and per connection up to date.
+        // Why a coarse tick: see `GRPCServerSession.tick`.
         timer.start(timeoutMillis: settings.tickMillis, repeatMillis: settings.tickMillis)
         tick = timer
     }
@@ -261,107 +274,42 @@ public final class GRPCServer {
         var i = 0
         while i < connections.count {
             let c = connections[i]
-            c.checkDeadlines(now: now)
+            c.tick(now: now)
             if i < connections.count && connections[i] === c { i += 1 }
         }
-    }
-
-    /// Whether `bytes` more may be held by a stream of `connection` (its bound and the process's).
-    func mayHold(_ bytes: Int, connectionHeld: Int) -> Bool {
-        connectionHeld + bytes <= settings.maxConnectionBufferBytes
-            && heldBytes + buffers.queuedOutputBytes + bytes <= settings.maxBufferBytes
-    }
-
-    /// A connection authenticated (or closed unauthenticated).
-    func connectionAuthenticated() { unauthenticated -= 1 }
-
-    /// Makes room for a new connection when too many have not authenticated: the oldest of them goes.
-    private func evictOldestUnauthenticated() {
-        var oldest: GRPCServerConnection?
-        for c in connections where !c.isAuthenticated && !c.isClosing {
-            if oldest == nil || c.acceptedAtMillis < oldest!.acceptedAtMillis { oldest = c }
-        }
-        guard let oldest else { return }
-        stats.unauthenticatedEvictions += 1
-        abuse.report(.unauthenticatedFlood, peer: oldest.peerAddress,
-                     "more than \(settings.maxUnauthenticatedConnections) connections not authenticated; closing the oldest",
-                     now: loop.clock.nowMillis)
-        oldest.close(reason: "closed to make room: too many connections that have not authenticated")
     }
 
     private func accept(_ tcp: UnsafeMutablePointer<uv_tcp_t>) {
         if connections.count >= settings.maxConnections || isClosing {
             // Refused at once: holding it open would cost a session and buffers for nothing.
-            stats.connectionsRejected += 1
+            context.stats.connectionsRejected += 1
             uv_close(UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_handle_t.self)) { h in
                 UnsafeMutableRawPointer(h!).assumingMemoryBound(to: uv_tcp_t.self).deallocate()
             }
             return
         }
-        stats.connectionsAccepted += 1
-        if unauthenticated >= settings.maxUnauthenticatedConnections { evictOldestUnauthenticated() }
+        context.stats.connectionsAccepted += 1
         let connection = GRPCServerConnection(server: self, tcp: tcp)
-        unauthenticated += 1
-        connection.index = connections.count
+        context.sessionOpened(connection.serverSession)
+        connection.slot = connections.count
         connections.append(connection)
         connection.open()
     }
 
     /// Called from a connection's close callback.
     func remove(_ connection: GRPCServerConnection) {
-        stats.connectionsClosed += 1
-        stats.bytesIn += connection.bytesIn
-        stats.bytesOut += connection.bytesOut
-        let i = connection.index
+        context.stats.connectionsClosed += 1
+        context.stats.bytesIn += connection.session.bytesIn
+        context.stats.bytesOut += connection.session.bytesOut
+        let i = connection.slot
         guard i >= 0, i < connections.count, connections[i] === connection else { return }
         let last = connections.removeLast()
         if i < connections.count {
             connections[i] = last
-            last.index = i
+            last.slot = i
         }
-        connection.index = -1
+        connection.slot = -1
         if isClosing && connections.isEmpty { finishClose() }
-    }
-
-    // MARK: calls
-
-    /// Hands a complete request to the handler; tracks its deadline if it is not answered at once.
-    func dispatch(_ call: GRPCServerCall) {
-        stats.calls += 1
-        if let deadline = call.deadlineMillis, deadline <= loop.clock.nowMillis {
-            // Why not call the handler: the client has already given up; work done now would be wasted.
-            call.expire()
-            return
-        }
-        handler.handle(call)
-        if !call.isAnswered && !call.isCancelled && call.deadlineMillis != nil {
-            deadlines.insert(call)
-            armDeadlineTimer()
-        }
-    }
-
-    /// A call was answered or cancelled: it no longer needs its deadline watched.
-    func callFinished(_ call: GRPCServerCall) {
-        deadlines.remove(call)
-    }
-
-    func countAnswer(_ status: GRPCStatus) {
-        stats.answers[status.statsIndex] += 1
-    }
-
-    private func armDeadlineTimer() {
-        guard let earliest = deadlines.earliest, earliest < deadlineTimerAt, let timer = deadlineTimer else { return }
-        deadlineTimerAt = earliest
-        timer.start(timeoutMillis: UInt64(max(earliest - loop.clock.nowMillis, 0)))
-    }
-
-    private func deadlineTimerFired() {
-        deadlineTimerAt = .max
-        let now = loop.clock.nowMillis
-        while let call = deadlines.popExpired(now: now) {
-            call.expire()
-        }
-        armDeadlineTimer()
     }
 
     // MARK: flushing answers given outside a read
@@ -375,7 +323,9 @@ public final class GRPCServer {
         flushWork?.schedule()
     }
 
+    /// Deferred callbacks first (they may answer calls), then one flush per connection with output.
     private func flushDirty() {
+        context.runDeferredWork()
         let batch = dirty
         dirty.removeAll(keepingCapacity: true)
         for connection in batch {
@@ -415,6 +365,10 @@ public final class GRPCServer {
         tick = nil
         deadlineTimer?.close()
         deadlineTimer = nil
+        context.armDeadline = nil
+        context.wakeDriver = nil
+        // Cancel callbacks queued by the last connections still run, once, before the work handle goes.
+        context.runDeferredWork()
         flushWork?.close()
         flushWork = nil
         dirty.removeAll()
