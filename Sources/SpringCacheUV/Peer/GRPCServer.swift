@@ -180,6 +180,7 @@ public final class GRPCServerCall: GRPCDeadlineTracked {
     /// a timer or the tick, outside nghttp2, so `onCancel` runs at once.
     func expire() {
         guard !isAnswered, !isCancelled, let stream else { return }
+        context.callFinished(self)
         context.stats.deadlineExceeded += 1
         stream.session.sendStatus(stream, status: .deadlineExceeded,
                                   message: "deadline exceeded before the server answered")
