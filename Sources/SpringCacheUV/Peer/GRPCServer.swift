@@ -115,7 +115,9 @@ public final class GRPCServerCall: GRPCDeadlineTracked {
     public private(set) var isCancelled = false
     /// True once `respond` or `fail` was called (or the deadline answered for the handler).
     public private(set) var isAnswered = false
-    /// Called once if the call is cancelled before it is answered (e.g. to stop work done for it).
+    /// Called once if the call is cancelled before it is answered (e.g. to stop work done for it). A reset
+    /// stream or a closed connection marks the call cancelled at once but runs this in the server's next
+    /// loop turn, never inside nghttp2; a passed deadline runs it right after the DEADLINE_EXCEEDED answer.
     public var onCancel: (() -> Void)?
 
     /// The stream to answer on; nil once answered or cancelled (the invariant that keeps `unowned` safe:
