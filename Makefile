@@ -5,7 +5,7 @@ BUILD_DIR  ?= .build
 BIN         = $(BUILD_DIR)/release/springcache-uv
 ARGS       ?=
 
-.PHONY: all build run test unit integration bench bench-cluster bench-workers scale deps clean fuzz test-asan
+.PHONY: all build run test unit integration bench bench-hitcost bench-cluster bench-workers scale deps clean fuzz test-asan
 
 all: build
 
@@ -34,6 +34,11 @@ integration: build
 bench: build
 	@scripts/ensure-deps bench
 	bench/run.sh
+
+# Allocations and instructions per local hit, counted under valgrind (steady where rps moves with load).
+bench-hitcost: build
+	@scripts/ensure-deps bench
+	bench/hitcost.py
 
 bench-cluster: build
 	@scripts/ensure-deps bench

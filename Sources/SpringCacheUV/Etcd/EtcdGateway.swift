@@ -66,7 +66,6 @@ public enum EtcdGateway {
         var buffer = ByteBuffer(capacity: 256)
         JSONWriter.write(into: &buffer) { json in json.object(body) }
         let bytes = Array(buffer.readable)
-        buffer.deallocate()
         return bytes
     }
 

@@ -327,7 +327,6 @@ extension EtcdRegistrar {
         var buffer = ByteBuffer(capacity: 128)
         JSONWriter.write(into: &buffer, body)
         let bytes = Array(buffer.readable)
-        buffer.deallocate()
         return bytes
     }
 }

@@ -43,14 +43,16 @@ public final class APIHandler: HTTPHandler {
     }
 
     func close() {
-        scratch.deallocate()
+        // Gives back the scratch memory at once; the handler is not used after the server stopped.
+        scratch.shrink(to: 0)
     }
 
     private var out: ResponseBuffer { server!.output }
 
     // MARK: routing
 
-    public func handle(_ request: HTTPRequest, on connection: HTTPConnection) -> HTTPHandling {
+    public func handle(_ request: HTTPRequest, writer: ResponseWriter) -> HTTPHandling {
+        let connection = writer.connection
         date.update(unixSeconds: clock.nowMillis / 1000)
         scratch.count = 0
         let path = request.path
@@ -94,9 +96,9 @@ public final class APIHandler: HTTPHandler {
         return text(request, .other, 404, "no such route: \(String(decoding: path, as: UTF8.self))")
     }
 
-    public func writeError(status: Int, reason: String, into out: ResponseBuffer) {
+    public func writeError(status: Int, reason: String, into writer: ResponseWriter) {
         date.update(unixSeconds: clock.nowMillis / 1000)
-        HTTPResponse.appendText(to: &out.bytes, status: status, message: reason,
+        HTTPResponse.appendText(to: &writer.bytes, status: status, message: reason,
                                 framing: HTTPResponseFraming(keepAlive: false), date: date)
         requestStats.record(route: .other, status: status)
     }
@@ -397,7 +399,6 @@ public final class APIHandler: HTTPHandler {
 
     private func handleStats(_ request: HTTPRequest) -> HTTPHandling {
         var json = ByteBuffer(capacity: 2048)
-        defer { json.deallocate() }
         StatsReport.writeJSON(into: &json, node: config, group: group, requests: requestStats,
                               connections: server?.stats ?? ConnectionStats(),
                               openConnections: server?.openConnections ?? 0,
@@ -407,7 +408,6 @@ public final class APIHandler: HTTPHandler {
 
     private func handleMetrics(_ request: HTTPRequest) -> HTTPHandling {
         var text = ByteBuffer(capacity: 8192)
-        defer { text.deallocate() }
         renderMetrics(into: &text)
         return bytes(request, .metrics, 200, PrometheusWriter.contentType, text.readable)
     }
@@ -423,7 +423,6 @@ public final class APIHandler: HTTPHandler {
 
     private func handlePeers(_ request: HTTPRequest) -> HTTPHandling {
         var json = ByteBuffer(capacity: 512)
-        defer { json.deallocate() }
         StatsReport.writePeersJSON(into: &json, node: config, apiPort: server?.boundPort ?? config.api.port,
                                    cluster: cluster)
         return bytes(request, .peers, 200, "application/json", json.readable)

@@ -38,10 +38,6 @@ public final class AccessLog {
         }
     }
 
-    deinit {
-        pending.deallocate()
-    }
-
     /// Appends one line. `requestLine` is the request's first line as received (without CRLF).
     func record(remote: String, unixMillis: Int64, requestLine: UnsafeRawBufferPointer, status: Int,
                 responseBytes: Int, seconds: Double) {

@@ -48,6 +48,9 @@ public final class HTTPConnection {
     private var deferredStartNanos: UInt64 = 0
     /// The client's address as the access log writes it; looked up once, on the first logged request.
     private var remoteAddress: String?
+    /// Where handlers write this connection's answers. It holds the connection too, so that a handler
+    /// answering late keeps it alive; the cycle is broken when the socket's close callback runs.
+    private(set) var writer: ResponseWriter!
 
     private enum DeadlineKind { case idle, request, linger }
 
@@ -61,11 +64,11 @@ public final class HTTPConnection {
         deadline = now + server.config.headerTimeoutMillis
         sc_uv_handle_set_data(tcp, Unmanaged.passRetained(self).toOpaque())
         uv_tcp_nodelay(tcp, 1)
+        writer = ResponseWriter(connection: self)
     }
 
     deinit {
         precondition(closing, "HTTPConnection released without close()")
-        pendingInput?.deallocate()
         output.deallocate()
         tcp.deallocate()
     }
@@ -91,7 +94,6 @@ public final class HTTPConnection {
         var buf = uv_buf_init(UnsafeMutableRawPointer(message.base).assumingMemoryBound(to: CChar.self),
                               UInt32(message.count))
         _ = uv_try_write(UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_stream_t.self), &buf, 1)
-        message.deallocate()
         uv_close(UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_handle_t.self)) { h in
             UnsafeMutableRawPointer(h!).assumingMemoryBound(to: uv_tcp_t.self).deallocate()
         }
@@ -119,12 +121,11 @@ public final class HTTPConnection {
     /// Reads land in the server's shared buffer unless this connection already holds unprocessed
     /// input, in which case they are appended to it (a request split across reads).
     private func allocate(_ buf: UnsafeMutablePointer<uv_buf_t>) {
-        if var pending = pendingInput, !pending.isEmpty {
-            pending.reserve(16 << 10)
-            pendingInput = pending
-            buf.pointee = uv_buf_init(
-                UnsafeMutableRawPointer(pending.base + pending.count).assumingMemoryBound(to: CChar.self),
-                UInt32(pending.capacity - pending.count))
+        if pendingInput.byteCount > 0 {
+            pendingInput!.reserve(16 << 10)
+            let (base, count, capacity) = (pendingInput.bytesBase!, pendingInput.byteCount, pendingInput.byteCapacity)
+            buf.pointee = uv_buf_init(UnsafeMutableRawPointer(base + count).assumingMemoryBound(to: CChar.self),
+                                      UInt32(capacity - count))
         } else {
             buf.pointee = uv_buf_init(UnsafeMutableRawPointer(server.sharedReadBuffer)
                                         .assumingMemoryBound(to: CChar.self), UInt32(server.sharedReadCapacity))
@@ -148,9 +149,8 @@ public final class HTTPConnection {
         // client still sends is read and dropped: keeping it would let a client grow our buffers without bound.
         if lingering || closeAfterFlush { return }
         batchStart = uv_hrtime()
-        if var pending = pendingInput, !pending.isEmpty {
-            pending.count += nread
-            pendingInput = pending
+        if pendingInput.byteCount > 0 {
+            pendingInput!.count += nread
             processPendingInput()
         } else {
             let bytes = UnsafeRawBufferPointer(start: server.sharedReadBuffer, count: nread)
@@ -163,22 +163,19 @@ public final class HTTPConnection {
 
     /// Copies input that could not be processed now into this connection's own buffer.
     private func keep(_ bytes: UnsafeRawBufferPointer) {
-        var pending = pendingInput ?? ByteBuffer(capacity: max(bytes.count, 4096))
-        pending.append(bytes)
-        pendingInput = pending
+        if pendingInput.bytesBase == nil { pendingInput = ByteBuffer(capacity: max(bytes.count, 4096)) }
+        pendingInput!.append(bytes)
     }
 
     private func processPendingInput() {
-        guard var pending = pendingInput else { return }
-        let used = process(UnsafeRawBufferPointer(start: pending.base, count: pending.count))
-        pending.discardFront(used)
-        if pending.isEmpty {
-            // Why free it: an idle connection should hold no buffers at all.
-            pending.deallocate()
-            pendingInput = nil
-        } else {
-            pendingInput = pending
-        }
+        guard let base = pendingInput.bytesBase else { return }
+        let count = pendingInput.byteCount
+        let used = process(UnsafeRawBufferPointer(start: base, count: count))
+        // Processing may have ended the connection's input (lingering close frees it).
+        guard pendingInput.bytesBase != nil else { return }
+        pendingInput!.discardFront(used)
+        // Why free it: an idle connection should hold no buffers at all.
+        if pendingInput.byteCount == 0 { pendingInput = nil }
     }
 
     /// Parses and handles whole requests from `bytes`; returns how many bytes were consumed.
@@ -227,7 +224,7 @@ public final class HTTPConnection {
                 deadlineKind = .idle
                 if !keepAlive { closeAfterFlush = true }
                 let mark = server.output.bytes.count
-                if server.handler.handle(req, on: self) == .deferred {
+                if server.handler.handle(req, writer: writer) == .deferred {
                     deferred = true
                     stopReading()
                     if server.accessLog != nil {
@@ -242,7 +239,7 @@ public final class HTTPConnection {
                 let mark = server.output.bytes.count
                 server.abuse.report(.httpMalformed, peer: tcpPeerAddress(tcp), "\(error.status) \(error.reason)",
                                     now: server.loop.clock.nowMillis)
-                server.handler.writeError(status: error.status, reason: error.reason, into: server.output)
+                server.handler.writeError(status: error.status, reason: error.reason, into: writer)
                 // Rejected requests are logged too, with what their first line was (cut, escaped).
                 if server.accessLog != nil {
                     logAnswer(HTTPConnection.requestLine(request), startNanos: batchStart, from: mark)
@@ -436,7 +433,6 @@ public final class HTTPConnection {
     private func finishAndLinger() {
         guard !closing, !lingering else { return }
         lingering = true
-        pendingInput?.deallocate()
         pendingInput = nil
         let req = UnsafeMutablePointer<uv_shutdown_t>.allocate(capacity: 1)
         let status = uv_shutdown(req, stream) { req, _ in req!.deallocate() }
@@ -460,7 +456,7 @@ public final class HTTPConnection {
                                 "request not received within \(server.config.headerTimeoutMillis) ms", now: now)
             guard !closing, !deferred else { return }
             server.handler.writeError(status: 408, reason: "request not received within \(server.config.headerTimeoutMillis) ms",
-                                      into: server.output)
+                                      into: writer)
             closeAfterFlush = true
             deadlineKind = .idle
             flush()
@@ -485,6 +481,7 @@ public final class HTTPConnection {
             let unmanaged = Unmanaged<HTTPConnection>.fromOpaque(sc_uv_handle_get_data(h!)!)
             let c = unmanaged.takeUnretainedValue()
             c.server.remove(c)
+            c.writer = nil
             unmanaged.release()
         }
     }

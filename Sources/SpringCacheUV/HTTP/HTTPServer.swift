@@ -33,11 +33,11 @@ public enum HTTPHandling {
 
 /// The seam between connections and the API: routes one request and writes its response.
 public protocol HTTPHandler: AnyObject {
-    /// Appends the response to `connection.server.output` and returns `.done`, or returns `.deferred`
-    /// and later writes the response and calls `connection.finishDeferred()` exactly once.
-    func handle(_ request: HTTPRequest, on connection: HTTPConnection) -> HTTPHandling
+    /// Appends the response to `writer.bytes` and returns `.done`, or returns `.deferred` and later writes
+    /// the response to the same writer and calls `writer.finishDeferred()` exactly once.
+    func handle(_ request: HTTPRequest, writer: ResponseWriter) -> HTTPHandling
     /// Writes an error response for a request that could not be parsed or timed out.
-    func writeError(status: Int, reason: String, into out: ResponseBuffer)
+    func writeError(status: Int, reason: String, into writer: ResponseWriter)
 }
 
 /// The bytes of the responses being produced by the current callback; shared by every connection.
@@ -58,8 +58,7 @@ public final class ResponseBuffer {
     func clear() {
         bytes.count = 0
         if bytes.capacity > ResponseBuffer.keepCapacity {
-            bytes.deallocate()
-            bytes = ByteBuffer(capacity: ResponseBuffer.initialCapacity)
+            bytes.shrink(to: ResponseBuffer.initialCapacity)
         }
     }
 }
@@ -118,7 +117,6 @@ public final class HTTPServer {
 
     deinit {
         sharedReadBuffer.deallocate()
-        output.bytes.deallocate()
     }
 
     public func start(address: HostPort, reusePort: Bool) throws {

@@ -17,16 +17,14 @@ public final class MetricsEndpoint: HTTPHandler {
         self.clock = clock
     }
 
-    public func handle(_ request: HTTPRequest, on connection: HTTPConnection) -> HTTPHandling {
+    public func handle(_ request: HTTPRequest, writer out: ResponseWriter) -> HTTPHandling {
         date.update(unixSeconds: clock.nowMillis / 1000)
-        let out = connection.server.output
         let framing = HTTPResponseFraming(keepAlive: request.keepAlive, isHTTP10: request.head.isHTTP10,
                                           omitBody: request.head.method == .head)
         let path = request.path
         let isRead = request.head.method == .get || request.head.method == .head
         if path.equals("/metrics") && isRead {
             var text = ByteBuffer(capacity: 8192)
-            defer { text.deallocate() }
             api.renderMetrics(into: &text)
             HTTPResponse.append(to: &out.bytes, status: 200, contentType: PrometheusWriter.contentType,
                                 body: text.readable, framing: framing, date: date)
@@ -45,7 +43,7 @@ public final class MetricsEndpoint: HTTPHandler {
         return .done
     }
 
-    public func writeError(status: Int, reason: String, into out: ResponseBuffer) {
+    public func writeError(status: Int, reason: String, into out: ResponseWriter) {
         date.update(unixSeconds: clock.nowMillis / 1000)
         HTTPResponse.appendText(to: &out.bytes, status: status, message: reason,
                                 framing: HTTPResponseFraming(keepAlive: false), date: date)

@@ -2,7 +2,11 @@
 ///
 /// Why not `[UInt8]`: appends here never check uniqueness or trigger copy-on-write, and the storage can
 /// be handed to `uv_write` as is. The owner must not grow a buffer while a write from it is in flight.
-public struct ByteBuffer {
+///
+/// Why non-copyable: the buffer owns malloc'd memory, so a copy would alias it and the first to free it
+/// would leave the other dangling. As a `~Copyable` value it has exactly one owner, frees its storage when
+/// that owner lets go of it, and moves (`consume`, `take`) instead of being copied.
+public struct ByteBuffer: ~Copyable {
     public private(set) var base: UnsafeMutablePointer<UInt8>
     public private(set) var capacity: Int
     public var count: Int = 0
@@ -12,11 +16,14 @@ public struct ByteBuffer {
         base = .allocate(capacity: self.capacity)
     }
 
-    /// Frees the storage; the buffer must not be used afterwards.
-    public mutating func deallocate() {
+    deinit {
         base.deallocate()
-        capacity = 0
-        count = 0
+    }
+
+    /// Replaces the storage with a fresh one of `capacity` bytes, freeing the old; for giving back memory a
+    /// large answer made the buffer grow to.
+    public mutating func shrink(to capacity: Int) {
+        self = ByteBuffer(capacity: capacity)
     }
 
     public var isEmpty: Bool { count == 0 }
@@ -93,5 +100,31 @@ public struct ByteBuffer {
         if n == count { count = 0; return }
         UnsafeMutableRawPointer(base).copyMemory(from: base + n, byteCount: count - n)
         count -= n
+    }
+}
+
+extension Optional where Wrapped == ByteBuffer {
+    /// The bytes held, 0 when there is no buffer; read without consuming the optional.
+    public var byteCount: Int {
+        switch self {
+        case .some(let buffer): return buffer.count
+        case .none: return 0
+        }
+    }
+
+    /// The storage size, 0 when there is no buffer.
+    public var byteCapacity: Int {
+        switch self {
+        case .some(let buffer): return buffer.capacity
+        case .none: return 0
+        }
+    }
+
+    /// Where the bytes start; nil when there is no buffer.
+    public var bytesBase: UnsafeMutablePointer<UInt8>? {
+        switch self {
+        case .some(let buffer): return buffer.base
+        case .none: return nil
+        }
     }
 }

@@ -28,6 +28,8 @@ public struct UVError: Error, CustomStringConvertible {
 public final class EventLoop {
     public let uv: UnsafeMutablePointer<uv_loop_t>
     public let clock: LoopClock
+    /// Real timers on this loop, for code that takes a `Scheduler`.
+    public private(set) lazy var scheduler = LoopScheduler(loop: self)
 
     public init() throws {
         uv = .allocate(capacity: 1)

@@ -6,7 +6,7 @@ import CLibUV
 /// written with `uv_write`. Bytes produced while that write is in flight wait in `queued`, which becomes the
 /// next write when the first completes (two buffers swapping, so neither grows while libuv reads from it).
 /// The owner keeps the `uv_write_t` alive (it owns this struct) and calls `completed()` from its write callback.
-struct StreamWriteQueue {
+struct StreamWriteQueue: ~Copyable {
     private var writing: ByteBuffer?
     private var queued: ByteBuffer?
     private var request: UnsafeMutablePointer<uv_write_t>?
@@ -16,7 +16,7 @@ struct StreamWriteQueue {
     static let keepCapacity = 64 << 10
 
     /// Bytes accepted but not yet taken by the kernel.
-    var backlog: Int { (writing?.count ?? 0) + (queued?.count ?? 0) }
+    var backlog: Int { writing.byteCount + queued.byteCount }
 
     /// Sends `bytes`; returns a libuv error (< 0) if the stream failed, else 0. `owner` goes into the write
     /// request's data for `callback`, which must call `completed()` and then `startQueued`.
@@ -24,9 +24,8 @@ struct StreamWriteQueue {
                        owner: UnsafeMutableRawPointer, callback: uv_write_cb) -> Int32 {
         guard bytes.count > 0 else { return 0 }
         if inFlight {
-            var q = queued ?? ByteBuffer(capacity: max(bytes.count, 4096))
-            q.append(bytes)
-            queued = q
+            if queued.bytesBase == nil { queued = ByteBuffer(capacity: max(bytes.count, 4096)) }
+            queued!.append(bytes)
             return 0
         }
         var buf = uv_buf_init(UnsafeMutableRawPointer(mutating: bytes.baseAddress!).assumingMemoryBound(to: CChar.self),
@@ -35,10 +34,9 @@ struct StreamWriteQueue {
         if n == bytes.count { return 0 }
         if n < 0 && n != Int(UV_EAGAIN.rawValue) { return Int32(n) }
         let written = max(n, 0)
-        var w = writing ?? ByteBuffer(capacity: max(bytes.count - written, 4096))
-        w.count = 0
-        w.append(UnsafeRawBufferPointer(rebasing: bytes[written...]))
-        writing = w
+        if writing.bytesBase == nil { writing = ByteBuffer(capacity: max(bytes.count - written, 4096)) }
+        writing!.count = 0
+        writing!.append(UnsafeRawBufferPointer(rebasing: bytes[written...]))
         return start(on: stream, owner: owner, callback: callback)
     }
 
@@ -52,23 +50,22 @@ struct StreamWriteQueue {
     /// else the status of the new write (< 0: the stream failed).
     mutating func startQueued(on stream: UnsafeMutablePointer<uv_stream_t>, owner: UnsafeMutableRawPointer,
                               callback: uv_write_cb) -> Int32? {
-        if let q = queued, q.count > 0 {
-            let drained = writing
-            writing = q
-            queued = drained
+        if queued.byteCount > 0 {
+            swap(&writing, &queued)
             return start(on: stream, owner: owner, callback: callback)
         }
-        if let w = writing, w.capacity > StreamWriteQueue.keepCapacity { var w = w; w.deallocate(); writing = nil }
-        if let q = queued, q.capacity > StreamWriteQueue.keepCapacity { var q = q; q.deallocate(); queued = nil }
+        if writing.byteCapacity > StreamWriteQueue.keepCapacity { writing = nil }
+        if queued.byteCapacity > StreamWriteQueue.keepCapacity { queued = nil }
         return nil
     }
 
     private mutating func start(on stream: UnsafeMutablePointer<uv_stream_t>, owner: UnsafeMutableRawPointer,
                                 callback: uv_write_cb) -> Int32 {
-        guard let w = writing, w.count > 0 else { return 0 }
+        let count = writing.byteCount
+        guard count > 0, let base = writing.bytesBase else { return 0 }
         if request == nil { request = .allocate(capacity: 1) }
         sc_uv_req_set_data(request!, owner)
-        var buf = uv_buf_init(UnsafeMutableRawPointer(w.base).assumingMemoryBound(to: CChar.self), UInt32(w.count))
+        var buf = uv_buf_init(UnsafeMutableRawPointer(base).assumingMemoryBound(to: CChar.self), UInt32(count))
         let status = uv_write(request!, stream, &buf, 1, callback)
         if status == 0 { inFlight = true }
         return status
@@ -76,8 +73,6 @@ struct StreamWriteQueue {
 
     /// Frees the buffers and the request; only after the stream's close callback.
     mutating func deallocate() {
-        writing?.deallocate()
-        queued?.deallocate()
         request?.deallocate()
         writing = nil
         queued = nil

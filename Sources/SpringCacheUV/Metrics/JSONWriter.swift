@@ -13,21 +13,27 @@
 /// Strings are escaped as RFC 8259 §7 requires (quote, backslash, control characters); bytes that are not
 /// valid UTF-8 become U+FFFD, so the output is always valid JSON even for binary keys.
 public struct JSONWriter {
-    public private(set) var buffer: ByteBuffer
+    /// The caller's buffer, borrowed for the duration of `write(into:)`.
+    private let out: UnsafeMutablePointer<ByteBuffer>
+    private var buffer: ByteBuffer {
+        _read { yield out.pointee }
+        nonmutating _modify { yield &out.pointee }
+    }
     /// Whether the next value or key in the current container needs a comma before it.
     private var needsComma = false
     /// Whether a key was just written, so the next value follows it directly.
     private var afterKey = false
 
-    private init(buffer: ByteBuffer) {
-        self.buffer = buffer
+    private init(out: UnsafeMutablePointer<ByteBuffer>) {
+        self.out = out
     }
 
     /// Runs `body` with a writer that appends to `out`.
     public static func write(into out: inout ByteBuffer, _ body: (inout JSONWriter) -> Void) {
-        var writer = JSONWriter(buffer: out)
-        body(&writer)
-        out = writer.buffer
+        withUnsafeMutablePointer(to: &out) { p in
+            var writer = JSONWriter(out: p)
+            body(&writer)
+        }
     }
 
     public mutating func object(_ body: (inout JSONWriter) -> Void) {

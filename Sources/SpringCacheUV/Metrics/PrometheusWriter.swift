@@ -65,22 +65,27 @@ public struct PrometheusWriter {
     /// The content type of the exposition format.
     public static let contentType: StaticString = "text/plain; version=0.0.4; charset=utf-8"
 
-    public private(set) var buffer: ByteBuffer
+    /// The caller's buffer, borrowed for the duration of `write(into:)`.
+    private let out: UnsafeMutablePointer<ByteBuffer>
+    private var buffer: ByteBuffer {
+        _read { yield out.pointee }
+        nonmutating _modify { yield &out.pointee }
+    }
     public var constantLabels: [PrometheusLabel]
 
-    private init(buffer: ByteBuffer, constantLabels: [PrometheusLabel]) {
-        self.buffer = buffer
+    private init(out: UnsafeMutablePointer<ByteBuffer>, constantLabels: [PrometheusLabel]) {
+        self.out = out
         self.constantLabels = constantLabels
     }
 
     /// Runs `body` with a writer that appends to `out`.
     public static func write(into out: inout ByteBuffer, constantLabels: [PrometheusLabel] = [],
                              _ body: (inout PrometheusWriter) -> Void) {
-        // The buffer moves into the writer and back; exclusivity of `out` keeps the caller from touching the
-        // old copy while the writer may grow it.
-        var writer = PrometheusWriter(buffer: out, constantLabels: constantLabels)
-        body(&writer)
-        out = writer.buffer
+        // The writer borrows `out` for the call; exclusivity of `out` keeps the caller from touching it meanwhile.
+        withUnsafeMutablePointer(to: &out) { p in
+            var writer = PrometheusWriter(out: p, constantLabels: constantLabels)
+            body(&writer)
+        }
     }
 
     /// Appends the `# HELP` and `# TYPE` lines of a metric family; counters' names should end in `_total`.

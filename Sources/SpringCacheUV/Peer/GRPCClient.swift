@@ -49,7 +49,7 @@ public struct GRPCClientStats {
 }
 
 /// One unary call of a client, from `unary` to its completion.
-final class GRPCClientCall: GRPCDeadlineTracked {
+final class GRPCClientCall: DeadlineTracked {
     let path: String
     /// The request message until it has been handed to nghttp2, then released.
     var request: [UInt8]
@@ -171,15 +171,14 @@ public final class GRPCClient: GRPCClientSessionOwner {
     private var waiting: [GRPCClientCall] = []
     private var completed: [GRPCClientCall] = []
     private var dirty: [GRPCClientConnection] = []
-    private var deadlines = GRPCDeadlineQueue<GRPCClientCall>()
-    private var deadlineTimerAt = Int64.max
     private var backoffMillis: Int64 = 0
     private var closed = false
     private var address = sockaddr_storage()
     private var addressError: String?
 
-    private var deadlineTimer: LoopTimer!
-    private var connectTimer: LoopTimer!
+    /// Calls started and not completed, by deadline: when one passes, the call fails DEADLINE_EXCEEDED.
+    private var deadlines: DeadlineTimer<GRPCClientCall>!
+    private var connectTimer: SchedulerTimer!
     private var work: HTTP2DeferredWork!
 
     public init(loop: EventLoop, target: HostPort, settings: GRPCClientSettings = GRPCClientSettings()) {
@@ -187,8 +186,8 @@ public final class GRPCClient: GRPCClientSessionOwner {
         self.target = target
         self.settings = settings
         addressError = GRPCClient.parseAddress(target, into: &address)
-        deadlineTimer = LoopTimer(loop: loop) { [unowned self] in self.deadlineTimerFired() }
-        connectTimer = LoopTimer(loop: loop) { [unowned self] in self.connectTimedOut() }
+        deadlines = DeadlineTimer(scheduler: loop.scheduler) { [unowned self] call in self.deadlinePassed(call) }
+        connectTimer = loop.scheduler.makeTimer { [unowned self] in self.connectTimedOut() }
         // Strong on purpose: completions queued by `close()` still run after the owner has dropped the client;
         // the cycle ends when the work handle closes (after that last drain).
         work = HTTP2DeferredWork(loop: loop) { self.runDeferredWork() }
@@ -239,7 +238,6 @@ public final class GRPCClient: GRPCClientSessionOwner {
             return
         }
         deadlines.insert(call)
-        armDeadlineTimer()
         switch state {
         case .ready:
             connection!.clientSession.start(call, now: now)
@@ -297,7 +295,7 @@ public final class GRPCClient: GRPCClientSessionOwner {
         let conn = GRPCClientConnection(client: self, tcp: tcp)
         connection = conn
         connections.append(conn)
-        guard conn.session != nil else {
+        guard conn.clientSession.session != nil else {
             connectFailed(conn, reason: "cannot create an HTTP/2 session")
             return
         }
@@ -308,7 +306,7 @@ public final class GRPCClient: GRPCClientSessionOwner {
             connectFailed(conn, reason: String(cString: uv_strerror(status)))
             return
         }
-        connectTimer.start(timeoutMillis: UInt64(max(settings.connectTimeoutMillis, 1)))
+        connectTimer.arm(afterMillis: max(settings.connectTimeoutMillis, 1))
     }
 
     private func connectTimedOut() {
@@ -321,7 +319,7 @@ public final class GRPCClient: GRPCClientSessionOwner {
             conn.close(reason: "connection no longer wanted")
             return
         }
-        connectTimer.stop()
+        connectTimer.disarm()
         state = .ready
         statsStorage.connections += 1
         if statsStorage.connections > 1 { statsStorage.reconnects += 1 }
@@ -346,7 +344,7 @@ public final class GRPCClient: GRPCClientSessionOwner {
 
     func connectFailed(_ conn: GRPCClientConnection, reason: String) {
         guard conn === connection else { return }
-        connectTimer.stop()
+        connectTimer.disarm()
         connection = nil
         statsStorage.connectFailures += 1
         enterBackoff()
@@ -396,24 +394,14 @@ public final class GRPCClient: GRPCClientSessionOwner {
 
     // MARK: deadlines
 
-    private func armDeadlineTimer() {
-        guard let earliest = deadlines.earliest, earliest < deadlineTimerAt, !closed else { return }
-        deadlineTimerAt = earliest
-        deadlineTimer.start(timeoutMillis: UInt64(max(earliest - loop.clock.nowMillis, 0)))
-    }
-
-    private func deadlineTimerFired() {
-        deadlineTimerAt = .max
-        let now = loop.clock.nowMillis
-        while let call = deadlines.popExpired(now: now) {
-            let session = call.session
-            finish(call, .failure(GRPCCallError(status: .deadlineExceeded, message: "deadline exceeded")))
-            if let session {
-                session.cancel(call)
-                session.requestFlush()
-            }
+    /// The call's deadline passed: it fails now, and its stream is reset so the server stops working on it.
+    private func deadlinePassed(_ call: GRPCClientCall) {
+        let session = call.session
+        finish(call, .failure(GRPCCallError(status: .deadlineExceeded, message: "deadline exceeded")))
+        if let session {
+            session.cancel(call)
+            session.requestFlush()
         }
-        armDeadlineTimer()
     }
 
     // MARK: batching
@@ -450,10 +438,9 @@ public final class GRPCClient: GRPCClientSessionOwner {
         let error = GRPCCallError(status: .cancelled, message: "client closed")
         for call in waiting { finish(call, .failure(error)) }
         waiting.removeAll()
-        for call in deadlines.removeAll() { finish(call, .failure(error)) }
+        for call in deadlines.close() { finish(call, .failure(error)) }
         connection = nil
         for conn in connections { conn.close(reason: "client closed") }
-        deadlineTimer.close()
         connectTimer.close()
         dirty.removeAll()
         work.schedule()

@@ -102,7 +102,7 @@ public protocol GRPCServiceHandler: AnyObject {
 }
 
 /// One unary call as the handler sees it: what was asked, and the one way to answer it.
-public final class GRPCServerCall: GRPCDeadlineTracked {
+public final class GRPCServerCall: DeadlineTracked {
     /// The HTTP/2 `:path`, e.g. `/springcachepb.SpringCache/Get`.
     public let path: String
     /// The request message (without the 5-byte prefix).
@@ -124,8 +124,8 @@ public final class GRPCServerCall: GRPCDeadlineTracked {
     /// a stream is detached from its call before its session can go away).
     var stream: GRPCServerStream?
     let context: GRPCServerContext
-    var expiresAtMillis: Int64 { deadlineMillis ?? .max }
-    var deadlineSlot = -1
+    public var expiresAtMillis: Int64 { deadlineMillis ?? .max }
+    public var deadlineSlot = -1
 
     init(path: String, message: [UInt8], deadlineMillis: Int64?, authorization: String?, stream: GRPCServerStream,
          context: GRPCServerContext) {
@@ -212,31 +212,33 @@ public final class GRPCServer {
 
     /// The sessions' shared state, apart from I/O.
     let context: GRPCServerContext
-    private var tick: LoopTimer?
+    private let scheduler: Scheduler
+    private var tick: SchedulerTimer?
     private var listener: TCPListener?
-    private var connections: [GRPCServerConnection] = []
-    private var deadlineTimer: LoopTimer?
+    private var connections: ConnectionSet<GRPCServerConnection>
     private var flushWork: HTTP2DeferredWork?
     private var dirty: [GRPCServerConnection] = []
-    private var graceTimer: LoopTimer?
+    private var graceTimer: SchedulerTimer?
     private var onClosed: (() -> Void)?
 
     public init(loop: EventLoop, settings: GRPCServerSettings = GRPCServerSettings(), handler: GRPCServiceHandler,
                 abuse: AbuseLog = AbuseLog()) {
         self.loop = loop
-        context = GRPCServerContext(settings: settings, handler: handler, abuse: abuse, clock: loop.clock)
+        scheduler = loop.scheduler
+        context = GRPCServerContext(settings: settings, handler: handler, abuse: abuse, scheduler: scheduler)
+        connections = ConnectionSet(limit: settings.maxConnections)
     }
 
     deinit {
-        precondition(listener == nil && deadlineTimer == nil && flushWork == nil && tick == nil,
-                     "GRPCServer released without close()")
+        precondition(listener == nil && flushWork == nil && tick == nil, "GRPCServer released without close()")
+        context.close()
     }
 
     /// A snapshot of the counters, with the bytes held, read and written and the connections open now.
     public var currentStats: GRPCServerStats {
         var s = context.currentStats
         s.openConnections = connections.count
-        for c in connections {
+        connections.forEach { c in
             s.bytesIn += c.session.bytesIn
             s.bytesOut += c.session.bytesOut
         }
@@ -257,33 +259,23 @@ public final class GRPCServer {
             self.accept(tcp)
         }
         boundPort = listener!.boundPort
-        let deadline = LoopTimer(loop: loop) { [unowned self] in self.context.expireCalls(now: self.loop.clock.nowMillis) }
-        deadlineTimer = deadline
-        context.armDeadline = { [unowned self] at in
-            deadline.start(timeoutMillis: UInt64(max(at - self.loop.clock.nowMillis, 0)))
-        }
         flushWork = HTTP2DeferredWork(loop: loop) { [unowned self] in self.flushDirty() }
         let work = flushWork!
         context.wakeDriver = { work.schedule() }
-        let timer = LoopTimer(loop: loop) { [unowned self] in self.checkConnections() }
+        let timer = scheduler.makeTimer { [unowned self] in self.checkConnections() }
         // Why a coarse tick: see `GRPCServerSession.tick`.
-        timer.start(timeoutMillis: settings.tickMillis, repeatMillis: settings.tickMillis)
+        timer.arm(afterMillis: Int64(settings.tickMillis), repeatMillis: Int64(settings.tickMillis))
         tick = timer
     }
 
     /// Handshake and idle deadlines of every connection, and the lifetime bound of every stream.
     private func checkConnections() {
-        let now = loop.clock.nowMillis
-        var i = 0
-        while i < connections.count {
-            let c = connections[i]
-            c.tick(now: now)
-            if i < connections.count && connections[i] === c { i += 1 }
-        }
+        let now = scheduler.clock.nowMillis
+        connections.forEachAllowingRemoval { $0.tick(now: now) }
     }
 
     private func accept(_ tcp: UnsafeMutablePointer<uv_tcp_t>) {
-        if connections.count >= settings.maxConnections || isClosing {
+        if connections.isFull || isClosing {
             // Refused at once: holding it open would cost a session and buffers for nothing.
             context.stats.connectionsRejected += 1
             uv_close(UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_handle_t.self)) { h in
@@ -294,8 +286,7 @@ public final class GRPCServer {
         context.stats.connectionsAccepted += 1
         let connection = GRPCServerConnection(server: self, tcp: tcp)
         context.sessionOpened(connection.serverSession)
-        connection.slot = connections.count
-        connections.append(connection)
+        connections.add(connection)
         connection.open()
     }
 
@@ -304,14 +295,7 @@ public final class GRPCServer {
         context.stats.connectionsClosed += 1
         context.stats.bytesIn += connection.session.bytesIn
         context.stats.bytesOut += connection.session.bytesOut
-        let i = connection.slot
-        guard i >= 0, i < connections.count, connections[i] === connection else { return }
-        let last = connections.removeLast()
-        if i < connections.count {
-            connections[i] = last
-            last.slot = i
-        }
-        connection.slot = -1
+        guard connections.remove(connection) else { return }
         if isClosing && connections.isEmpty { finishClose() }
     }
 
@@ -353,12 +337,12 @@ public final class GRPCServer {
             finishClose()
             return
         }
-        let timer = LoopTimer(loop: loop) { [unowned self] in
-            for c in self.connections { c.close(reason: "server closing: grace period over") }
+        let timer = scheduler.makeTimer { [unowned self] in
+            self.connections.forEachAllowingRemoval { $0.close(reason: "server closing: grace period over") }
         }
-        timer.start(timeoutMillis: UInt64(max(settings.shutdownGraceMillis, 0)))
+        timer.arm(afterMillis: max(settings.shutdownGraceMillis, 0))
         graceTimer = timer
-        for c in connections { c.goAway() }
+        connections.forEachAllowingRemoval { $0.goAway() }
     }
 
     private func finishClose() {
@@ -366,12 +350,8 @@ public final class GRPCServer {
         graceTimer = nil
         tick?.close()
         tick = nil
-        deadlineTimer?.close()
-        deadlineTimer = nil
-        context.armDeadline = nil
-        context.wakeDriver = nil
         // Cancel callbacks queued by the last connections still run, once, before the work handle goes.
-        context.runDeferredWork()
+        context.close()
         flushWork?.close()
         flushWork = nil
         dirty.removeAll()

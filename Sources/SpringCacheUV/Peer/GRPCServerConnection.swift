@@ -2,7 +2,7 @@ import CLibUV
 
 /// The libuv driver of one accepted gRPC connection: its `GRPCServerSession` decides, this object reads,
 /// writes and closes the socket, and tells the server when it is gone.
-final class GRPCServerConnection: HTTP2Connection {
+final class GRPCServerConnection: HTTP2Connection, SlottedConnection {
     let server: GRPCServer
     let serverSession: GRPCServerSession
     /// Index in the server's `ConnectionSet`.

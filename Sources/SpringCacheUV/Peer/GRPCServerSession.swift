@@ -3,7 +3,7 @@ import CNGHTTP2
 /// What every session of one gRPC server shares: settings, counters, the handler, the bounds on bytes
 /// held for unfinished requests and unsent answers, the unauthenticated connections, the deadlines of calls
 /// in the handler's hands, and the callbacks that must run outside nghttp2. No I/O: `GRPCServer` drives it
-/// with libuv, tests with a `ManualScheduler`.
+/// with libuv (its scheduler is the loop's), tests with a `ManualScheduler`.
 final class GRPCServerContext {
     var settings: GRPCServerSettings
     let handler: GRPCServiceHandler
@@ -22,19 +22,34 @@ final class GRPCServerContext {
     /// Asks the driver to call `runDeferredWork` soon (production: the next loop iteration).
     var wakeDriver: (() -> Void)?
 
-    private var deadlines = GRPCDeadlineQueue<GRPCServerCall>()
-    /// Asks the driver to call `expireCalls(now:)` at this time (the earliest call deadline).
-    var armDeadline: ((Int64) -> Void)?
-    private var deadlineArmedAt = Int64.max
+    private let scheduler: Scheduler
+    /// Calls in the handler's hands with a deadline; made on the first one, so a server that never starts
+    /// holds no timer.
+    private var deadlines: DeadlineTimer<GRPCServerCall>?
+    private var isClosed = false
 
-    init(settings: GRPCServerSettings, handler: GRPCServiceHandler, abuse: AbuseLog, clock: Clock,
+    init(settings: GRPCServerSettings, handler: GRPCServiceHandler, abuse: AbuseLog, scheduler: Scheduler,
          buffers: HTTP2IOBuffers = HTTP2IOBuffers()) {
         self.settings = settings
         self.handler = handler
         self.abuse = abuse
-        self.clock = clock
+        self.scheduler = scheduler
+        clock = scheduler.clock
         self.buffers = buffers
         buffers.maxQueuedOutputBytes = settings.maxBufferBytes
+    }
+
+    deinit {
+        precondition(deadlines == nil, "GRPCServerContext released without close()")
+    }
+
+    /// Stops watching deadlines (every session is closed by now) and runs the work still deferred.
+    func close() {
+        isClosed = true
+        _ = deadlines?.close()
+        deadlines = nil
+        wakeDriver = nil
+        runDeferredWork()
     }
 
     /// A snapshot of the counters, with what is held and open now.
@@ -86,32 +101,22 @@ final class GRPCServerContext {
             return
         }
         handler.handle(call)
-        if !call.isAnswered && !call.isCancelled && call.deadlineMillis != nil {
-            deadlines.insert(call)
-            armDeadlineIfEarlier()
+        if !call.isAnswered && !call.isCancelled && call.deadlineMillis != nil && !isClosed {
+            if deadlines == nil {
+                // When it passes: DEADLINE_EXCEEDED for the handler (`GRPCServerCall.expire`).
+                deadlines = DeadlineTimer(scheduler: scheduler) { call in call.expire() }
+            }
+            deadlines!.insert(call)
         }
     }
 
     /// A call was answered or cancelled: its deadline no longer needs watching.
     func callFinished(_ call: GRPCServerCall) {
-        deadlines.remove(call)
+        deadlines?.remove(call)
     }
 
     func countAnswer(_ status: GRPCStatus) {
         stats.answers[status.statsIndex] += 1
-    }
-
-    private func armDeadlineIfEarlier() {
-        guard let earliest = deadlines.earliest, earliest < deadlineArmedAt else { return }
-        deadlineArmedAt = earliest
-        armDeadline?(earliest)
-    }
-
-    /// The deadline timer fired: every call past its deadline is answered DEADLINE_EXCEEDED.
-    func expireCalls(now: Int64) {
-        deadlineArmedAt = .max
-        while let call = deadlines.popExpired(now: now) { call.expire() }
-        armDeadlineIfEarlier()
     }
 
     // MARK: deferred work

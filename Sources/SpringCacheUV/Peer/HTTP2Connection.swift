@@ -22,7 +22,6 @@ final class HTTP2IOBuffers {
 
     deinit {
         read.deallocate()
-        output.deallocate()
     }
 }
 

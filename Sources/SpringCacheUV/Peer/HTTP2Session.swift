@@ -361,7 +361,6 @@ final class HTTP2HeaderBlock {
     private var spans: [(name: Int, nameLength: Int, value: Int, valueLength: Int)] = []
 
     init() { spans.reserveCapacity(16) }
-    deinit { bytes.deallocate() }
 
     func reset() {
         bytes.count = 0

@@ -27,7 +27,6 @@ extension ProtoMessage {
     /// The encoding as a new array (tests and cold paths; the hot path uses `encode(into:)`).
     public func encoded() -> [UInt8] {
         var buffer = ByteBuffer(capacity: encodedSize)
-        defer { buffer.deallocate() }
         encode(into: &buffer)
         return Array(buffer.readable)
     }

@@ -10,7 +10,6 @@ final class FormDecoderTests: XCTestCase {
 
     private func lookup(_ name: StaticString, _ form: String) -> Expect {
         var scratch = ByteBuffer(capacity: 16)
-        defer { scratch.deallocate() }
         scratch.append("junk")   // decoded values land after whatever the scratch already holds
         let result = Array(form.utf8).withUnsafeBytes { FormDecoder.field(name, in: $0, into: &scratch) }
         switch result {
@@ -58,7 +57,6 @@ final class FormDecoderTests: XCTestCase {
 
     func testSeveralFieldsIntoOneScratch() {
         var scratch = ByteBuffer(capacity: 16)
-        defer { scratch.deallocate() }
         let form = Array("key=Jack&value=5%2B89+x&expire=10&hot=true".utf8)
         var ranges: [Range<Int>] = []
         form.withUnsafeBytes { f in
@@ -84,7 +82,6 @@ final class FormDecoderTests: XCTestCase {
         ]
         for (input, expected) in cases {
             var scratch = ByteBuffer(capacity: 16)
-            defer { scratch.deallocate() }
             let r = Array(input.utf8).withUnsafeBytes { FormDecoder.decodePathSegment($0, into: &scratch) }
             let got = r.map { String(decoding: UnsafeRawBufferPointer(rebasing: scratch.readable[$0]), as: UTF8.self) }
             XCTAssertEqual(got, expected, input)
@@ -103,13 +100,11 @@ final class FormDecoderTests: XCTestCase {
         for (input, expected) in cases {
             XCTAssertEqual(FormDecoder.percentEncoded(input), expected)
             var out = ByteBuffer(capacity: 16)
-            defer { out.deallocate() }
             Array(input.utf8).withUnsafeBytes { FormDecoder.appendPercentEncoded($0, to: &out) }
             XCTAssertEqual(String(decoding: out.readable, as: UTF8.self), expected)
         }
         // Round trip through the path decoder.
         var scratch = ByteBuffer(capacity: 16)
-        defer { scratch.deallocate() }
         let key = "a/b c+d%"
         let encoded = Array(FormDecoder.percentEncoded(key).utf8)
         let r = encoded.withUnsafeBytes { FormDecoder.decodePathSegment($0, into: &scratch) }!

@@ -7,7 +7,6 @@ final class HTTPResponseTests: XCTestCase {
 
     private func render(_ body: (inout ByteBuffer) -> Void) -> String {
         var out = ByteBuffer(capacity: 16)
-        defer { out.deallocate() }
         body(&out)
         return String(decoding: out.readable, as: UTF8.self)
     }

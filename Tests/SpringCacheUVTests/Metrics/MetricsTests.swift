@@ -5,7 +5,6 @@ import XCTest
 final class MetricsTests: XCTestCase {
     private func render(_ body: (inout ByteBuffer) -> Void) -> String {
         var out = ByteBuffer(capacity: 16)
-        defer { out.deallocate() }
         body(&out)
         return String(decoding: out.readable, as: UTF8.self)
     }

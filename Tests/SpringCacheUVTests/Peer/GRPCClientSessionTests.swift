@@ -34,7 +34,7 @@ final class GRPCTestClientOwner: GRPCClientSessionOwner {
 
 /// Our client session against our server session, in memory: no sockets, time from a manual clock.
 final class GRPCClientSessionTests: XCTestCase {
-    private var clock: ManualClock!
+    private var clock: ManualScheduler!
     private var handler: HTTP2TestHandler!
     private var context: GRPCServerContext!
     private var owner: GRPCTestClientOwner!
@@ -42,9 +42,10 @@ final class GRPCClientSessionTests: XCTestCase {
     private var client: GRPCClientSession!
 
     override func setUp() {
-        clock = ManualClock()
+        clock = ManualScheduler()
         handler = HTTP2TestHandler()
-        context = GRPCServerContext(settings: GRPCServerSettings(), handler: handler, abuse: AbuseLog(), clock: clock)
+        context = GRPCServerContext(settings: GRPCServerSettings(), handler: handler, abuse: AbuseLog(),
+                                    scheduler: clock)
         server = GRPCServerSession(context: context)
         context.sessionOpened(server)
         XCTAssertEqual(server.open(), .proceed)
@@ -59,6 +60,7 @@ final class GRPCClientSessionTests: XCTestCase {
         if !client.isClosed { client.closed(reason: "test over") }
         server = nil
         client = nil
+        context.close()
         context = nil
     }
 

@@ -93,14 +93,14 @@ final class GRPCFramingTests: XCTestCase {
         XCTAssertEqual(GRPCStatus.notFound.name, "NOT_FOUND")
     }
 
-    final class Item: GRPCDeadlineTracked {
+    final class Item: DeadlineTracked {
         let expiresAtMillis: Int64
         var deadlineSlot = -1
         init(_ t: Int64) { expiresAtMillis = t }
     }
 
     func testDeadlineQueueOrdersAndRemoves() {
-        var q = GRPCDeadlineQueue<Item>()
+        var q = DeadlineQueue<Item>()
         var rng = SystemRandomNumberGenerator()
         let items = (0..<200).map { _ in Item(Int64.random(in: 0..<1000, using: &rng)) }
         for item in items { q.insert(item) }

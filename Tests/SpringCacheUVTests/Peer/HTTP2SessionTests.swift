@@ -4,27 +4,27 @@ import XCTest
 @testable import SpringCacheUV
 
 /// The gRPC server session without sockets or timers: bytes from an in-process nghttp2 client go in,
-/// the session's output goes back, and time moves only when the test moves the clock.
+/// the session's output goes back, and time moves only when the test moves the `ManualScheduler` (whose
+/// timers, the call deadlines, fire as it moves).
 final class HTTP2SessionTests: XCTestCase {
-    private var clock: ManualClock!
+    private var clock: ManualScheduler!
     private var handler: HTTP2TestHandler!
     private var context: GRPCServerContext!
-    private var armedDeadlines: [Int64] = []
     /// Every session the test opened, with its driver (kept alive for the test's length).
     private var opened: [(GRPCServerSession, HTTP2TestDriver)] = []
 
     private func makeContext(_ configure: (inout GRPCServerSettings) -> Void = { _ in }) {
         var settings = GRPCServerSettings()
         configure(&settings)
-        clock = ManualClock()
+        clock = ManualScheduler()
         handler = HTTP2TestHandler()
-        context = GRPCServerContext(settings: settings, handler: handler, abuse: AbuseLog(), clock: clock)
-        context.armDeadline = { [unowned self] at in self.armedDeadlines.append(at) }
+        context = GRPCServerContext(settings: settings, handler: handler, abuse: AbuseLog(), scheduler: clock)
     }
 
     override func tearDown() {
         for (session, _) in opened where !session.isClosed { session.closed(reason: "test over") }
         opened = []
+        context?.close()
         context = nil
         handler = nil
     }
@@ -260,13 +260,11 @@ final class HTTP2SessionTests: XCTestCase {
         let id = client.request(Array("never".utf8), grpcTimeout: "100m")
         exchange(client, session)
         XCTAssertEqual(handler.calls.first?.deadlineMillis, start + 100)
-        XCTAssertEqual(armedDeadlines.last, start + 100)
+        XCTAssertEqual(clock.nextDueMillis, start + 100, "one timer, armed for the call's deadline")
         clock.advance(byMillis: 99)
-        context.expireCalls(now: clock.nowMillis)
         exchange(client, session)
         XCTAssertNil(client.streams[id]?.grpcStatus)
         clock.advance(byMillis: 1)
-        context.expireCalls(now: clock.nowMillis)
         exchange(client, session)
         XCTAssertEqual(client.streams[id]?.grpcStatus, GRPCStatus.deadlineExceeded.rawValue)
         XCTAssertEqual(context.stats.deadlineExceeded, 1)
@@ -286,8 +284,6 @@ final class HTTP2SessionTests: XCTestCase {
         exchange(client, session)
         XCTAssertEqual(handler.calls.last?.deadlineMillis, start + 10_000)
         clock.advance(byMillis: 10_000)
-        XCTAssertEqual(tick(session), .proceed)
-        context.expireCalls(now: clock.nowMillis)
         exchange(client, session)
         XCTAssertEqual(client.streams[id]?.grpcStatus, GRPCStatus.deadlineExceeded.rawValue)
         XCTAssertEqual(client.streams[long]?.grpcStatus, GRPCStatus.deadlineExceeded.rawValue)

@@ -60,7 +60,6 @@ private func fnv1a64(_ bytes: [UInt8]) -> UInt64 {
 /// Encodes `message` with `encode(into:)`, checking `encodedSize` on the way.
 private func encode<M: ProtoMessage>(_ message: M, file: StaticString = #filePath, line: UInt = #line) -> [UInt8] {
     var buffer = ByteBuffer(capacity: 16)
-    defer { buffer.deallocate() }
     buffer.append(UInt8(0xEE))   // a prefix, as the gRPC framer leaves: encode must append, not overwrite
     encode(message, into: &buffer)
     let bytes = Array(buffer.readable.dropFirst())
@@ -294,7 +293,6 @@ final class ProtoCodecTests: XCTestCase {
             var reader = ProtoReader(buffer.readable)
             XCTAssertEqual(try reader.readVarint(), value)
             XCTAssertEqual(reader.offset, size)
-            buffer.deallocate()
         }
     }
 
