@@ -8,14 +8,10 @@ import Glibc
 public struct GRPCClientSettings {
     /// Largest response message accepted (RESOURCE_EXHAUSTED beyond it) and largest request sent.
     public var maxMessageBytes = 4 << 20
-    /// SETTINGS_INITIAL_WINDOW_SIZE we advertise: a 1 MiB response arrives without waiting for WINDOW_UPDATE.
-    public var initialWindowSize: Int32 = 4 << 20
-    /// The connection-level receive window (raised with WINDOW_UPDATE at start).
-    public var connectionWindowSize: Int32 = 16 << 20
+    /// Windows and header-list bound we advertise (and enforce on response headers and trailers).
+    public var http2 = HTTP2Settings()
     /// Requests waiting for the socket before we stop pulling more from nghttp2 (it queues the rest).
     public var maxOutputBytes = 4 << 20
-    /// SETTINGS_MAX_HEADER_LIST_SIZE we advertise and enforce on response headers and trailers.
-    public var maxHeaderListBytes = 16 << 10
     /// A connect attempt that has not completed by then fails like a refused one.
     public var connectTimeoutMillis: Int64 = 2000
     /// Backoff after the first failed connect attempt; doubled after each further failure, up to the max.

@@ -31,16 +31,12 @@ final class GRPCClientSession: HTTP2Session {
 
     init(owner: GRPCClientSessionOwner, nowMillis: Int64) {
         self.owner = owner
-        super.init(isServer: false, maxHeaderListBytes: owner.settings.maxHeaderListBytes, nowMillis: nowMillis)
+        super.init(isServer: false, settings: owner.settings.http2, nowMillis: nowMillis)
     }
 
     /// Queues the preface (nghttp2 adds the client magic) and our SETTINGS.
     func open() {
-        let s = owner.settings
-        submitSettings([(NGHTTP2_SETTINGS_ENABLE_PUSH, 0),
-                        (NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, UInt32(s.initialWindowSize)),
-                        (NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, UInt32(s.maxHeaderListBytes))],
-                       connectionWindow: s.connectionWindowSize)
+        submitSettings()
     }
 
     // MARK: requests

@@ -9,15 +9,10 @@ public struct GRPCServerSettings {
     /// SETTINGS_MAX_CONCURRENT_STREAMS: streams a client may have open on one connection; nghttp2 refuses
     /// more with RST_STREAM(REFUSED_STREAM), which gRPC clients retry.
     public var maxConcurrentStreams: UInt32 = 1000
-    /// SETTINGS_INITIAL_WINDOW_SIZE: how much a client may send on one stream before we consume it.
-    /// Large enough that a 1 MiB value (plus framing) arrives without waiting for a WINDOW_UPDATE.
-    public var initialWindowSize: Int32 = 4 << 20
-    /// The connection-level receive window (raised with WINDOW_UPDATE at start).
-    public var connectionWindowSize: Int32 = 16 << 20
+    /// Windows and header-list bound we advertise (and enforce on request headers).
+    public var http2 = HTTP2Settings()
     /// Largest request message accepted, and largest response sent (RESOURCE_EXHAUSTED beyond it).
     public var maxMessageBytes = 4 << 20
-    /// SETTINGS_MAX_HEADER_LIST_SIZE: header bytes per request.
-    public var maxHeaderListBytes: UInt32 = 16 << 10
     /// Output waiting for one slow peer before we stop pulling answers from nghttp2 and stop reading it.
     public var maxOutputBytesPerConnection = 4 << 20
     /// Bytes the streams of one connection may hold: request messages being received or waiting for their

@@ -200,8 +200,7 @@ final class GRPCServerSession: HTTP2Session {
     init(context: GRPCServerContext) {
         self.context = context
         acceptedAtMillis = context.clock.nowMillis
-        super.init(isServer: true, maxHeaderListBytes: Int(context.settings.maxHeaderListBytes),
-                   nowMillis: acceptedAtMillis)
+        super.init(isServer: true, settings: context.settings.http2, nowMillis: acceptedAtMillis)
     }
 
     /// The peer's address for reports (the driver looks it up).
@@ -221,12 +220,7 @@ final class GRPCServerSession: HTTP2Session {
     /// make a session.
     func open() -> HTTP2Action {
         guard session != nil else { return .close(reason: "cannot create an HTTP/2 session") }
-        let s = context.settings
-        submitSettings([(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, s.maxConcurrentStreams),
-                        (NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, UInt32(s.initialWindowSize)),
-                        (NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, s.maxHeaderListBytes),
-                        (NGHTTP2_SETTINGS_ENABLE_PUSH, 0)],
-                       connectionWindow: s.connectionWindowSize)
+        submitSettings(extra: [(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, context.settings.maxConcurrentStreams)])
         return .proceed
     }
 

@@ -3,6 +3,20 @@ import CNGHTTP2
 import Glibc
 #endif
 
+/// The HTTP/2 settings both ends of a peer connection advertise (RFC 9113 §6.5.2); every bound is named
+/// here (STYLE habit 8).
+public struct HTTP2Settings {
+    /// SETTINGS_INITIAL_WINDOW_SIZE: how much the other end may send on one stream before we consume it.
+    /// Large enough that a 1 MiB value (plus framing) arrives without waiting for a WINDOW_UPDATE.
+    public var initialWindowSize: Int32 = 4 << 20
+    /// The connection-level receive window (raised with WINDOW_UPDATE at start).
+    public var connectionWindowSize: Int32 = 16 << 20
+    /// SETTINGS_MAX_HEADER_LIST_SIZE: decoded header bytes per request or response, advertised and enforced.
+    public var maxHeaderListBytes = 16 << 10
+
+    public init() {}
+}
+
 /// What the driver of an `HTTP2Session` must do after giving it an event.
 enum HTTP2Action: Equatable {
     /// Nothing beyond the usual: output may be waiting in the session, so pull it (`produceOutput`) when the
@@ -91,9 +105,13 @@ class HTTP2Session {
     static let maxDeflateTableBytes = 4096
     static let maxContinuations = 8
 
-    /// Creates the nghttp2 session (`session` stays nil if nghttp2 cannot: `start` then says close).
-    init(isServer: Bool, maxHeaderListBytes: Int, nowMillis: Int64) {
-        self.maxHeaderListBytes = maxHeaderListBytes
+    /// Our side's settings, sent by `submitSettings`.
+    let settings: HTTP2Settings
+
+    /// Creates the nghttp2 session (`session` stays nil if nghttp2 cannot: the owner then closes).
+    init(isServer: Bool, settings: HTTP2Settings, nowMillis: Int64) {
+        self.settings = settings
+        maxHeaderListBytes = settings.maxHeaderListBytes
         lastInputMillis = nowMillis
         lastWriteMillis = nowMillis
         var callbacks: OpaquePointer?
@@ -333,14 +351,19 @@ class HTTP2Session {
 
     // MARK: helpers for subclasses
 
-    /// Submits SETTINGS and raises the connection-level receive window (RFC 9113 §6.9.2: SETTINGS only
-    /// changes stream windows; the connection window grows only by WINDOW_UPDATE).
-    func submitSettings(_ entries: [(NGHTTP2_SETTINGS_ID, UInt32)], connectionWindow: Int32) {
+    /// Submits our SETTINGS (`settings`, push disabled, and `extra`) and raises the connection-level receive
+    /// window (RFC 9113 §6.9.2: SETTINGS only changes stream windows; the connection window grows only by
+    /// WINDOW_UPDATE).
+    func submitSettings(extra: [(NGHTTP2_SETTINGS_ID, UInt32)] = []) {
         guard let session else { return }
+        let entries = [(NGHTTP2_SETTINGS_ENABLE_PUSH, 0),
+                       (NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, UInt32(settings.initialWindowSize)),
+                       (NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, UInt32(settings.maxHeaderListBytes))] + extra
         let iv = entries.map { nghttp2_settings_entry(settings_id: Int32($0.0.rawValue), value: $0.1) }
         _ = iv.withUnsafeBufferPointer { nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue),
                                                                  $0.baseAddress, $0.count) }
-        _ = nghttp2_session_set_local_window_size(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, connectionWindow)
+        _ = nghttp2_session_set_local_window_size(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0,
+                                                  settings.connectionWindowSize)
     }
 
     /// Resets `streamID` (RST_STREAM with `code`); sent with the next output.

@@ -72,8 +72,21 @@ final class HTTP2SessionTests: XCTestCase {
     }
 
     private func tick(_ session: GRPCServerSession) -> HTTP2Action {
-        let action = session.tick(now: clock.nowMillis)
-        return action
+        session.tick(now: clock.nowMillis)
+    }
+
+    /// Moves time to 1 ms before `millis` from now (the tick keeps the connection), then to `millis` (the
+    /// tick closes it as a connection timeout, saying `why`).
+    private func assertTimesOut(_ session: GRPCServerSession, after millis: Int64, saying why: String,
+                                file: StaticString = #filePath, line: UInt = #line) {
+        clock.advance(byMillis: millis - 1)
+        XCTAssertEqual(tick(session), .proceed, "closed before its deadline", file: file, line: line)
+        clock.advance(byMillis: 1)
+        guard case .close(let reason) = tick(session) else {
+            return XCTFail("kept past its deadline", file: file, line: line)
+        }
+        XCTAssertTrue(reason.contains(why), reason, file: file, line: line)
+        XCTAssertEqual(context.stats.connectionTimeouts, 1, file: file, line: line)
     }
 
     // MARK: handshake
@@ -104,12 +117,7 @@ final class HTTP2SessionTests: XCTestCase {
     func testHandshakeTimeoutClosesASilentConnection() {
         makeContext { $0.handshakeTimeoutMillis = 5_000 }
         let (session, _) = openSession()
-        clock.advance(byMillis: 4_999)
-        XCTAssertEqual(tick(session), .proceed)
-        clock.advance(byMillis: 1)
-        guard case .close(let reason) = tick(session) else { return XCTFail("not closed at the handshake deadline") }
-        XCTAssertTrue(reason.contains("no HTTP/2 preface and SETTINGS within 5000 ms"), reason)
-        XCTAssertEqual(context.stats.connectionTimeouts, 1)
+        assertTimesOut(session, after: 5_000, saying: "no HTTP/2 preface and SETTINGS within 5000 ms")
     }
 
     func testHandshakeInTimeKeepsTheConnection() {
@@ -135,7 +143,9 @@ final class HTTP2SessionTests: XCTestCase {
 
     // MARK: idle connections
 
-    func testIdleConnectionIsPingedAndKeptWhenThePeerAnswers() {
+    /// A session that finished its handshake and then heard nothing until its PING was due (idle 60 s; the
+    /// answer is then awaited 10 s).
+    private func silentUntilPing() -> (GRPCServerSession, HTTP2TestClient) {
         makeContext {
             $0.idleTimeoutMillis = 60_000
             $0.pingTimeoutMillis = 10_000
@@ -145,10 +155,15 @@ final class HTTP2SessionTests: XCTestCase {
         exchange(client, session)
         clock.advance(byMillis: 59_999)
         XCTAssertEqual(tick(session), .proceed)
-        XCTAssertEqual(driver.flushRequests, 0)
+        XCTAssertEqual(driver.flushRequests, 0, "no PING before the idle timeout")
         clock.advance(byMillis: 1)
         XCTAssertEqual(tick(session), .proceed)
         XCTAssertEqual(driver.flushRequests, 1, "the PING asks its driver for a flush")
+        return (session, client)
+    }
+
+    func testIdleConnectionIsPingedAndKeptWhenThePeerAnswers() {
+        let (session, client) = silentUntilPing()
         exchange(client, session)  // the PING goes out, nghttp2's ACK comes back
         XCTAssertEqual(client.pingsReceived, 1)
         clock.advance(byMillis: 10_000)
@@ -157,29 +172,16 @@ final class HTTP2SessionTests: XCTestCase {
     }
 
     func testIdleConnectionThatIgnoresThePingIsClosed() {
-        makeContext {
-            $0.idleTimeoutMillis = 60_000
-            $0.pingTimeoutMillis = 10_000
-        }
-        let (session, _) = openSession()
-        let client = HTTP2TestClient()
-        exchange(client, session)
-        clock.advance(byMillis: 60_000)
-        XCTAssertEqual(tick(session), .proceed)
+        let (session, client) = silentUntilPing()
         client.input(serverOutput(session).bytes)  // the PING reaches the peer, which never answers
         XCTAssertEqual(client.pingsReceived, 1)
-        clock.advance(byMillis: 9_999)
-        XCTAssertEqual(tick(session), .proceed)
-        clock.advance(byMillis: 1)
-        guard case .close(let reason) = tick(session) else { return XCTFail("silent peer kept its connection") }
-        XCTAssertTrue(reason.contains("no answer to a PING"), reason)
-        XCTAssertEqual(context.stats.connectionTimeouts, 1)
+        assertTimesOut(session, after: 10_000, saying: "no answer to a PING")
     }
 
     // MARK: limits
 
     func testHeaderListOverTheLimitEndsTheConnectionWithEnhanceYourCalm() {
-        makeContext { $0.maxHeaderListBytes = 1024 }
+        makeContext { $0.http2.maxHeaderListBytes = 1024 }
         let (session, _) = openSession()
         let client = HTTP2TestClient()
         // Sent before the server's SETTINGS reach the client, so nghttp2 does not hold it back.
@@ -194,7 +196,7 @@ final class HTTP2SessionTests: XCTestCase {
     }
 
     func testHeaderListWithinTheLimitIsServed() {
-        makeContext { $0.maxHeaderListBytes = 1024 }
+        makeContext { $0.http2.maxHeaderListBytes = 1024 }
         let (session, _) = openSession()
         let client = HTTP2TestClient()
         let id = client.request(Array("x".utf8), extraHeaders: [("x-padding", String(repeating: "p", count: 500))])
@@ -320,11 +322,7 @@ final class HTTP2SessionTests: XCTestCase {
         // The driver reports output waiting for the socket since the last write completed.
         session.writeCompleted(now: clock.nowMillis)
         session.writeInFlight = true
-        clock.advance(byMillis: 9_999)
-        XCTAssertEqual(tick(session), .proceed)
-        clock.advance(byMillis: 1)
-        guard case .close(let reason) = tick(session) else { return XCTFail("a peer that never reads was kept") }
-        XCTAssertTrue(reason.contains("read none of our output"), reason)
+        assertTimesOut(session, after: 10_000, saying: "read none of our output")
     }
 
     // MARK: resets and cancellation
