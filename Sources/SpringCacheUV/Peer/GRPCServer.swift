@@ -56,7 +56,7 @@ public struct GRPCServerStats {
     /// Connections closed because nghttp2 rejected their input (not HTTP/2, bad frames, floods), or because
     /// a header list passed SETTINGS_MAX_HEADER_LIST_SIZE (those are also in `headerListViolations`).
     public var protocolErrors: UInt64 = 0
-    /// Connections closed for a header block larger than `maxHeaderListBytes` (an HPACK bomb).
+    /// Connections closed for a header block larger than `http2.maxHeaderListBytes` (an HPACK bomb).
     public var headerListViolations: UInt64 = 0
     /// Complete unary requests handed to the handler.
     public var calls: UInt64 = 0

@@ -80,7 +80,8 @@ final class GRPCServerContext {
                          "more than \(settings.maxUnauthenticatedConnections) connections not authenticated; "
                          + "closing the oldest", now: clock.nowMillis)
             sessionAuthenticated(oldest)
-            oldest.driver?.closeConnection(reason: "closed to make room: too many connections that have not authenticated")
+            oldest.driver?.closeConnection(
+                reason: "closed to make room: too many connections that have not authenticated")
         }
         unauthenticated.append(session)
     }

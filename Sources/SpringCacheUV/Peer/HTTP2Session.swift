@@ -219,7 +219,8 @@ class HTTP2Session {
 
     /// A data provider whose reads go to `readBody(streamID:…)`; nghttp2 copies the struct on submit.
     static var dataProvider: nghttp2_data_provider {
-        nghttp2_data_provider(source: nghttp2_data_source(ptr: nil)) { _, streamID, buffer, length, flags, _, userData in
+        nghttp2_data_provider(source: nghttp2_data_source(ptr: nil)) {
+            _, streamID, buffer, length, flags, _, userData in
             HTTP2Session.from(userData).readBody(streamID: streamID, into: buffer!, length: length, flags: flags!)
         }
     }
