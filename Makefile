@@ -5,7 +5,8 @@ BUILD_DIR  ?= .build
 BIN         = $(BUILD_DIR)/release/springcache-uv
 ARGS       ?=
 
-.PHONY: all build run test unit integration bench bench-hitcost bench-cluster bench-workers scale deps clean fuzz test-asan
+.PHONY: all build run test unit integration bench bench-hitcost bench-cluster bench-workers scale deps clean fuzz \
+        test-asan check-layers
 
 all: build
 
@@ -20,9 +21,15 @@ run: build
 
 test:
 	@scripts/ensure-deps test
+	$(MAKE) --no-print-directory check-layers
 	$(SWIFT) build -c release --scratch-path $(BUILD_DIR) --product springcache-uv
 	$(SWIFT) test --scratch-path $(BUILD_DIR) --disable-swift-testing
 	SPRINGCACHE_BIN=$(abspath $(BIN)) python3 -m pytest -q Tests/integration
+
+# The direction of dependencies between source folders (the table in scripts/check-layers), and its self-test.
+check-layers:
+	python3 -m pytest -q Tests/scripts
+	scripts/check-layers
 
 unit: deps
 	$(SWIFT) test --scratch-path $(BUILD_DIR) --disable-swift-testing
@@ -33,6 +40,7 @@ integration: build
 
 bench: build
 	@scripts/ensure-deps bench
+	bench/groupcache/build.sh
 	bench/run.sh
 
 # Allocations and instructions per local hit, counted under valgrind (steady where rps moves with load).
@@ -42,6 +50,7 @@ bench-hitcost: build
 
 bench-cluster: build
 	@scripts/ensure-deps bench
+	bench/groupcache/build.sh
 	bench/cluster.sh
 
 bench-workers: build

@@ -1,9 +1,11 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// Linux only: the C shims and the sources use Glibc, SO_REUSEPORT load balancing and /proc (Debian packages
+// libuv1-dev, libcurl4-openssl-dev, libnghttp2-dev; see README). SwiftPM cannot say "Linux only", so no
+// `platforms` entry is declared rather than one that claims macOS.
 let package = Package(
     name: "springcache-uv",
-    platforms: [.macOS(.v13)],
     products: [
         .executable(name: "springcache-uv", targets: ["springcache-uv"]),
         .library(name: "SpringCacheUV", targets: ["SpringCacheUV"]),

@@ -1,4 +1,4 @@
-"""Cluster benchmark: local hits vs remote hits (gRPC to the owner) vs hot-copy hits, through one node.
+"""Cluster benchmark: local vs remote vs hot-copy hits through one node; a 2-node cluster against groupcache's.
 
 Run through bench/cluster.sh. Two 3-node clusters (a, b, c; static --peer lists on 127.0.0.1) run side by side:
   cluster "cold" with --hot-copy-one-in 0 (a non-owner never keeps a copy: every read of a remote key is a
@@ -10,9 +10,14 @@ Scenarios, all wrk -t1 -cN against node a, alternating within each round:
   remote - keys owned by b or c (cold cluster): each request is a gRPC Get from a to the owner
   hot    - keys owned by b or c (hot cluster), read once through a beforehand: served from a's hot cache
 Values are set with /api/set (expire 3 days) before the runs, so the origin is never involved.
-Environment: SPRINGCACHE_BIN, BENCH_DURATION (10s), BENCH_ROUNDS (2), BENCH_CONNS ("64"), BENCH_KEYS (1000 per
-scenario), BENCH_SERVER_CPU (1), BENCH_WRK_CPU (0), BENCH_OTHERS_CPU (= BENCH_WRK_CPU; "none" = unpinned),
-BENCH_RESULTS (bench/results).
+  two-node - a 2-node springcache-uv cluster (default --hot-copy-one-in, 10) against a 2-node groupcache cluster
+             (bench/groupcache, HTTPPool peers; groupcache makes a hot copy 1 time in 10 too): all BENCH_KEYS keys
+             k0.. read through node a, read once through a before the runs; CPU per request is a's plus b's
+             (b on BENCH_OTHERS_CPU), the cost of serving through one node of a cluster, peer work included
+Environment: SPRINGCACHE_BIN, BENCH_DURATION (10s), BENCH_ROUNDS (2), BENCH_CONNS ("64 256"), BENCH_KEYS (1000 per
+scenario), BENCH_SCENARIOS ("local remote hot two-node"), BENCH_SYSTEMS ("springcache-uv groupcache": groupcache
+runs in two-node only), BENCH_SMOKE (0; 1 = the report is marked a smoke run), BENCH_SERVER_CPU (1),
+BENCH_WRK_CPU (0), BENCH_OTHERS_CPU (= BENCH_WRK_CPU; "none" = unpinned), BENCH_RESULTS (bench/results).
 """
 import datetime
 import importlib.util
@@ -21,8 +26,6 @@ import os
 import random
 import shutil
 import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,12 +37,16 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import bench  # noqa: E402  (run_wrk, pinned, environment, fmt, wait_for)
 import loader  # noqa: E402
+import procs  # noqa: E402
+import report  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("ring", os.path.join(REPO, "Tests", "golden", "make_ring_vectors.py"))
 ring = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(ring)
 
 NAMES = ["a", "b", "c"]
+SCENARIOS = ["local", "remote", "hot", "two-node"]
+SYSTEMS = ["springcache-uv", "groupcache"]
 
 
 def free_peer_port(used):
@@ -67,25 +74,26 @@ def get_json(port, path):
 
 
 class BenchCluster:
-    def __init__(self, label, binary, tmp, used, hot_one_in, cpus):
+    """springcache-uv nodes `names` with a static --peer list; hot_one_in None keeps the default."""
+    def __init__(self, label, binary, tmp, used, hot_one_in, cpus, names=NAMES):
         self.label = label
-        ports = {n: free_peer_port(used) for n in NAMES}
-        peer_arg = ",".join("%s=127.0.0.1:%d" % (n, ports[n]) for n in NAMES)
         self.nodes = {}
-        for n in NAMES:
+        ports = {n: free_peer_port(used) for n in names}
+        peer_arg = ",".join("%s=127.0.0.1:%d" % (n, ports[n]) for n in names)
+        hot = [] if hot_one_in is None else ["--hot-copy-one-in", str(hot_one_in)]
+        for n in names:
             api = free_peer_port(used)
-            log = open(os.path.join(tmp, "%s-%s.log" % (label, n)), "wb")
             argv = [binary, "--api", "127.0.0.1:%d" % api, "--jitter", "0", "--ttl", "1h", "--log-level", "warning",
-                    "--name", n, "--port", str(ports[n]), "--peer", peer_arg, "--hot-copy-one-in", str(hot_one_in)]
-            proc = subprocess.Popen(bench.pinned(cpus[n], argv), stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+                    "--name", n, "--port", str(ports[n]), "--peer", peer_arg] + hot
+            proc = procs.spawn(cpus[n], argv, os.path.join(tmp, "%s-%s.log" % (label, n)))
             self.nodes[n] = {"name": "%s/%s" % (label, n), "proc": proc, "port": api}
-        for n in NAMES:
+        for n in names:
             bench.wait_for("http://127.0.0.1:%d/api/get?key=Tom" % self.nodes[n]["port"], b"value=630\n",
                            self.nodes[n]["proc"])
         deadline = time.monotonic() + 10
         while True:
-            states = [m["state"] for n in NAMES for m in get_json(self.nodes[n]["port"], "/api/peers")["members"]]
-            if states.count("up") == 9:
+            states = [m["state"] for n in names for m in get_json(self.nodes[n]["port"], "/api/peers")["members"]]
+            if states.count("up") == len(names) ** 2:
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError("%s: members not all up: %r" % (label, states))
@@ -125,12 +133,43 @@ def lua_script(path, keys):
     return path
 
 
+class GroupcacheCluster:
+    """bench/groupcache nodes a and b, each the other's HTTPPool peer."""
+    def __init__(self, tmp, used, cpus):
+        self.label = "groupcache"
+        ports = {n: free_peer_port(used) for n in ("a", "b")}
+        peers = ["http://127.0.0.1:%d" % ports[n] for n in ("a", "b")]
+        self.nodes = {}
+        for n in ("a", "b"):
+            self.nodes[n] = procs.start_groupcache(cpus[n], tmp, "groupcache/%s" % n, ports[n], peers)
+
+    def stats(self, n):
+        return get_json(self.nodes[n]["port"], "/api/stats")
+
+    def stop(self):
+        for node in self.nodes.values():
+            bench.stop(node)
+
+
+def two_node_counters(system, cluster):
+    """(peer gets served by b, hot-cache hits on a, origin loads on a and b) so far."""
+    if system == "groupcache":
+        a, b = cluster.stats("a"), cluster.stats("b")
+        return (b["stats"]["ServerRequests"], a["hot"]["Hits"],
+                a["stats"]["LocalLoads"] + b["stats"]["LocalLoads"])
+    a, b = cluster.stats("a"), cluster.stats("b")
+    return b["gets"], a["hot_hits"], a["loads"] + b["loads"]
+
+
 def main():
     binary = os.path.abspath(os.environ.get("SPRINGCACHE_BIN") or os.path.join(REPO, ".build/release/springcache-uv"))
     duration = os.environ.get("BENCH_DURATION", "10s")
     rounds = int(os.environ.get("BENCH_ROUNDS", "2"))
-    conns = [int(c) for c in os.environ.get("BENCH_CONNS", "64").split()]
+    conns = [int(c) for c in os.environ.get("BENCH_CONNS", "64 256").split()]
     nkeys = int(os.environ.get("BENCH_KEYS", "1000"))
+    chosen = bench.words("BENCH_SCENARIOS", " ".join(SCENARIOS), SCENARIOS)
+    systems = bench.words("BENCH_SYSTEMS", " ".join(SYSTEMS), SYSTEMS)
+    smoke = os.environ.get("BENCH_SMOKE", "0") == "1"
     server_cpu, wrk_cpu = os.environ.get("BENCH_SERVER_CPU", "1"), os.environ.get("BENCH_WRK_CPU", "0")
     others_cpu = os.environ.get("BENCH_OTHERS_CPU", wrk_cpu)
     if others_cpu == "none":
@@ -139,8 +178,13 @@ def main():
         print("bench: fewer than 2 CPUs or no taskset: running unpinned", file=sys.stderr)
         server_cpu = wrk_cpu = others_cpu = None
     results_dir = os.environ.get("BENCH_RESULTS", os.path.join(HERE, "results"))
-    if not os.access(binary, os.X_OK):
+    if "springcache-uv" in systems and not os.access(binary, os.X_OK):
         sys.exit("bench: no binary at %s (build it or set SPRINGCACHE_BIN)" % binary)
+    procs.tool("wrk")
+    if "groupcache" in systems and "two-node" in chosen:
+        procs.groupcache_binary()
+    procs.stop_on_signals()
+    three = [s for s in ("local", "remote", "hot") if s in chosen] if "springcache-uv" in systems else []
 
     local_keys, remote_keys = [], []
     i = 0
@@ -150,107 +194,158 @@ def main():
         (local_keys if ring.owner(NAMES, k) == "a" else remote_keys).append(k)
     local_keys, remote_keys = local_keys[:nkeys], remote_keys[:nkeys]
     remote_owners = {o: sum(1 for k in remote_keys if ring.owner(NAMES, k) == o) for o in ("b", "c")}
+    two_keys = ["k%d" % i for i in range(nkeys)]
 
     tmp = tempfile.mkdtemp(prefix="springcache-cbench-")
     used = set()
     cpus = {"a": server_cpu, "b": others_cpu, "c": others_cpu}
     clusters = []
     rows = []
+    hot_items = None
     try:
-        cold = BenchCluster("cold", binary, tmp, used, 0, cpus)
-        clusters.append(cold)
-        hot = BenchCluster("hot", binary, tmp, used, 1, cpus)
-        clusters.append(hot)
-        for c in (cold, hot):
-            pipeline(c.nodes["a"]["port"], set_requests(local_keys + remote_keys, "630"), 200)
-        # warm the hot copies on hot/a, and check they are there
-        pipeline(hot.nodes["a"]["port"], get_requests(remote_keys), 200)
-        hot_items = hot.stats("a")["caches"]["hot"]["items"]
-        if hot_items < nkeys:
-            raise RuntimeError("hot/a holds %d hot copies after warming %d remote keys" % (hot_items, nkeys))
-        cold_hot_items = cold.stats("a")["caches"]["hot"]["items"]
-        if cold_hot_items:
-            raise RuntimeError("cold/a holds %d hot copies with --hot-copy-one-in 0" % cold_hot_items)
-
-        for c, keys in ((cold, local_keys), (cold, remote_keys), (hot, remote_keys)):
-            bench.wait_for("http://127.0.0.1:%d/api/get?key=%s" % (c.nodes["a"]["port"], keys[-1]), b"value=630\n",
-                           c.nodes["a"]["proc"], timeout=2)
+        # (label, system, cluster, script, counters(cluster) -> (peer gets, hot hits, loads), node a with the
+        # processes whose CPU is counted)
+        scenarios = []
         scripts = {"local": lua_script(os.path.join(tmp, "local.lua"), local_keys),
-                   "remote": lua_script(os.path.join(tmp, "remote.lua"), remote_keys)}
-        scenarios = [("local", cold, "local"), ("remote", cold, "remote"), ("hot copy", hot, "remote")]
+                   "remote": lua_script(os.path.join(tmp, "remote.lua"), remote_keys),
+                   "two": lua_script(os.path.join(tmp, "two.lua"), two_keys)}
+
+        def three_counters(cluster):
+            a = cluster.stats("a")
+            return sum(cluster.stats(o)["gets"] for o in ("b", "c")), a["hot_hits"], a["loads"]
+        if three:
+            cold = BenchCluster("cold", binary, tmp, used, 0, cpus)
+            clusters.append(cold)
+            hot = BenchCluster("hot", binary, tmp, used, 1, cpus)
+            clusters.append(hot)
+            for c in (cold, hot):
+                pipeline(c.nodes["a"]["port"], set_requests(local_keys + remote_keys, "630"), 200)
+            # warm the hot copies on hot/a, and check they are there
+            pipeline(hot.nodes["a"]["port"], get_requests(remote_keys), 200)
+            hot_items = hot.stats("a")["caches"]["hot"]["items"]
+            if hot_items < nkeys:
+                raise RuntimeError("hot/a holds %d hot copies after warming %d remote keys" % (hot_items, nkeys))
+            cold_hot_items = cold.stats("a")["caches"]["hot"]["items"]
+            if cold_hot_items:
+                raise RuntimeError("cold/a holds %d hot copies with --hot-copy-one-in 0" % cold_hot_items)
+            for c, keys in ((cold, local_keys), (cold, remote_keys), (hot, remote_keys)):
+                bench.wait_for("http://127.0.0.1:%d/api/get?key=%s" % (c.nodes["a"]["port"], keys[-1]),
+                               b"value=630\n", c.nodes["a"]["proc"], timeout=2)
+            for label, cluster, script in (("local", cold, "local"), ("remote", cold, "remote"),
+                                           ("hot", hot, "remote")):
+                if label in three:
+                    scenarios.append(("hot copy" if label == "hot" else label, "springcache-uv", cluster,
+                                      scripts[script], three_counters, cluster.nodes["a"]))
+        if "two-node" in chosen:
+            for system in systems:
+                if system == "springcache-uv":
+                    two = BenchCluster("two", binary, tmp, used, None, cpus, names=["a", "b"])
+                    clusters.append(two)
+                    pipeline(two.nodes["a"]["port"], set_requests(two_keys, "630"), 200)
+                else:
+                    two = GroupcacheCluster(tmp, used, cpus)
+                    clusters.append(two)
+                pipeline(two.nodes["a"]["port"], get_requests(two_keys), 200)  # groupcache: loads every key once
+                got = procs.fetch(two.nodes["a"]["port"], "/api/get?key=%s" % two_keys[-1])
+                if got != b"value=630\n":
+                    raise RuntimeError("%s two-node answers %r for %s" % (system, got, two_keys[-1]))
+                node_a = dict(two.nodes["a"], cpu_procs=[two.nodes["a"]["proc"], two.nodes["b"]["proc"]])
+                scenarios.append(("2 nodes, all through a", system, two, scripts["two"],
+                                  lambda cl, system=system: two_node_counters(system, cl), node_a))
+
+        labels = list(dict.fromkeys(sc[0] for sc in scenarios))
         for c in conns:
             for r in range(1, rounds + 1):
-                for label, cluster, script in scenarios:
-                    node = cluster.nodes["a"]
-                    owner_gets = {o: cluster.stats(o)["gets"] for o in ("b", "c")}
-                    a_before = cluster.stats("a")
-                    res = bench.run_wrk(node, "/", scripts[script], c, duration, wrk_cpu)
-                    a_after = cluster.stats("a")
-                    owner_delta = sum(cluster.stats(o)["gets"] - owner_gets[o] for o in ("b", "c"))
-                    row = dict(res, scenario=label, conns=c, round=r, owner_gets=owner_delta,
-                               hot_hits=a_after["hot_hits"] - a_before["hot_hits"],
-                               loads=a_after["loads"] - a_before["loads"])
-                    rows.append(row)
-                    if res["errors"]:
-                        print("bench: %d errors (non-2xx or socket) in the %s run" % (res["errors"], label),
-                              file=sys.stderr)
-                    print("%-8s c=%-4d round %d: %9.0f rps  p50 %7s ms  p99 %7s ms  %6.2f us CPU/req (node a)  "
-                          "owner gets %d  hot hits %d  errors %d" % (
-                              label, c, r, res["rps"], bench.fmt(res["p50"], ".3f"), bench.fmt(res["p99"], ".3f"),
-                              res["cpu_us"], owner_delta, row["hot_hits"], res["errors"]), flush=True)
-                    for cl in clusters:
-                        for n in cl.nodes.values():
-                            if n["proc"].poll() is not None:
-                                raise RuntimeError("%s died during the run" % n["name"])
+                for label in labels:
+                    for _, system, cluster, script, counters, node in [sc for sc in scenarios if sc[0] == label]:
+                        before = counters(cluster)
+                        res = bench.run_wrk(node, "/", script, c, duration, wrk_cpu)
+                        after = counters(cluster)
+                        peer, hot_hits, loads = (y - x for x, y in zip(before, after))
+                        row = dict(res, scenario=label, system=system, conns=c, round=r, owner_gets=peer,
+                                   hot_hits=hot_hits, loads=loads)
+                        rows.append(row)
+                        if res["errors"]:
+                            print("bench: %d errors (non-2xx or socket) in the %s run" % (res["errors"], label),
+                                  file=sys.stderr)
+                        print("%-22s %-14s c=%-4d round %d: %9.0f rps  p50 %7s ms  p99 %7s ms  %6.2f us CPU/req  "
+                              "peer gets %d  hot hits %d  loads %d  errors %d" % (
+                                  label, system, c, r, res["rps"], bench.fmt(res["p50"], ".3f"),
+                                  bench.fmt(res["p99"], ".3f"), res["cpu_us"], peer, hot_hits, loads,
+                                  res["errors"]), flush=True)
+                        for cl in clusters:
+                            for n in cl.nodes.values():
+                                if n["proc"].poll() is not None:
+                                    raise RuntimeError("%s died during the run" % n["name"])
     finally:
         for cl in clusters:
             cl.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
     pin = lambda cpu: "unpinned" if cpu is None else "CPU %s" % cpu  # noqa: E731
-    lines = ["# springcache-uv cluster: local vs remote vs hot-copy hits", ""]
-    lines += ["- " + e for e in bench.environment(binary)[:3]]
-    lines += ["- two 3-node clusters (a, b, c; static `--peer` list, h2c gRPC on 127.0.0.1), all nodes `--jitter 0 "
-              "--ttl 1h --log-level warning`; \"cold\" with `--hot-copy-one-in 0`, \"hot\" with `--hot-copy-one-in 1`",
-              "- node under test: a, %s; b and c: %s; wrk -t1 -c{%s} -d%s --latency: %s; scenarios alternate within "
-              "each of %d rounds" % (pin(server_cpu), pin(others_cpu), ",".join(map(str, conns)), duration,
-                                     pin(wrk_cpu), rounds),
-              "- %d keys per scenario, values `630` set with /api/set expire=4320 before the runs (origin never "
-              "used), requested round-robin: local = keys the ring gives to a; remote = keys owned by b (%d) and "
-              "c (%d), read through a; hot copy = the same remote keys on the hot cluster, read once through a "
-              "first (a then held %d hot copies)" % (nkeys, remote_owners["b"], remote_owners["c"], hot_items),
-              "- CPU/req: node a's utime+stime over the run / requests; owner gets: the owners' (b+c) `gets` "
-              "counter delta during the run (≈ requests for remote, ≈ 0 for hot copies)", "",
-              "## Runs", "",
-              "| scenario | conns | round | requests/s | p50 ms | p99 ms | CPU µs/req (a) | owner gets | "
-              "a hot hits | a loads | errors |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for row in rows:
-        lines.append("| %s | %d | %d | %.0f | %s | %s | %.2f | %d | %d | %d | %d |" % (
-            row["scenario"], row["conns"], row["round"], row["rps"], bench.fmt(row["p50"], ".3f"),
-            bench.fmt(row["p99"], ".3f"), row["cpu_us"], row["owner_gets"], row["hot_hits"], row["loads"],
-            row["errors"]))
-    lines += ["", "## Summary (mean over rounds; ratio = scenario / local)", "",
-              "| scenario | conns | requests/s | ratio to local | p50 ms | p99 ms | CPU µs/req (a) |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
+    title = "springcache-uv cluster: local, remote and hot-copy hits; 2 nodes against groupcache"
+    if smoke:
+        title += " — SMOKE RUN (figures not meaningful)"
+    preamble = ([("**Smoke run**: short runs on a busy machine, to show every system and scenario works and the "
+                  "report comes out; the figures are not meaningful.")] if smoke else [])
+    preamble += bench.environment(binary)
+    preamble += [
+        "wrk -t1 -c{%s} -d%s --latency: %s; node a (the node under test): %s; the other nodes: %s; scenarios "
+        "alternate within each of %d rounds" % (",".join(map(str, conns)), duration, pin(wrk_cpu), pin(server_cpu),
+                                                pin(others_cpu), rounds)]
+    if three:
+        preamble += [
+            "local / remote / hot copy: two 3-node springcache-uv clusters (a, b, c; static `--peer` list, h2c gRPC "
+            "on 127.0.0.1), all nodes `--jitter 0 --ttl 1h --log-level warning`; \"cold\" with `--hot-copy-one-in "
+            "0`, \"hot\" with `--hot-copy-one-in 1`; %d keys per scenario, values `630` set with /api/set "
+            "expire=4320 before the runs (origin never used), requested round-robin: local = keys the ring gives "
+            "to a; remote = keys owned by b (%d) and c (%d), read through a; hot copy = the same remote keys on the "
+            "hot cluster, read once through a first (a then held %d hot copies); CPU/req: node a's only"
+            % (nkeys, remote_owners["b"], remote_owners["c"], hot_items)]
+    if "two-node" in chosen:
+        preamble += [
+            "2 nodes, all through a: springcache-uv a and b (default `--hot-copy-one-in` 10; keys k0..k%d = 630 "
+            "set through a) against bench/groupcache a and b (HTTPPool peers, hot copy 1 in 10, values from its "
+            "in-process origin); every key read once through a before the runs; CPU/req: a's plus b's"
+            % (nkeys - 1)]
+    preamble += ["peer gets: the other nodes' gets (springcache-uv) or served peer requests (groupcache) during "
+                 "the run; hot hits: a's hot-cache hits; loads: origin loads on a and b during the run (every value "
+                 "is cached before the runs; groupcache loads a key itself when its peer fetch fails)"]
+    counters = ["## Cluster counters per run", "",
+                "| scenario | system | conns | round | peer gets | a hot hits | loads |",
+                "|---|---|---:|---:|---:|---:|---:|"]
+    counters += ["| %s | %s | %d | %d | %d | %d | %d |" % (r["scenario"], r["system"], r["conns"], r["round"],
+                                                          r["owner_gets"], r["hot_hits"], r["loads"]) for r in rows]
+    to_local = []
+    closing = []
     for c in conns:
-        def mean(label, field):
-            vals = [r[field] for r in rows if r["scenario"] == label and r["conns"] == c and r[field] is not None]
-            return statistics.mean(vals) if vals else None
-        local = mean("local", "rps")
-        for label in ("local", "remote", "hot copy"):
-            rps = mean(label, "rps")
-            lines.append("| %s | %d | %.0f | %.2f | %s | %s | %.2f |" % (
-                label, c, rps, rps / local, bench.fmt(mean(label, "p50"), ".3f"), bench.fmt(mean(label, "p99"), ".3f"),
-                mean(label, "cpu_us")))
-    report = "\n".join(lines) + "\n"
-    print()
-    print(report)
+        local = report.mean(rows, "local", c, "springcache-uv", "rps")
+        local_cpu = report.mean(rows, "local", c, "springcache-uv", "cpu_us")
+        for label in ("remote", "hot copy"):
+            rps, cpu = (report.mean(rows, label, c, "springcache-uv", f) for f in ("rps", "cpu_us"))
+            if local and rps:
+                to_local.append("| %s | %d | %.2f | %.2f |" % (label, c, rps / local, cpu / local_cpu))
+                closing.append("- %s hits, %d conns: %.0f rps, %.2f× local's; %.2f µs CPU/req on a, %.2f× "
+                               "local's." % (label, c, rps, rps / local, cpu, cpu / local_cpu))
+        two = {s: (report.mean(rows, "2 nodes, all through a", c, s, "rps"),
+                   report.mean(rows, "2 nodes, all through a", c, s, "cpu_us")) for s in SYSTEMS}
+        if all(v[0] for v in two.values()):
+            closing.append("- 2 nodes, all through a, %d conns: springcache-uv %.0f rps at %.2f µs CPU/req (both "
+                           "nodes), groupcache %.0f rps at %.2f µs: %.2f× less CPU per request, %.2f× the rps."
+                           % (c, two["springcache-uv"][0], two["springcache-uv"][1], two["groupcache"][0],
+                              two["groupcache"][1], two["groupcache"][1] / two["springcache-uv"][1],
+                              two["springcache-uv"][0] / two["groupcache"][0]))
+    extra = [counters]
+    if to_local:
+        extra.append(["## Against local hits (springcache-uv, mean over rounds)", "",
+                      "| scenario | conns | rps ÷ local | CPU/req ÷ local |", "|---|---:|---:|---:|"] + to_local)
     os.makedirs(results_dir, exist_ok=True)
-    path = os.path.join(results_dir, "%s-cluster.md" % datetime.date.today().isoformat())
-    with open(path, "w") as f:
-        f.write(report)
-    print("written to %s" % path)
+    stem = os.path.join(results_dir, datetime.datetime.now().strftime("%Y-%m-%d-%H%M") + "-cluster"
+                        + ("-smoke" if smoke else ""))
+    text = report.write(stem, title, preamble, rows, ["springcache-uv"], extra, closing)
+    print()
+    print(text)
+    print("written to %s.md (charts %s-rps.svg, %s-cpu.svg)" % (stem, stem, stem))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,24 @@ def rss_kib(pid):
     raise RuntimeError("no VmRSS")
 
 
+def measure_entries(port, pid, n):
+    """Loads n 8-byte-key/8-byte-value entries into the node at port (pid) and measures RSS before and after.
+
+    Returns idle_kib, loaded_kib, load_s and per_entry (bytes of RSS per entry, key and value included);
+    bench/bench.py's 1M-keys scenario uses it too.
+    """
+    time.sleep(0.5)
+    idle = rss_kib(pid)
+    t1 = time.monotonic()
+    loader.put_8byte(("127.0.0.1", port), n)
+    load_s = time.monotonic() - t1
+    time.sleep(0.5)
+    loaded = rss_kib(pid)
+    with urllib.request.urlopen("http://127.0.0.1:%d/v1/cache/scores/k%07d" % (port, n - 1)) as r:
+        assert r.read() == b"v%07d" % (n - 1)
+    return {"idle_kib": idle, "loaded_kib": loaded, "load_s": load_s, "per_entry": (loaded - idle) * 1024 / n}
+
+
 def main():
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
     binary = os.path.abspath(os.environ.get("SPRINGCACHE_BIN") or os.path.join(HERE, "..", ".build/release/springcache-uv"))
@@ -57,18 +75,10 @@ def main():
                 time.sleep(0.001)
         if first is None:
             sys.exit("rss: no answer within 10 s")
-        time.sleep(0.5)
-        idle = rss_kib(proc.pid)
-        t1 = time.monotonic()
-        loader.put_8byte(("127.0.0.1", port), n)
-        load_s = time.monotonic() - t1
-        time.sleep(0.5)
-        loaded = rss_kib(proc.pid)
-        with urllib.request.urlopen("http://127.0.0.1:%d/v1/cache/scores/k%07d" % (port, n - 1)) as r:
-            assert r.read() == b"v%07d" % (n - 1)
+        m = measure_entries(port, proc.pid, n)
+        idle, loaded, load_s, per_entry = m["idle_kib"], m["loaded_kib"], m["load_s"], m["per_entry"]
         with urllib.request.urlopen("http://127.0.0.1:%d/api/stats" % port) as r:
             stats = r.read().decode()
-        per_entry = (loaded - idle) * 1024 / n
         print("binary:                      %s" % binary)
         print("time to first answer:        %.1f ms" % (first * 1000))
         print("idle RSS:                    %.1f MiB" % (idle / 1024))

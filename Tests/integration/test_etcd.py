@@ -448,6 +448,12 @@ def test_several_hosts_in_network_namespaces():
             wait_until(lambda: whole(range(3), names), DEADLINE, what="h0..h2 seeing each other across namespaces")
         except AssertionError as e:
             raise AssertionError("%s\netcd: %r\n%s" % (e, safe_kvs(etcd), logs()))
+        def keys_written():
+            # A node's member key (what the others watch) lands before its two springcache keys: wait for all.
+            kvs = etcd.kvs()
+            return all(k in kvs for n in names for k in (n, "%s/%s" % (n, peer[n]), "springcache/members/" + n))
+
+        wait_until(keys_written, DEADLINE, what="every host's three keys in etcd")
         kvs = etcd.kvs()
         for i, n in enumerate(names):
             check_node_keys(kvs, n, peer[n], "%s:9999" % net.addr(i))
@@ -492,6 +498,8 @@ def test_several_hosts_in_network_namespaces():
         except AssertionError as e:
             raise AssertionError("%s\netcd: %r\n%s" % (e, safe_kvs(etcd), logs()))
         timing("namespaces: back after link up", time.monotonic() - t0)
+        wait_until(lambda: all(k in etcd.kvs() for k in ("h2", "h2/" + peer["h2"])), DEADLINE,
+                   what="h2's springcache keys back in etcd")
         check_node_keys(etcd.kvs(), "h2", peer["h2"], "%s:9999" % net.addr(2))
         read_all("ns-back", range(3))
         assert all(n.alive() for n in nodes), logs()

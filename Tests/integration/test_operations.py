@@ -445,6 +445,37 @@ def test_scrape_shows_the_new_families(monitored):
     assert 'le="0.00001"' in text and 'le="120"' in text
 
 
+def test_peer_port_and_etcd_counters_reach_metrics_and_stats(monitored):
+    """The gRPC server and client and the etcd counters, once collected and never shown, are on both pages."""
+    node, ports, _ = monitored
+    samples = []
+    for port in ports:
+        samples += parse_prometheus(scrape(port))[1]
+
+    def total(name, **labels):
+        return sum(v for n, ls, v in samples if n == name and all(ls.get(k) == w for k, w in labels.items()))
+
+    # Keys owned by the other worker went through a peer call: one worker's client called, the other served.
+    assert total("springcache_grpc_client_calls_total") >= 1
+    assert total("springcache_grpc_client_succeeded_total") >= 1
+    assert total("springcache_grpc_server_calls_total") >= 1
+    assert total("springcache_grpc_server_answers_total", code="OK") >= 1
+    assert {ls.get("peer") for n, ls, _ in samples if n == "springcache_grpc_client_calls_total"} <= {"m-0", "m-1"}
+    assert total("springcache_etcd_calls_total") >= 4, "each worker granted, put and watched at least"
+    assert total("springcache_etcd_watches_started_total") >= 2
+    assert total("springcache_etcd_member_snapshots_total") >= 2
+
+    status, _, body, _ = node.request("GET", "/api/stats")
+    assert status == 200
+    stats = json.loads(body)
+    for old in ("name", "gets", "hits", "caches", "cluster", "http"):
+        assert old in stats, old
+    assert stats["etcd"]["registered"] is True and stats["etcd"]["calls"] >= 2
+    assert stats["peer_server"]["connections_accepted"] >= 0 and "answers" in stats["peer_server"]
+    other = "m-1" if stats["name"] == "m-0" else "m-0"
+    assert set(stats.get("peer_clients", {})) <= {other}
+
+
 # --- the deployment kit --------------------------------------------------------------------------
 
 

@@ -14,18 +14,6 @@ public enum BearerToken {
         guard header.count > n else { return false }
         for i in 0..<n where header[i] | 0x20 != scheme.utf8Start[i] { return false }
         guard header[n] == UInt8(ascii: " ") else { return false }
-        return constantTimeEquals(UnsafeRawBufferPointer(rebasing: header[(n + 1)...]), token)
-    }
-
-    /// Compares in time that depends only on the lengths, so the token cannot be guessed byte by byte.
-    public static func constantTimeEquals(_ a: UnsafeRawBufferPointer, _ b: [UInt8]) -> Bool {
-        var diff = UInt8(a.count == b.count ? 0 : 1)
-        let n = Swift.max(a.count, b.count)
-        for i in 0..<n {
-            let x = i < a.count ? a[i] : 0
-            let y = i < b.count ? b[i] : 0xFF
-            diff |= x ^ y
-        }
-        return diff == 0
+        return ConstantTime.equals(UnsafeRawBufferPointer(rebasing: header[(n + 1)...]), token)
     }
 }

@@ -20,14 +20,13 @@ public struct CacheKey: Hashable, Sendable, ExpressibleByStringInterpolation, Cu
     /// For messages and logs: printable ASCII as it is, every other byte (and `%`) as `%XX`, so two different
     /// keys never read the same (not even canonically equivalent Unicode, which prints alike).
     public var description: String {
-        let hex: [UInt8] = Array("0123456789ABCDEF".utf8)
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count)
         for b in bytes {
             if b > 0x20 && b < 0x7F && b != UInt8(ascii: "%") {
                 out.append(b)
             } else {
-                out += [UInt8(ascii: "%"), hex[Int(b >> 4)], hex[Int(b & 15)]]
+                out += [UInt8(ascii: "%"), Hex.upper(b >> 4), Hex.upper(b & 0x0F)]
             }
         }
         return String(decoding: out, as: UTF8.self)

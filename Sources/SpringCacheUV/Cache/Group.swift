@@ -1,4 +1,4 @@
-// Cache/: LRU, expiry, hot cache, Group, single-flight — the read-through cache of one node, without I/O.
+// Cache/: the read-through cache of one node, without I/O: LRU, expiry, Group, single-flight, writes, seams.
 
 /// A read-only view of a fresh cached value, valid only inside the `withFreshValue` body.
 public struct CachedValueView {
@@ -23,7 +23,9 @@ public enum GetOutcome: Equatable {
 ///
 /// Semantics are DESIGN.md's "Cache semantics" table: lookup main then hot; TTL plus jitter; sliding or
 /// absolute expiry; single-flight loads; sets and deletes that win over a load in flight; negative caching;
-/// serve stale within a grace period. Expiry is lazy on lookup with `sweep()` as a periodic backstop.
+/// serve stale within a grace period. Expiry is lazy on lookup with `sweep()` as a periodic backstop. Loads and
+/// fetches go through two `SingleFlight` tables; writes that must reach a key's owner or invalidate other
+/// members' copies go through `GroupWriter` (`writer`), built on this type's local `set` and `delete`.
 ///
 /// Invariant: a key lives in at most one of the two caches. Storing into one removes it from the other,
 /// so the main-then-hot lookup order can never surface an older value that the newer one should hide.
@@ -33,29 +35,28 @@ public final class Group {
     public let name: String
     public let config: CacheConfig
 
-    private let clock: Clock
+    let clock: Clock
     private let random: RandomSource
     private let loader: OriginLoader
     private let main: LRUCache
     private let hot: LRUCache
-    private var flights: [CacheKey: Flight] = [:]
+    private typealias Flights = SingleFlight<CacheKey, GetOutcome, Override>
+    /// Origin loads in flight (single-flight per key).
+    private let loads = Flights()
     /// Fetches from owners in flight, apart from origin loads: a node answering a peer's Get loads locally
     /// and must never wait behind its own fetch from that peer (rings that disagree would deadlock).
-    private var remoteFlights: [CacheKey: Flight] = [:]
-    private var counters = GroupStats()
+    private let fetches = Flights()
+    /// Counted here and by `GroupWriter`; `stats` is the snapshot.
+    var counters = GroupStats()
 
     /// The cluster: who owns a key and how to reach it. nil for a single node.
     public weak var router: PeerRouter?
 
-    /// A load in flight for one key and the gets waiting for it (groupcache's singleflight `call`).
-    private final class Flight {
-        var waiters: [(GetOutcome) -> Void] = []
-        /// Set when a set or delete for the key happened while this load was in flight.
-        var override: Override?
-        var landed = false
-    }
+    /// Sets and deletes that go where the key lives (forwarded, or here and then invalidated elsewhere).
+    public var writer: GroupWriter { GroupWriter(group: self) }
 
-    private enum Override {
+    /// What a set or delete of a key did while a load or fetch of it was in flight (the call's note).
+    enum Override {
         /// The key was set; waiters get this value and the load's result is dropped.
         case set(GetOutcome)
         /// The key was deleted (or a set was refused); waiters get the load's result, which is not stored.
@@ -82,11 +83,13 @@ public final class Group {
 
     // MARK: Read-only state
 
-    /// Counters of this group, including both caches' evictions and expirations.
+    /// This group's snapshot: its counters, both caches' stats, and the loads and fetches in flight.
     public var stats: GroupStats {
         var result = counters
         result.main = main.stats
         result.hot = hot.stats
+        result.loadsInFlight = loadsInFlight
+        result.fetchesInFlight = fetchesInFlight
         return result
     }
 
@@ -97,9 +100,9 @@ public final class Group {
     public var hotBytes: Int { hot.bytes }
     public var hotCapacityBytes: Int { hot.capacityBytes }
     /// Keys with an origin load in flight.
-    public var loadsInFlight: Int { flights.count }
+    public var loadsInFlight: Int { loads.count }
     /// Keys with a fetch from their owner in flight.
-    public var fetchesInFlight: Int { remoteFlights.count }
+    public var fetchesInFlight: Int { fetches.count }
 
     // MARK: Lookups
 
@@ -155,18 +158,12 @@ public final class Group {
 
     /// Joins the key's origin load in flight or starts one (single-flight).
     private func loadLocally(key: CacheKey, waiters: [(GetOutcome) -> Void]) {
-        if let flight = flights[key] {
-            flight.waiters.append(contentsOf: waiters)
-            return
-        }
-        let flight = Flight()
-        flight.waiters = waiters
-        flights[key] = flight
+        guard let call = loads.join(key, waiters) else { return }
         counters.loads += 1
         // The group stays alive while a load is in flight: the closure holds it until the loader answers,
         // because every waiter must be called exactly once.
         loader.load(group: name, key: key) { result in
-            self.land(key: key, flight: flight, result: result)
+            self.land(key: key, call: call, result: result)
         }
     }
 
@@ -174,30 +171,21 @@ public final class Group {
     /// the owner's own single-flight then protects the origin).
     private func fetchRemote(key: CacheKey, from owner: PeerID, router: PeerRouter,
                              completion: @escaping (GetOutcome) -> Void) {
-        if let flight = remoteFlights[key] {
-            flight.waiters.append(completion)
-            return
-        }
-        let flight = Flight()
-        flight.waiters.append(completion)
-        remoteFlights[key] = flight
+        guard let call = fetches.join(key, [completion]) else { return }
         counters.peerFetches += 1
         router.fetch(from: owner, group: name, key: key) { result in
-            self.landRemote(key: key, flight: flight, result: result)
+            self.landRemote(key: key, call: call, result: result)
         }
     }
 
-    private func landRemote(key: CacheKey, flight: Flight, result: PeerFetchResult) {
-        guard !flight.landed else {
+    private func landRemote(key: CacheKey, call: Flights.Call,
+                            result: PeerFetchResult) {
+        guard let waiters = fetches.land(key, call) else {
             assertionFailure("PeerRouter answered twice for key \(key) of group \(name)")
             return
         }
-        flight.landed = true
-        if remoteFlights[key] === flight { remoteFlights[key] = nil }
-        let waiters = flight.waiters
-        flight.waiters = []
         if case .failed = result { counters.peerFetchErrors += 1 }
-        if case .set(let outcome)? = flight.override {
+        if case .set(let outcome)? = call.note {
             // A set through this node landed while the fetch was in flight: it is newer than the fetch.
             for waiter in waiters { waiter(outcome) }
             return
@@ -217,7 +205,7 @@ public final class Group {
             // A copy never outlives the owner's entry; an owner that did not say (springcache) bounds it
             // by our own TTL.
             let expiresAt = ownerExpiry > 0 ? min(ownerExpiry, now + config.ttlMillis) : now + config.ttlMillis
-            if flight.override == nil, expiresAt > now, shouldCopyHot() {
+            if call.note == nil, expiresAt > now, shouldCopyHot() {
                 if storeHotCopy(key: key, value: value, expiresAtMillis: expiresAt) { counters.hotCopies += 1 }
             }
             answer = .value(value, expiresAtMillis: max(expiresAt, now), etag: LRUCache.valueHash(value), stale: false)
@@ -234,107 +222,6 @@ public final class Group {
         case 1: return true
         default: return random.next(below: UInt64(config.hotCopyOneIn)) == 0
         }
-    }
-
-    /// Stores a value where it belongs: at the key's owner when that is another member (hot == false),
-    /// else here. `completion(false)` when the value cannot be stored (larger than the cache, or its owner is
-    /// unreachable). A value stored by its owner makes the other members drop their copies.
-    public func store(key: CacheKey, value: [UInt8], ttlMillis: Int64?, hot toHot: Bool,
-                      completion: @escaping (Bool) -> Void) {
-        write(key: key, value: value, ttlMillis: ttlMillis, hot: toHot) { completion($0 == .done(true)) }
-    }
-
-    /// The same, telling an unreachable owner apart (the API answers 503 for it).
-    ///
-    /// Why a write whose owner is unreachable is refused (issue 10, finding 7): storing it here and answering
-    /// `done` made a promise the cluster could not keep — when the owner came back it still held the old
-    /// value, this node dropped its copy (it no longer owned the key), and reads returned the old value. A
-    /// read may fall back to the origin; a write has no such truth to fall back to. So the owner is judged by
-    /// every member (`PeerRouter.unreachableOwner`), dropped or not, and the client is told to retry.
-    public func write(key: CacheKey, value: [UInt8], ttlMillis: Int64?, hot toHot: Bool,
-                      outcome: @escaping (WriteOutcome) -> Void) {
-        if !toHot, let router, let down = router.unreachableOwner(of: key) {
-            counters.writesRefused += 1
-            outcome(.ownerUnreachable(down))
-            return
-        }
-        guard !toHot, let router, let owner = router.owner(of: key) else {
-            let stored = set(key: key, value: value, ttlMillis: ttlMillis, hot: toHot)
-            // Invalidate even when the value was refused: `set` removed the old one, which copies must not outlive.
-            guard !toHot, let router else {
-                outcome(.done(stored))
-                return
-            }
-            router.invalidate(group: name, key: key) { outcome(.done(stored)) }
-            return
-        }
-        counters.forwardedSets += 1
-        let now = clock.nowMillis
-        // A fetch of the key in flight read the owner before this write: its waiters, and gets that join it
-        // after the write is acknowledged, must see the new value (read-your-writes through this node).
-        dropLocalCopies(key: key, newValue: .value(value, expiresAtMillis: now + (ttlMillis ?? config.ttlMillis),
-                                                   etag: LRUCache.valueHash(value), stale: false))
-        // Why always an absolute expiry: springcache stores whatever `expire` arrives, so 0 (our old "the
-        // owner's default") meant 1970 to it and the value was gone at once. The default TTL is ours to apply.
-        let ttl = ttlMillis.flatMap { $0 > 0 ? $0 : nil } ?? config.ttlMillis
-        let expireSeconds = (now + ttl + 999) / 1000
-        router.store(at: owner, group: name, key: key, value: value, expireUnixSeconds: expireSeconds,
-                     hot: false) { result in
-            switch result {
-            case .done(let stored):
-                outcome(.done(stored))
-            case .failed(let why):
-                // Not stored anywhere: fetches in flight must not answer with it.
-                self.remoteFlights[key]?.override = nil
-                self.counters.writesRefused += 1
-                outcome(self.failedWrite(at: owner, key: key, why))
-            }
-        }
-    }
-
-    /// Deletes a key where it lives: at its owner when that is another member (which then invalidates every
-    /// copy), and here. `completion(true)` when something was removed anywhere.
-    ///
-    /// A delete is "done" only when the owner confirmed it: a copy removed here while the owner did not answer
-    /// is no delete, since the owner still serves the value to everyone else (a springcache owner kept serving
-    /// it) — see `erase`, whose outcome tells the two apart.
-    public func remove(key: CacheKey, completion: @escaping (Bool) -> Void) {
-        erase(key: key) { completion($0 == .done(true)) }
-    }
-
-    /// The same, telling an unreachable owner apart: a delete it did not see would be undone when it returns,
-    /// so it is refused like a store (see `write(key:value:ttlMillis:hot:outcome:)`).
-    public func erase(key: CacheKey, outcome: @escaping (WriteOutcome) -> Void) {
-        if let router, let down = router.unreachableOwner(of: key) {
-            counters.writesRefused += 1
-            outcome(.ownerUnreachable(down))
-            return
-        }
-        guard let router, let owner = router.owner(of: key) else {
-            let removed = delete(key: key)
-            guard let router else {
-                outcome(.done(removed))
-                return
-            }
-            router.invalidate(group: name, key: key) { outcome(.done(removed)) }
-            return
-        }
-        counters.forwardedDeletes += 1
-        let removedHere = delete(key: key)
-        router.remove(at: owner, group: name, key: key) { result in
-            switch result {
-            case .done(let removed): outcome(.done(removed || removedHere))
-            case .failed(let why):
-                self.counters.writesRefused += 1
-                outcome(self.failedWrite(at: owner, key: key, why))
-            }
-        }
-    }
-
-    /// A write the owner did not take: unreachable if the router dropped it for the failure (a transport
-    /// failure), else the owner's own error.
-    private func failedWrite(at owner: PeerID, key: CacheKey, _ why: String) -> WriteOutcome {
-        router?.unreachableOwner(of: key) != nil ? .ownerUnreachable(owner) : .ownerFailed(why)
     }
 
     /// After the membership changed: drops what this node may no longer serve as the truth. Main-cache
@@ -357,13 +244,18 @@ public final class Group {
 
     /// Drops this node's copies of a key that changed elsewhere (an owner's invalidation, or a set
     /// forwarded from here); a fetch in flight for it will not make a copy.
-    private func dropLocalCopies(key: CacheKey, newValue: GetOutcome?) {
+    func dropLocalCopies(key: CacheKey, newValue: GetOutcome?) {
         let keyCopy = key
         keyCopy.withBytes { rawKey in
             remove(rawKey, from: main)
             remove(rawKey, from: hot)
         }
-        remoteFlights[key]?.override = newValue.map { .set($0) } ?? .deleted
+        fetches[key]?.note = newValue.map { .set($0) } ?? .deleted
+    }
+
+    /// Forgets what a write noted on the key's fetch in flight: the write failed, so the fetch's answer stands.
+    func clearFetchNote(key: CacheKey) {
+        fetches[key]?.note = nil
     }
 
     // MARK: Mutations
@@ -398,8 +290,8 @@ public final class Group {
         let override: Override = stored
             ? .set(.value(value, expiresAtMillis: expiresAt, etag: etag, stale: false))
             : .deleted
-        flights[key]?.override = override
-        remoteFlights[key]?.override = override
+        loads[key]?.note = override
+        fetches[key]?.note = override
         return stored
     }
 
@@ -433,8 +325,8 @@ public final class Group {
         }
         // Why: the load may have read the value before the delete reached the origin; storing it would
         // resurrect deleted data. Its waiters still get what it loaded.
-        flights[key]?.override = .deleted
-        remoteFlights[key]?.override = .deleted
+        loads[key]?.note = .deleted
+        fetches[key]?.note = .deleted
         return removed
     }
 
@@ -517,15 +409,12 @@ public final class Group {
 
     /// Completes a flight with the loader's result: stores it (unless a set or delete overrode it) and
     /// answers every waiter with one outcome.
-    private func land(key: CacheKey, flight: Flight, result: LoadResult) {
-        guard !flight.landed else {
+    private func land(key: CacheKey, call: Flights.Call, result: LoadResult) {
+        // The call is forgotten before anyone is answered (see `SingleFlight.land`).
+        guard let waiters = loads.land(key, call) else {
             assertionFailure("OriginLoader answered twice for key \(key) of group \(name)")
             return
         }
-        flight.landed = true
-        // Why before the completions: a completion may call get for the same key again; it must look in
-        // the cache (groupcache's "look again"), not join a flight that has already landed.
-        if flights[key] === flight { flights[key] = nil }
         switch result {
         case .value: break
         case .notFound: counters.loadNotFound += 1
@@ -535,7 +424,7 @@ public final class Group {
         let now = clock.nowMillis
         let answer: GetOutcome
         var servedStale = false
-        switch flight.override {
+        switch call.note {
         case .set(let setOutcome)?:
             answer = setOutcome
         case .deleted?:
@@ -544,8 +433,6 @@ public final class Group {
             (answer, servedStale) = store(key: key, result: result, now: now)
         }
 
-        let waiters = flight.waiters
-        flight.waiters = []
         for waiter in waiters {
             if servedStale { counters.staleServed += 1 }
             waiter(answer)

@@ -1,4 +1,4 @@
-/// Counters of one `Group`, read by `/api/stats` and `/metrics`.
+/// Counters and gauges of one `Group` (its snapshot), read by `/api/stats` and `/metrics`.
 ///
 /// Every answered get is exactly one of a hit, a negative hit or a miss: `gets == hits + negativeHits + misses`.
 public struct GroupStats: Equatable, Sendable {
@@ -36,9 +36,13 @@ public struct GroupStats: Equatable, Sendable {
     public var ownershipDrops: UInt64 = 0
     public var sets: UInt64 = 0
     public var deletes: UInt64 = 0
-    /// Evictions and expirations of the main cache.
+    /// Keys with an origin load in flight now (a gauge).
+    public var loadsInFlight = 0
+    /// Keys with a fetch from their owner in flight now (a gauge).
+    public var fetchesInFlight = 0
+    /// The main cache's evictions, expirations, items, bytes and capacity.
     public var main = LRUCacheStats()
-    /// Evictions and expirations of the hot cache.
+    /// The hot cache's evictions, expirations, items, bytes and capacity.
     public var hot = LRUCacheStats()
 
     public init() {}

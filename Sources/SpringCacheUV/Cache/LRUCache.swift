@@ -4,6 +4,12 @@ public struct LRUCacheStats: Equatable, Sendable {
     public var evictions: UInt64 = 0
     /// Entries removed because they expired (by `expire(_:)` on lookup or by `sweep`).
     public var expirations: UInt64 = 0
+    /// Entries held now (a gauge).
+    public var items = 0
+    /// Bytes charged now: key + value + `LRUCache.perEntryOverhead` per entry (a gauge).
+    public var bytes = 0
+    /// The bound of `bytes`.
+    public var capacityBytes = 0
 
     public init() {}
 }
@@ -72,7 +78,15 @@ public final class LRUCache {
     public private(set) var count = 0
     /// Bytes charged for the current entries: key + value + `perEntryOverhead` each.
     public private(set) var bytes = 0
-    public private(set) var stats = LRUCacheStats()
+    /// The counters and the gauges (items, bytes, capacity) as one snapshot.
+    public var stats: LRUCacheStats {
+        var s = counters
+        s.items = count
+        s.bytes = bytes
+        s.capacityBytes = capacityBytes
+        return s
+    }
+    private var counters = LRUCacheStats()
     /// The seed of the key hash; `hash(_:)` of one cache is valid for `find(key:hash:)` of another cache
     /// only if both have the same seed.
     public let hashSeed: UInt64
@@ -295,7 +309,7 @@ public final class LRUCache {
         }
         while bytes + cost > capacityBytes && tail != LRUCache.none {
             remove(tail)
-            stats.evictions += 1
+            counters.evictions += 1
         }
 
         let storage = UnsafeMutableRawPointer.allocate(byteCount: max(1, key.count + value.count), alignment: 1)
@@ -334,7 +348,7 @@ public final class LRUCache {
     /// Removes an expired entry and counts it as an expiration.
     public func expire(_ slot: Int32) {
         remove(slot)
-        stats.expirations += 1
+        counters.expirations += 1
     }
 
     /// Removes every entry and gives back the memory of the slot array and table.

@@ -6,7 +6,9 @@ public struct ClusterSettings {
     /// A peer call that takes longer fails with DEADLINE_EXCEEDED (springcache's 2 s).
     public var peerTimeoutMillis = 2_000
     /// How often a dropped peer is probed to see whether it answers again.
-    public var probeIntervalMillis: UInt64 = 1_000
+    public var probeIntervalMillis: Int64 = 1_000
+    /// Failed calls in a row that drop a peer from the ring: 1, springcache's, drops it at the first.
+    public var failuresToDrop = 1
     /// Invalidations get a quarter of the peer timeout: the owner answers a forwarded set only after them,
     /// so a black-holed member must not eat the caller's whole deadline (the caller would drop the owner).
     public var invalidateTimeoutMillis: Int { max(50, peerTimeoutMillis / 4) }
@@ -42,15 +44,14 @@ public struct PeerCallStats {
 }
 
 /// The cluster as one node sees it: the members, which of them are reachable, the hash ring over those,
-/// and one gRPC client per peer. Implements `PeerRouter` for the group.
+/// and the transport to each peer. Implements `PeerRouter` for the group.
 ///
-/// Failure handling (springcache's, and better): a peer whose call fails in transport (refused, reset,
-/// deadline) is dropped from the local ring at once, so its keys are served by loading locally; it is
-/// probed every `probeIntervalMillis` and re-admitted as soon as it answers and is still a member, or by
-/// hand through `/setpeer`. A gRPC answer such as NOT_FOUND is an answer, not a failure.
+/// Failure handling (springcache's, and better) is decided by a `PeerHealth` value — which failures count,
+/// when a peer is dropped, when it is probed, when it comes back; this class is its driver: it feeds it the
+/// outcome of every call, performs its actions (rebuilds the ring, sends probes through the transport, arms
+/// the probe timer on the scheduler), and keeps the counters.
 public final class Cluster: PeerRouter {
     public let selfName: String
-    let loop: EventLoop
     private(set) var settings: ClusterSettings
     let logger: Logger
     public private(set) var stats = ClusterStats()
@@ -59,8 +60,8 @@ public final class Cluster: PeerRouter {
 
     /// Every known member, this node included, by name.
     public private(set) var members: [String: Member] = [:]
-    /// Members dropped after a failed call; not on the ring until re-admitted.
-    public private(set) var down: Set<String> = []
+    /// Members dropped after failed calls; not on the ring until re-admitted.
+    public var down: Set<String> { health.down }
     /// The ring over the members that are up.
     public private(set) var ring: MemberRing
     /// Peers that answered a Delete or Invalidate with UNIMPLEMENTED (springcache speaks only Get and Set):
@@ -70,10 +71,16 @@ public final class Cluster: PeerRouter {
     private var reportedSharedHosts: [String] = []
     /// The ring over every member with an address, dropped ones included: who owns a key for writes.
     private var memberRing: MemberRing
-    private var clients: [String: GRPCClient] = [:]
-    private var probeTimer: LoopTimer?
-    private var probing: Set<String> = []
+    private var health: PeerHealth
+    private let transport: PeerTransport
+    private let scheduler: Scheduler
+    /// Made when a peer first goes down; armed only while one is.
+    private var probeTimer: SchedulerTimer?
+    /// Completions known at once, run on a later turn (PeerRouter's promise).
+    private let deferred: DeferredCompletions
     private var closed = false
+    /// Each peer client's counters, by member name (a client replaced after an address change starts at 0).
+    public var clientStats: [String: GRPCClientStats] { transport.clientStats }
     /// Called after the ring changed, with the members that came back (re-admitted after a drop). The node
     /// then drops entries it no longer owns and tells those members to drop their copies.
     public var onRingChange: ((_ readmitted: [String]) -> Void)?
@@ -83,17 +90,34 @@ public final class Cluster: PeerRouter {
         settings.peerToken = token
     }
 
-    public init(selfMember: Member, loop: EventLoop, settings: ClusterSettings, logger: Logger) {
+    /// A cluster on `loop`: gRPC clients to the peers, probes on the loop's timers.
+    public convenience init(selfMember: Member, loop: EventLoop, settings: ClusterSettings, logger: Logger) {
+        var clientSettings = GRPCClientSettings()
+        clientSettings.maxMessageBytes = settings.maxMessageBytes
+        self.init(selfMember: selfMember, scheduler: loop.scheduler,
+                  transport: GRPCPeerTransport(loop: loop, settings: clientSettings), settings: settings,
+                  logger: logger)
+    }
+
+    /// A cluster whose timers come from `scheduler` and whose calls go through `transport` (tests give a
+    /// `ManualScheduler` and a recording transport).
+    init(selfMember: Member, scheduler: Scheduler, transport: PeerTransport, settings: ClusterSettings,
+         logger: Logger) {
         selfName = selfMember.name
-        self.loop = loop
         self.settings = settings
         self.logger = logger
+        self.transport = transport
         members[selfMember.name] = selfMember
         ring = MemberRing(kind: settings.ringKind, members: [selfMember])
         memberRing = ring
-        let timer = LoopTimer(loop: loop) { [unowned self] in self.probeDownPeers() }
-        timer.start(timeoutMillis: settings.probeIntervalMillis, repeatMillis: settings.probeIntervalMillis)
-        probeTimer = timer
+        health = PeerHealth(selfName: selfMember.name, settings: PeerHealth.Settings(
+            failuresToDrop: settings.failuresToDrop, probeIntervalMillis: settings.probeIntervalMillis))
+        self.scheduler = scheduler
+        deferred = DeferredCompletions(scheduler: scheduler)
+    }
+
+    deinit {
+        precondition(closed, "Cluster released without close()")
     }
 
     // MARK: membership
@@ -105,12 +129,12 @@ public final class Cluster: PeerRouter {
         next[selfName] = next[selfName] ?? members[selfName]
         for (name, old) in members where name != selfName {
             if next[name] == nil || next[name]?.peer != old.peer {
-                clients.removeValue(forKey: name)?.close()
+                transport.forget(name)
                 getSetOnly.remove(name)
             }
         }
         members = next
-        down = down.filter { next[$0] != nil }
+        perform(health.membersChanged(Set(next.keys)))
         rebuildRing()
     }
 
@@ -132,23 +156,43 @@ public final class Cluster: PeerRouter {
     @discardableResult
     public func readmit(_ name: String) -> Bool {
         guard members[name] != nil else { return false }
-        if down.remove(name) != nil {
-            stats.readmissions += 1
-            logger.info("peer \(name) re-admitted to the ring")
-            rebuildRing(readmitted: [name])
-        }
+        perform(health.readmitRequested(name))
         return true
     }
 
-    private func drop(_ name: String, reason: String) {
-        guard name != selfName, members[name] != nil, !down.contains(name) else { return }
-        down.insert(name)
-        stats.drops += 1
-        logger.warning("peer \(name) dropped from the ring: \(reason)")
-        rebuildRing()
+    /// Performs what the failure handling decided; the ring is rebuilt once, after every drop and re-admission.
+    private func perform(_ actions: [PeerHealth.Action], reason: @autoclosure () -> String = "") {
+        var readmitted: [String] = []
+        var changed = false
+        for action in actions {
+            switch action {
+            case .drop(let name):
+                stats.drops += 1
+                logger.warning("peer \(name) dropped from the ring: \(reason())")
+                changed = true
+            case .readmit(let name):
+                stats.readmissions += 1
+                logger.info("peer \(name) re-admitted to the ring")
+                readmitted.append(name)
+                changed = true
+            case .probe(let name):
+                probe(name)
+            case .startProbeTimer(let every):
+                // Unowned: `close()` closes the timer, and a Cluster is always closed before it is released.
+                let timer = probeTimer ?? scheduler.makeTimer { [unowned self] in
+                    self.perform(self.health.probeTimerFired())
+                }
+                probeTimer = timer
+                timer.arm(afterMillis: every, repeatMillis: every)
+            case .stopProbeTimer:
+                probeTimer?.disarm()
+            }
+        }
+        if changed { rebuildRing(readmitted: readmitted) }
     }
 
     private func rebuildRing(readmitted: [String] = []) {
+        let down = health.down
         // A member without a peer address cannot be asked, so it owns nothing until it has one.
         let up = members.values.filter { $0.name == selfName || ($0.peer != nil && !down.contains($0.name)) }
         let next = MemberRing(kind: settings.ringKind, members: up)
@@ -183,28 +227,20 @@ public final class Cluster: PeerRouter {
              timeoutMillis: settings.invalidateTimeoutMillis) { _ in }
     }
 
-    /// Asks each dropped peer for the empty key of our group: any gRPC answer proves it is back.
+    /// Asks a dropped peer for the empty key of our group: any gRPC answer proves it is back.
     ///
     /// Why our group and not an empty one: a springcache peer crashes on a group it does not serve. The empty
     /// key is refused at once by both implementations (ours with NOT_FOUND), so a probe never loads anything.
-    private func probeDownPeers() {
-        for name in down where !probing.contains(name) {
-            guard let client = client(for: name) else { continue }
-            probing.insert(name)
-            let probe = GetRequest(group: settings.group, key: "").encoded()
-            client.unary(path: PeerService.getPath, message: probe, timeoutMillis: settings.peerTimeoutMillis,
-                         metadata: metadata) { [weak self] result in
-                guard let self, !self.closed else { return }
-                self.probing.remove(name)
-                switch result {
-                case .success:
-                    self.readmit(name)
-                case .failure(let error) where !Cluster.makesPeerUnusable(error):
-                    self.readmit(name)
-                case .failure:
-                    break
-                }
-            }
+    private func probe(_ name: String) {
+        guard !closed, let address = members[name]?.peer else {
+            perform(health.probeFinished(name, .failure(GRPCCallError(status: .unavailable, message: "no address"))))
+            return
+        }
+        let probe = GetRequest(group: settings.group, key: "").encoded()
+        transport.unary(peer: name, address: address, path: PeerService.getPath, message: probe,
+                        timeoutMillis: settings.peerTimeoutMillis, metadata: metadata) { [weak self] result in
+            guard let self, !self.closed else { return }
+            self.perform(self.health.probeFinished(name, result))
         }
     }
 
@@ -227,56 +263,50 @@ public final class Cluster: PeerRouter {
         return [("authorization", "Bearer " + String(decoding: token, as: UTF8.self))]
     }
 
-    private func client(for name: String) -> GRPCClient? {
-        if let c = clients[name] { return c }
-        guard !closed, let member = members[name], let address = member.peer else { return nil }
-        var clientSettings = GRPCClientSettings()
-        clientSettings.maxMessageBytes = settings.maxMessageBytes
-        let c = GRPCClient(loop: loop, target: address, settings: clientSettings)
-        clients[name] = c
-        return c
-    }
-
-    /// Whether a failed call means the peer cannot be used: a transport failure on our side (refused, lost,
-    /// our deadline passed with no answer, a broken response), or the peer refusing our credentials.
-    ///
-    /// Any other status the peer sent is an answer from a live peer and drops nothing: DEADLINE_EXCEEDED or
-    /// UNAVAILABLE from an owner whose origin is slow or down, NOT_FOUND, or UNKNOWN (what a springcache (Go)
-    /// peer returns for its own errors). Dropping such a peer would make every ring flap with the origin.
-    static func makesPeerUnusable(_ error: GRPCCallError) -> Bool {
-        if error.fromPeer { return error.status == .unauthenticated || error.status == .permissionDenied }
-        // Why not RESOURCE_EXHAUSTED: on our side it means a message over our own limit — the request the
-        // caller made was too large, or the peer's answer was — so the peer is alive; dropping it for a
-        // client's oversized value made every read of its keys miss (issue 10, finding 6).
-        let s = error.status
-        return s == .unavailable || s == .deadlineExceeded || s == .cancelled || s == .internal
-            || s == .unimplemented
-    }
-
-    /// Runs one call to `peer`; transport failures drop it before `completion` sees them.
+    /// Runs one call to `peer`; its outcome goes to the failure handling (which may drop the peer) before
+    /// `completion` sees it.
     private func call(_ peer: PeerID, path: String, message: [UInt8], timeoutMillis: Int? = nil,
-                      completion: @escaping (Result<[UInt8], GRPCCallError>) -> Void) {
+                      completion: @escaping (GRPCResult) -> Void) {
         stats.peerCalls += 1
         perPeer[peer.name, default: PeerCallStats()].calls += 1
-        guard let client = client(for: peer.name) else {
-            completion(.failure(GRPCCallError(status: .unavailable, message: "peer \(peer) has no known address")))
+        guard !closed, let address = members[peer.name]?.peer else {
+            let why = closed ? "the cluster is closed" : "peer \(peer) has no known address"
+            deferred.complete(completion, with: .failure(GRPCCallError(status: .unavailable, message: why)))
             return
         }
         let start = uv_hrtime()
-        client.unary(path: path, message: message, timeoutMillis: timeoutMillis ?? settings.peerTimeoutMillis,
-                     metadata: metadata) { [weak self] result in
-            let took = uv_hrtime() &- start
-            self?.stats.callLatency.observe(nanoseconds: took)
-            self?.perPeer[peer.name]?.latency.observe(nanoseconds: took)
-            if case .failure(let error) = result, Cluster.makesPeerUnusable(error) {
-                self?.stats.peerFailures += 1
-                self?.perPeer[peer.name]?.failures += 1
-                let why = error.fromPeer ? "it refused our credentials (\(error.status): \(error.message)); "
-                    + "check --peer-token-file on both sides" : "\(error.status): \(error.message)"
-                self?.drop(peer.name, reason: why)
-            }
+        transport.unary(peer: peer.name, address: address, path: path, message: message,
+                        timeoutMillis: timeoutMillis ?? settings.peerTimeoutMillis,
+                        metadata: metadata) { [weak self] result in
+            self?.finished(peer.name, at: address, result, nanoseconds: uv_hrtime() &- start)
             completion(result)
         }
+    }
+
+    /// Counts a finished call and feeds its outcome to the failure handling.
+    private func finished(_ name: String, at address: HostPort, _ result: GRPCResult, nanoseconds took: UInt64) {
+        stats.callLatency.observe(nanoseconds: took)
+        perPeer[name]?.latency.observe(nanoseconds: took)
+        // Why only calls to the member's current address: moving a member ends the connection to its old one,
+        // which fails the calls on it (CANCELLED, on our side); that says nothing about the member where it is.
+        guard members[name]?.peer == address else { return }
+        switch result {
+        case .success:
+            perform(health.callSucceeded(name))
+        case .failure(let error):
+            if PeerHealth.verdict(on: error) == .peerFailed {
+                stats.peerFailures += 1
+                perPeer[name]?.failures += 1
+            }
+            guard !closed else { return }
+            perform(health.callFailed(name, error), reason: Cluster.dropReason(error))
+        }
+    }
+
+    /// Why a failed call dropped its peer, for the log.
+    private static func dropReason(_ error: GRPCCallError) -> String {
+        guard error.fromPeer else { return "\(error.status): \(error.message)" }
+        return "it refused our credentials (\(error.status): \(error.message)); check --peer-token-file on both sides"
     }
 
     public func fetch(from peer: PeerID, group: String, key: CacheKey,
@@ -359,7 +389,7 @@ public final class Cluster: PeerRouter {
         let others = ring.members.filter { $0 != selfName && !getSetOnly.contains($0) }
         var pending = others.count
         guard pending > 0 else {
-            completion()
+            deferred.complete(completion)
             return
         }
         for name in others {
@@ -377,12 +407,14 @@ public final class Cluster: PeerRouter {
 
     // MARK: lifecycle
 
+    /// Ends probing and closes every peer connection; calls in flight complete with CANCELLED, and calls made
+    /// after this complete (on a later turn) with UNAVAILABLE.
     public func close() {
         guard !closed else { return }
         closed = true
         probeTimer?.close()
         probeTimer = nil
-        for c in clients.values { c.close() }
-        clients.removeAll()
+        transport.close()
+        deferred.close()
     }
 }

@@ -72,12 +72,11 @@ enum MD5 {
 
     /// The digest as 32 lowercase hex characters (what springcache hashes again with FNV-1).
     static func lowercaseHex<C: Collection>(_ bytes: C) -> [UInt8] where C.Element == UInt8 {
-        let digits = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []
         out.reserveCapacity(32)
         for byte in digest(bytes) {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0x0F)])
+            out.append(Hex.lower(byte >> 4))
+            out.append(Hex.lower(byte & 0x0F))
         }
         return out
     }

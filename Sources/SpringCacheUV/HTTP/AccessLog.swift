@@ -54,8 +54,8 @@ public final class AccessLog {
             // Quotes, backslashes and control bytes are escaped, so a client cannot forge a line or a field.
             if c < 0x20 || c >= 0x7f || c == UInt8(ascii: "\"") || c == UInt8(ascii: "\\") {
                 pending.append("\\x")
-                pending.append(AccessLog.hex[Int(c >> 4)])
-                pending.append(AccessLog.hex[Int(c & 15)])
+                pending.append(Hex.lower(c >> 4))
+                pending.append(Hex.lower(c & 0x0F))
             } else {
                 pending.append(c)
             }
@@ -100,7 +100,6 @@ public final class AccessLog {
         if ownsFD { Glibc.close(fd) }
     }
 
-    private static let hex: [UInt8] = Array("0123456789abcdef".utf8)
     private static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
     /// `30/Nov/2026:03:22:40 +0000` (the Common Log Format's date, in UTC).

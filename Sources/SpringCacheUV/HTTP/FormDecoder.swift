@@ -9,8 +9,8 @@ public enum FormField: Equatable {
     case malformed(String)
 }
 
-/// Decoding and encoding of `application/x-www-form-urlencoded` forms, query strings and path segments,
-/// without allocating: input is the request's own bytes, output goes into a caller-provided scratch buffer.
+/// Decoding of `application/x-www-form-urlencoded` forms, query strings and path segments, without
+/// allocating: input is the request's own bytes, output goes into a caller-provided scratch buffer.
 ///
 /// Forms follow the WHATWG URL standard's urlencoded parser, which is what browsers, curl and Go's
 /// `url.ParseQuery` (springcache's) produce and read: fields separated by '&', '+' for a space, `%XX` escapes.
@@ -64,90 +64,21 @@ public enum FormDecoder {
         return mark..<scratch.count
     }
 
-    /// Appends `bytes` percent-encoded for use in a URL path or query: RFC 3986 unreserved characters
-    /// (ALPHA DIGIT - . _ ~) stay, every other byte becomes `%XX` with uppercase hex (RFC 3986 §2.1, §2.3).
-    ///
-    /// Why so strict: the result is put into an origin URL template, and encoding every reserved character
-    /// means a key can never change the URL's structure (a '/', '?' or '#' in a key stays inside the key).
-    public static func appendPercentEncoded(_ bytes: UnsafeRawBufferPointer, to out: inout ByteBuffer) {
-        out.reserve(bytes.count)
-        for c in bytes {
-            if isUnreserved(c) {
-                out.append(c)
-            } else {
-                out.append(UInt8(ascii: "%"))
-                out.append(hexDigits[Int(c >> 4)])
-                out.append(hexDigits[Int(c & 0x0F)])
-            }
-        }
-    }
-
-    /// `string`'s UTF-8 bytes percent-encoded as `appendPercentEncoded` does; for building origin URLs.
-    public static func percentEncoded(_ string: String) -> String {
-        percentEncoded(bytes: string.utf8)
-    }
-
-    /// The same for any bytes (a key need not be UTF-8).
-    public static func percentEncoded<S: Sequence>(bytes: S) -> String where S.Element == UInt8 {
-        var result = ""
-        result.reserveCapacity(bytes.underestimatedCount)
-        for c in bytes {
-            if isUnreserved(c) {
-                result.unicodeScalars.append(Unicode.Scalar(c))
-            } else {
-                result.unicodeScalars.append("%")
-                result.unicodeScalars.append(Unicode.Scalar(hexDigits[Int(c >> 4)]))
-                result.unicodeScalars.append(Unicode.Scalar(hexDigits[Int(c & 0x0F)]))
-            }
-        }
-        return result
-    }
-
     // MARK: - Internals
 
-    private static let hexDigits: [UInt8] = Array("0123456789ABCDEF".utf8)
-
-    @inline(__always)
-    private static func isUnreserved(_ c: UInt8) -> Bool {
-        switch c {
-        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
-             UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
-             UInt8(ascii: "~"):
-            return true
-        default:
-            return false
-        }
-    }
-
-    @inline(__always)
-    static func hexValue(_ c: UInt8) -> UInt8? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - UInt8(ascii: "A") + 10
-        default: return nil
-        }
-    }
-
     /// Appends the decoded bytes of `r` to `out`; returns the offset of the first malformed escape, or nil.
+    @inline(__always)
     private static func decode(_ base: UnsafePointer<UInt8>, _ r: Range<Int>, plusIsSpace: Bool,
                                into out: inout ByteBuffer) -> Int? {
         out.reserve(r.count)
-        var i = r.lowerBound
-        while i < r.upperBound {
-            let c = base[i]
-            if c == UInt8(ascii: "%") {
-                guard i + 2 < r.upperBound, let hi = hexValue(base[i + 1]), let lo = hexValue(base[i + 2]) else {
-                    return i
-                }
-                out.append(hi << 4 | lo)
-                i += 3
-            } else {
-                out.append(plusIsSpace && c == UInt8(ascii: "+") ? UInt8(ascii: " ") : c)
-                i += 1
-            }
+        let input = UnsafeRawBufferPointer(start: base + r.lowerBound, count: r.count)
+        switch PercentEncoding.decode(input, plusIsSpace: plusIsSpace, malformed: .reject, into: out.base + out.count) {
+        case .count(let n):
+            out.count += n
+            return nil
+        case .malformed(let offset):
+            return r.lowerBound + offset
         }
-        return nil
     }
 
     /// Whether the form-encoded name in `r` decodes to exactly `name`; a malformed name matches nothing.
@@ -159,7 +90,7 @@ public enum FormDecoder {
         while i < r.upperBound {
             var c = base[i]
             if c == UInt8(ascii: "%") {
-                guard i + 2 < r.upperBound, let hi = hexValue(base[i + 1]), let lo = hexValue(base[i + 2]) else {
+                guard i + 2 < r.upperBound, let hi = Hex.value(base[i + 1]), let lo = Hex.value(base[i + 2]) else {
                     return false
                 }
                 c = hi << 4 | lo

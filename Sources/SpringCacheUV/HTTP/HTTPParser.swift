@@ -569,9 +569,9 @@ enum HTTPBytes {
         return lo..<hi
     }
 
+    @inline(__always)
     static func equals(_ base: UnsafePointer<UInt8>, _ r: Range<Int>, _ s: StaticString) -> Bool {
-        guard r.count == s.utf8CodeUnitCount else { return false }
-        return memcmp(base + r.lowerBound, s.utf8Start, r.count) == 0
+        UnsafeRawBufferPointer(start: base + r.lowerBound, count: r.count).equals(s)
     }
 
     /// Compares ASCII case-insensitively with `lowercase`, which must be lowercase.

@@ -1,5 +1,3 @@
-import CLibUV
-
 /// The handler of the metrics listener (`--metrics HOST:PORT`): `GET /metrics` (the node's Prometheus page)
 /// and `GET /healthz`; nothing else, so the port can be opened to a monitoring network without exposing the
 /// cache's routes.
@@ -11,41 +9,40 @@ public final class MetricsEndpoint: HTTPHandler {
     let api: APIHandler
     let clock: Clock
     private var date = HTTPDate()
+    private let routes = RouteTable([
+        Route("/metrics", .exact, .reads, .metrics),
+        Route("/healthz", .exact, .reads, .healthz),
+    ])
 
     init(api: APIHandler, clock: Clock) {
         self.api = api
         self.clock = clock
     }
 
-    public func handle(_ request: HTTPRequest, writer out: ResponseWriter) -> HTTPHandling {
+    public func handle(_ request: HTTPRequest, writer: ResponseWriter) -> HTTPHandling {
         date.update(unixSeconds: clock.nowMillis / 1000)
-        let framing = HTTPResponseFraming(keepAlive: request.keepAlive, isHTTP10: request.head.isHTTP10,
-                                          omitBody: request.head.method == .head)
-        let path = request.path
-        let isRead = request.head.method == .get || request.head.method == .head
-        if path.equals("/metrics") && isRead {
-            var text = ByteBuffer(capacity: 8192)
-            api.renderMetrics(into: &text)
-            HTTPResponse.append(to: &out.bytes, status: 200, contentType: PrometheusWriter.contentType,
-                                body: text.readable, framing: framing, date: date)
-        } else if path.equals("/healthz") && isRead {
-            HTTPResponse.appendText(to: &out.bytes, status: 200, message: "ok", framing: framing, date: date)
-        } else if path.equals("/metrics") || path.equals("/healthz") {
-            HTTPResponse.appendText(to: &out.bytes, status: 405, message: "method not allowed; use GET, HEAD",
-                                    framing: framing, date: date) {
-                HTTPResponse.appendHeader(to: &$0, name: "Allow", value: "GET, HEAD")
-            }
-        } else {
-            HTTPResponse.appendText(to: &out.bytes, status: 404,
+        let framing = HTTPResponseFraming(request)
+        switch routes.match(path: request.path, method: request.head.method) {
+        case .found(let route) where route.route == .metrics:
+            var page = ByteBuffer(capacity: 8192)
+            api.renderMetrics(into: &page)
+            HTTPResponse.append(to: &writer.bytes, status: 200, contentType: PrometheusWriter.contentType,
+                                body: page.readable, framing: framing, date: date)
+        case .found:
+            HTTPResponse.appendText(to: &writer.bytes, status: 200, message: "ok", framing: framing, date: date)
+        case .methodNotAllowed(_, let allowed):
+            RouteTable.appendMethodNotAllowed(to: &writer.bytes, allowed: allowed, framing: framing, date: date)
+        case .notFound:
+            HTTPResponse.appendText(to: &writer.bytes, status: 404,
                                     message: "the metrics port serves only /metrics and /healthz",
                                     framing: framing, date: date)
         }
         return .done
     }
 
-    public func writeError(status: Int, reason: String, into out: ResponseWriter) {
+    public func writeError(status: Int, reason: String, into writer: ResponseWriter) {
         date.update(unixSeconds: clock.nowMillis / 1000)
-        HTTPResponse.appendText(to: &out.bytes, status: status, message: reason,
+        HTTPResponse.appendText(to: &writer.bytes, status: status, message: reason,
                                 framing: HTTPResponseFraming(keepAlive: false), date: date)
     }
 }

@@ -138,8 +138,6 @@ public struct JSONWriter {
         needsComma = true
     }
 
-    private static let hex: StaticString = "0123456789abcdef"
-
     private mutating func appendString(_ bytes: UnsafeRawBufferPointer) {
         buffer.reserve(bytes.count + 2)
         buffer.append(UInt8(ascii: "\""))
@@ -158,8 +156,8 @@ public struct JSONWriter {
                 case 0x0C: buffer.append("\\f")
                 case 0..<0x20:
                     buffer.append("\\u00")
-                    buffer.append(JSONWriter.hex.utf8Start[Int(c >> 4)])
-                    buffer.append(JSONWriter.hex.utf8Start[Int(c & 0x0F)])
+                    buffer.append(Hex.lower(c >> 4))
+                    buffer.append(Hex.lower(c & 0x0F))
                 default: buffer.append(c)
                 }
                 i += 1

@@ -1,3 +1,5 @@
+// Metrics/: the counters' plain types and their rendering (Prometheus text, JSON); knows no subsystem.
+
 /// The kind of a Prometheus metric family, as written in its `# TYPE` line.
 public enum PrometheusMetricType {
     case counter, gauge, histogram

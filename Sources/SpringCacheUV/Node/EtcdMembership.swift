@@ -15,21 +15,12 @@ final class EtcdMembership {
     /// Notices etcd answering again within its interval after an outage, instead of the backoff's cap.
     let probe: EtcdReconnectProbe
     private var registrar: EtcdRegistrar?
-    /// Members that come from `--peer NAME=HOST:PORT` (not from etcd): etcd never removes them.
-    private let staticMembers: [Member]
-    /// `--peer` as given: when it lists names, only those are members (nil for workers, see `init`).
-    private let statics: StaticMembership?
     /// Names listed with `--peer` (springcache's form) that must register before the node serves.
     let awaitedNames: [String]
-    /// Addresses found under springcache's own key `NAME` for awaited names that never registered ours.
-    private var springcacheAddresses: [String: HostPort] = [:]
-    private var fromEtcd: [String: Member] = [:]
-    private var waitTimer: LoopTimer?
-    private var waitDeadline: Int64 = 0
-    private var onReady: ((Bool) -> Void)?
-    private var lookupsInFlight: Set<String> = []
-    /// Names `/setpeer` added although `--peer` does not list them (springcache adds what /setpeer names).
-    private var namedBySetpeer: Set<String> = []
+    /// What etcd says about the members, with `--peer`'s static entries and rule.
+    private var discovered: DiscoveredMembers
+    /// The `--peer` wait (springcache's start-up contract); finished once the node serves or gives up.
+    private var waiter: PeerWaiter?
 
     init(config: NodeConfig, cluster: Cluster, loop: EventLoop, curl: CurlMulti, logger: Logger) throws {
         self.config = config
@@ -37,10 +28,7 @@ final class EtcdMembership {
         self.loop = loop
         self.logger = logger
         let statics = try StaticMembership.parse(config.peers, selfName: config.name)
-        // Why not for workers: a worker's --peer list is rewritten without its siblings (NAME-i register in
-        // etcd), so workers keep every member of the cluster's prefix.
-        self.statics = config.workerIndex == nil ? statics : nil
-        staticMembers = statics.members.filter { $0.peer != nil && $0.name != config.name }
+        discovered = DiscoveredMembers(selfName: config.name, statics: statics, onlyListed: config.workerIndex == nil)
         awaitedNames = statics.unresolvedNames.filter { $0 != config.name }
         client = try EtcdClient(endpoints: config.etcdEndpoints, loop: loop, curl: curl)
         var discoverySettings = EtcdDiscoverySettings()
@@ -86,117 +74,85 @@ final class EtcdMembership {
         discovery.onSnapshot = { [unowned self] members in
             // A fresh snapshot follows a broken watch: etcd may have come back empty between two keepalives,
             // so ask about the lease now rather than up to TTL/3 later.
-            self.registrar?.checkNow()
-            let before = Set(self.fromEtcd.keys)
-            self.fromEtcd = [:]
-            for m in members where m.name != self.config.name { self.fromEtcd[m.name] = m }
-            // Joins and leaves are logged once each: a snapshot after a broken watch repeats the known members.
-            for name in Set(self.fromEtcd.keys).subtracting(before).sorted() {
-                self.logger.info("member \(name) joined (peer \(self.fromEtcd[name]?.peer?.description ?? "?"))")
-            }
-            for name in before.subtracting(self.fromEtcd.keys).sorted() {
-                self.logger.info("member \(name) left (its etcd keys are gone)")
-            }
+            self.report(self.discovered.replaceAll(with: members))
             self.apply()
         }
         discovery.onPut = { [unowned self] m in
             guard m.name != self.config.name else { return }
-            // A keepalive re-put of a known member is not a join.
-            if self.fromEtcd[m.name] == nil {
-                self.logger.info("member \(m.name) joined (peer \(m.peer?.description ?? "?"))")
-            }
-            self.fromEtcd[m.name] = m
+            self.report(self.discovered.put(m))
             self.apply()
         }
         discovery.onDelete = { [unowned self] name in
-            guard self.fromEtcd.removeValue(forKey: name) != nil else { return }
-            self.logger.info("member \(name) left (its etcd keys are gone)")
+            let change = self.discovered.delete(name)
+            guard !change.left.isEmpty else { return }
+            self.report(change)
             self.apply()
         }
         discovery.start()
 
-        onReady = ready
-        if awaitedNames.isEmpty {
-            finishWaiting(true)
-            return
+        if !awaitedNames.isEmpty {
+            logger.info("wait other server to register: \(awaitedNames.joined(separator: ","))")
         }
-        logger.info("wait other server to register: \(awaitedNames.joined(separator: ","))")
-        waitDeadline = loop.clock.nowMillis + config.peerWaitMillis
-        let timer = LoopTimer(loop: loop) { [unowned self] in self.checkWait() }
-        timer.start(timeoutMillis: 500, repeatMillis: 500)
-        waitTimer = timer
+        let waiter = PeerWaiter(
+            awaited: awaitedNames, limitMillis: config.peerWaitMillis, scheduler: loop.scheduler,
+            known: { [unowned self] name in self.cluster.members[name]?.peer != nil },
+            lookUp: { [unowned self] name, done in self.lookUpSpringcacheAddress(of: name, done: done) },
+            finish: { [unowned self] missing in
+                if missing.isEmpty {
+                    if !self.awaitedNames.isEmpty { self.logger.info("other servers are registered") }
+                } else {
+                    self.logger.critical("""
+                        peers \(missing.joined(separator: ",")) did not register in etcd within \
+                        \(ValueParsing.formatDuration(self.config.peerWaitMillis)) (--peer-wait); giving up
+                        """)
+                }
+                ready(missing.isEmpty)
+            })
+        self.waiter = waiter
+        waiter.start()
     }
 
     /// The cluster's members: this node, the static entries, what etcd says, and springcache nodes found
     /// under their own keys.
     private func apply() {
-        var found = Array(fromEtcd.values)
-        for (name, address) in springcacheAddresses where fromEtcd[name] == nil {
-            found.append(Member(name: name, peer: address))
-        }
-        var list = staticMembers + (statics?.admitted(found, alsoNamed: namedBySetpeer) ?? found)
-        if let me = cluster.members[config.name] { list.append(me) }
-        cluster.setMembers(list)
-        if onReady != nil && missingNames().isEmpty { finishWaiting(true) }
+        cluster.setMembers(discovered.members(including: cluster.members[config.name]))
+        waiter?.membersChanged()
     }
 
-    private func missingNames() -> [String] {
-        awaitedNames.filter { cluster.members[$0]?.peer == nil }
+    /// Joins and leaves, logged once each.
+    private func report(_ change: DiscoveredMembers.Change) {
+        for m in change.joined { logger.info("member \(m.name) joined (peer \(m.peer?.description ?? "?"))") }
+        for name in change.left { logger.info("member \(name) left (its etcd keys are gone)") }
     }
 
-    private func checkWait() {
-        let missing = missingNames()
-        if missing.isEmpty {
-            finishWaiting(true)
-            return
-        }
-        if loop.clock.nowMillis >= waitDeadline {
-            logger.critical("""
-                peers \(missing.joined(separator: ",")) did not register in etcd within \
-                \(ValueParsing.formatDuration(config.peerWaitMillis)) (--peer-wait); giving up
-                """)
-            finishWaiting(false)
-            return
-        }
-        // A springcache node registers only its own key NAME → HOST:PORT: look that up too.
-        for name in missing where !lookupsInFlight.contains(name) {
-            lookupsInFlight.insert(name)
-            EtcdDiscovery.lookupAddress(of: name, client: client) { [weak self] result in
-                guard let self else { return }
-                self.lookupsInFlight.remove(name)
-                if case .success(let address?) = result, self.fromEtcd[name] == nil {
-                    self.springcacheAddresses[name] = address
-                    self.apply()
-                }
+    /// A springcache node registers only its own key NAME → HOST:PORT, which the watch on our prefix never
+    /// shows: the `--peer` wait looks that up for each missing name.
+    private func lookUpSpringcacheAddress(of name: String, done: @escaping () -> Void) {
+        EtcdDiscovery.lookupAddress(of: name, client: client) { [weak self] result in
+            done()
+            guard let self else { return }
+            if case .success(let address?) = result, self.discovered.foundSpringcacheAddress(of: name, address) {
+                self.apply()
             }
         }
-    }
-
-    private func finishWaiting(_ ok: Bool) {
-        waitTimer?.close()
-        waitTimer = nil
-        guard let ready = onReady else { return }
-        onReady = nil
-        if ok && !awaitedNames.isEmpty { logger.info("other servers are registered") }
-        ready(ok)
     }
 
     /// springcache's `/setpeer` for a name that is not a member here: looks it up in etcd (our record, then
     /// springcache's own key) and adds it. Completes with whether it was found.
     func resolve(_ name: String, completion: @escaping (Bool) -> Void) {
-        namedBySetpeer.insert(name)
+        discovered.nameBySetpeer(name)
         client.get(key: Array((config.membersPrefix + name).utf8)) { [weak self] result in
             guard let self else { return completion(false) }
             if case .success(let reply) = result, let kv = reply.kvs.first,
                case .success(let member) = EtcdDiscovery.member(key: kv.key, value: kv.value,
                                                                 prefix: Array(self.config.membersPrefix.utf8)) {
-                self.fromEtcd[member.name] = member
+                _ = self.discovered.put(member)
                 self.apply()
                 return completion(true)
             }
             EtcdDiscovery.lookupAddress(of: name, client: self.client) { result in
                 guard case .success(let address?) = result else { return completion(false) }
-                self.springcacheAddresses[name] = address
+                _ = self.discovered.foundSpringcacheAddress(of: name, address)
                 self.apply()
                 completion(true)
             }
@@ -205,9 +161,8 @@ final class EtcdMembership {
 
     /// Revokes the lease (so peers drop this node at once) and stops following etcd.
     func stop(completion: @escaping () -> Void) {
-        waitTimer?.close()
-        waitTimer = nil
-        onReady = nil
+        waiter?.cancel()
+        waiter = nil
         discovery.stop()
         probe.close()
         guard let registrar else {
@@ -221,22 +176,10 @@ final class EtcdMembership {
         }
     }
 
-    /// The etcd families of /metrics: whether this node is registered and watching, and the counters of both.
-    func writeMetrics(_ p: inout PrometheusWriter) {
-        p.gauge("springcache_etcd_registered", help: "1 while this node's keys are on a live etcd lease.",
-                value: registrar?.isRegistered == true ? 1 : 0)
-        p.gauge("springcache_etcd_watching", help: "1 while the watch on the members prefix is established.",
-                value: discovery.isWatching ? 1 : 0)
-        let r = registrar?.stats ?? EtcdRegistrarStats()
-        p.counter("springcache_etcd_lease_grants_total", help: "etcd leases granted to this node.", value: r.grants)
-        p.counter("springcache_etcd_keepalives_total", help: "Lease keepalives answered.", value: r.keepalives)
-        p.counter("springcache_etcd_leases_lost_total", help: "Leases found gone and replaced.", value: r.leasesLost)
-        p.counter("springcache_etcd_registration_failures_total", help: "Failed registration or keepalive calls.",
-                  value: r.failures)
-        let d = discovery.stats
-        p.counter("springcache_etcd_watch_failures_total", help: "Failed range or watch calls on the members prefix.",
-                  value: d.failures)
-        p.counter("springcache_etcd_watch_events_total", help: "Member puts and deletes seen on the watch.",
-                  value: d.puts + d.deletes)
+    /// The state and the counters of the client, registrar, discovery and probe (Node/StatsReport renders them).
+    var stats: EtcdMembershipStats {
+        EtcdMembershipStats(registered: registrar?.isRegistered == true, watching: discovery.isWatching,
+                            client: client.stats, registrar: registrar?.stats ?? EtcdRegistrarStats(),
+                            discovery: discovery.stats, probe: probe.stats)
     }
 }

@@ -19,7 +19,7 @@ public final class Node {
     let api: APIHandler
     let server: HTTPServer
     let cluster: Cluster?
-    private var peerServer: GRPCServer?
+    private(set) var peerServer: GRPCServer?
     var curl: CurlMulti?
     var etcd: EtcdMembership?
     private var sweepTimer: LoopTimer?
@@ -27,21 +27,26 @@ public final class Node {
     private var stopping = false
     /// The metrics listener (`--metrics`), serving only /metrics and /healthz.
     private var metricsServer: HTTPServer?
-    private var accessLog: AccessLog?
+    private(set) var accessLog: AccessLog?
     /// The HTTP origin, when there is one: its counters reach /metrics, its failures the log.
-    private var httpOrigin: HTTPOrigin?
+    private(set) var httpOrigin: HTTPOrigin?
     private var failureLog: FailureLog
     /// When this process started (process_start_time_seconds), read once.
-    private let processStartTime = ProcessMetrics.startTimeSeconds()
+    let processStartTime = ProcessMetrics.startTimeSeconds()
+    /// Loop time when the node was made (`springcache_uptime_seconds`).
+    let startedAtMillis: Int64
 
     public init(config: NodeConfig, logger: Logger) throws {
         self.config = config
         self.logger = logger
         let loop = try EventLoop()
         self.loop = loop
+        startedAtMillis = loop.clock.nowMillis
 
         let loader: OriginLoader
         var multi: CurlMulti?
+        var madeCluster: Cluster?
+        var membership: EtcdMembership?
         failureLog = FailureLog(intervalMillis: config.failureLogIntervalMillis)
         do {
             if config.origin == "demo" {
@@ -55,15 +60,23 @@ public final class Node {
                     throw ConfigError("--origin: \(error)")
                 }
             }
-            cluster = try Node.makeCluster(config: config, loop: loop, logger: logger)
+            madeCluster = try Node.makeCluster(config: config, loop: loop, logger: logger)
+            if let cluster = madeCluster, !config.etcdEndpoints.isEmpty {
+                let etcdCurl = multi ?? CurlMulti(loop: loop.uv)
+                multi = etcdCurl
+                membership = try EtcdMembership(config: config, cluster: cluster, loop: loop, curl: etcdCurl,
+                                                logger: logger)
+            }
         } catch {
-            // Why close before throwing: a configuration error must not leave the loop and curl's timers
-            // allocated behind it (LeakSanitizer reports them when the process exits with the error).
+            // Why close before throwing: a configuration error must not leave the loop, the cluster's timers
+            // and curl's allocated behind it (LeakSanitizer reports them when the process exits with the error).
+            madeCluster?.close()
             multi?.close {}
             loop.run()
             loop.close()
             throw error
         }
+        cluster = madeCluster
         curl = multi
         httpOrigin = loader as? HTTPOrigin
         group = Group(name: config.group, config: config.cache, clock: loop.clock, random: FastRandom(),
@@ -74,9 +87,11 @@ public final class Node {
             if dropped > 0 { logger.info("membership changed: dropped \(dropped) entries now owned by other members") }
             for name in readmitted { cluster?.tellToDropCopies(name, group: group.name) }
         }
-        api = APIHandler(config: config, clock: loop.clock, group: group, cluster: cluster)
+        // What the API asks of the node (its reports, `/setpeer`); the API keeps it.
+        let apiHost = NodeAPIHost(config: config, cluster: cluster)
+        api = APIHandler(settings: APISettings(authToken: config.authToken), clock: loop.clock, group: group,
+                         host: apiHost)
         server = HTTPServer(loop: loop, config: config.http, handler: api)
-        api.server = server
         if config.metrics != nil {
             var metricsConfig = HTTPServerConfig()
             metricsConfig.maxConnections = Node.maxMetricsConnections
@@ -84,20 +99,12 @@ public final class Node {
                                        handler: MetricsEndpoint(api: api, clock: loop.clock))
         }
         httpOrigin?.onFailure = { [unowned self] kind, cause in self.originFailed(kind, cause) }
-        api.extraMetrics = { [unowned self] p in self.writeNodeMetrics(&p) }
-        api.extraStats = { [unowned self] j in self.writeNodeStats(&j) }
+        apiHost.node = self
         // One abuse log for both ports: a line per kind and interval, with the offender's address.
         server.abuse.sink = { [logger] line in logger.warning("\(line)") }
-        if let cluster, !config.etcdEndpoints.isEmpty {
-            let multi = curl ?? CurlMulti(loop: loop.uv)
-            curl = multi
-            let membership = try EtcdMembership(config: config, cluster: cluster, loop: loop, curl: multi,
-                                                logger: logger)
+        if let membership {
             etcd = membership
-            api.resolvePeer = { [weak membership] name, done in
-                guard let membership else { return done(false) }
-                membership.resolve(name, completion: done)
-            }
+            apiHost.membership = membership
         }
     }
 
@@ -374,58 +381,6 @@ public final class Node {
     private func originFailed(_ kind: OriginOutcome, _ cause: String) {
         if let line = failureLog.record(kind: "origin \(kind.label)", cause: cause, now: loop.clock.nowMillis) {
             logger.warning("origin load failed: \(line)")
-        }
-    }
-
-    /// The node's own families on /metrics: process, build, origin.
-    private func writeNodeMetrics(_ p: inout PrometheusWriter) {
-        p.process(ProcessMetrics.current(startTimeSeconds: processStartTime))
-        p.family("springcache_build_info", .gauge, help: "Always 1; the labels say which build runs.")
-        p.sample("springcache_build_info", labels: [PrometheusLabel("version", BuildInfo.version),
-                                                     PrometheusLabel("swift", BuildInfo.swiftVersion)], value: 1)
-        p.gauge("springcache_origin_timeout_seconds", help: "The origin timeout (--origin-timeout).",
-                value: Int(config.originTimeoutMillis / 1000))
-        if let origin = httpOrigin {
-            let stats = origin.stats
-            p.family("springcache_origin_requests_total", .counter,
-                     help: "Origin loads by outcome (ok, not_found, unreachable, timeout, bad_status, …).")
-            for outcome in OriginOutcome.allCases {
-                p.sample("springcache_origin_requests_total", labels: [PrometheusLabel("outcome", outcome.label)],
-                         value: stats.outcomes[outcome.rawValue])
-            }
-            p.family("springcache_origin_request_duration_seconds", .histogram,
-                     help: "Time from starting an origin load to its outcome.")
-            p.histogram("springcache_origin_request_duration_seconds", stats.latency)
-        }
-        if let accessLog {
-            p.counter("springcache_access_log_write_errors_total", help: "Access-log writes that failed.",
-                      value: accessLog.writeErrors)
-        }
-        etcd?.writeMetrics(&p)
-    }
-
-    /// The node's own fields in /api/stats: version, configuration, RSS.
-    private func writeNodeStats(_ j: inout JSONWriter) {
-        let process = ProcessMetrics.current(startTimeSeconds: processStartTime)
-        j.field("version", BuildInfo.version)
-        j.field("rss_bytes", process.residentBytes)
-        j.field("open_fds", process.openFDs)
-        j.key("config")
-        j.object { j in
-            j.field("api", config.api.description)
-            j.field("peer_port", config.peerPort)
-            j.key("metrics")
-            if let m = config.metrics { j.value(m.description) } else { j.null() }
-            j.field("origin", config.origin)
-            j.field("origin_timeout", ValueParsing.formatDuration(config.originTimeoutMillis))
-            j.field("cache_bytes", config.cache.cacheBytes)
-            j.field("hot_bytes", config.cache.hotBytes)
-            j.field("ttl", ValueParsing.formatDuration(config.cache.ttlMillis))
-            j.field("jitter", ValueParsing.formatDuration(config.cache.jitterMillis))
-            j.field("sliding", config.cache.sliding)
-            j.field("etcd", config.etcdEndpoints.joined(separator: ","))
-            j.field("auth", config.authToken != nil)
-            j.field("access_log", config.accessLogPath != nil)
         }
     }
 }

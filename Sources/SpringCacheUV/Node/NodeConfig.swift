@@ -2,7 +2,7 @@
 public struct NodeConfig {
     /// Where the HTTP API listens. springcache bound 0.0.0.0:9999; we bind loopback unless told otherwise.
     public var api = HostPort(host: "127.0.0.1", port: 9999)
-    /// This node's name (its identity on the ring once clustering lands).
+    /// This node's name (its identity on the ring, in etcd and in logs).
     public var name = "springcache-uv"
     /// The gRPC peer port (springcache's `--port`, default 8888).
     public var peerPort = 8888

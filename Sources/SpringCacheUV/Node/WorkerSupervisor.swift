@@ -5,15 +5,15 @@ import Glibc
 #endif
 
 /// Settings of the worker supervisor; every period and bound is named here.
-public struct SupervisorSettings {
+public struct SupervisorSettings: Equatable {
     /// The first restart of a worker that died waits this long; each quick death doubles it.
-    public var initialRestartDelayMillis: UInt64 = 100
+    public var initialRestartDelayMillis: Int64 = 100
     /// The longest wait between restarts of a worker that keeps dying.
-    public var maxRestartDelayMillis: UInt64 = 5_000
+    public var maxRestartDelayMillis: Int64 = 5_000
     /// A worker that ran at least this long before dying is restarted after the initial delay again.
     public var stableAfterMillis: Int64 = 10_000
     /// On SIGTERM/SIGINT, how long workers get to stop gracefully before they are killed.
-    public var stopGraceMillis: UInt64 = 8_000
+    public var stopGraceMillis: Int64 = 8_000
 
     public init() {}
 }
@@ -24,70 +24,94 @@ public struct SupervisorSettings {
 /// Why processes, not threads: each node is a single-threaded loop with no locks; more cores means more
 /// nodes, which share the API port through SO_REUSEPORT and are one another's cluster members.
 /// Workers ask the kernel for SIGTERM when the supervisor dies (PR_SET_PDEATHSIG), so none is orphaned.
+///
+/// The policy (restart delays, the give-up rule, which signal goes where, the exit status) is the
+/// `WorkerSupervision` value; this class performs its actions: spawns, signals, timers and log lines.
 public final class WorkerSupervisor {
     let loop: EventLoop
     let executable: String
     let argumentsForWorker: (Int) -> [String]
     let count: Int
-    let settings: SupervisorSettings
     let logger: Logger
 
-    private struct Worker {
-        var pid: pid_t = 0
-        var startedAt: Int64 = 0
-        var restartDelay: UInt64
-        var restartTimer: LoopTimer?
-    }
-
-    private var workers: [Worker]
+    private var policy: WorkerSupervision
+    private var restartTimers: [SchedulerTimer?]
     private var signals: [SignalWatcher] = []
-    private var stopping = false
-    private var killTimer: LoopTimer?
-    /// The supervisor's own exit status: 0 after a graceful stop, 1 when a worker could not start.
-    private var exitStatus: Int32 = 0
-    public private(set) var restarts = 0
+    private var killTimer: SchedulerTimer?
+    public var restarts: Int { policy.restarts }
 
     public init(loop: EventLoop, executable: String, count: Int, settings: SupervisorSettings, logger: Logger,
                 argumentsForWorker: @escaping (Int) -> [String]) {
         self.loop = loop
         self.executable = executable
         self.count = count
-        self.settings = settings
         self.logger = logger
         self.argumentsForWorker = argumentsForWorker
-        workers = Array(repeating: Worker(restartDelay: settings.initialRestartDelayMillis), count: count)
+        policy = WorkerSupervision(count: count, settings: settings)
+        restartTimers = Array(repeating: nil, count: count)
     }
 
     /// Spawns every worker and supervises them until told to stop; returns the exit status (0 after a
     /// graceful stop).
     public func run() throws -> Int32 {
-        for signum in [SIGINT, SIGTERM] {
-            signals.append(try SignalWatcher(loop: loop, signal: signum) { [unowned self] sig in
-                self.logger.info("supervisor received signal \(sig); stopping \(self.count) workers")
-                self.stop()
-            })
+        for signum in [SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2] {
+            signals.append(try SignalWatcher(loop: loop, signal: signum) { [unowned self] sig in self.received(sig) })
         }
         signals.append(try SignalWatcher(loop: loop, signal: SIGCHLD) { [unowned self] _ in self.reap() })
-        // SIGHUP (systemd's ExecReload) goes to the supervisor: every worker re-reads its token files.
-        signals.append(try SignalWatcher(loop: loop, signal: SIGHUP) { [unowned self] _ in
-            self.logger.notice("supervisor received SIGHUP; passing it to \(self.count) workers")
-            for w in self.workers where w.pid > 0 { kill(w.pid, SIGHUP) }
-        })
-        // Their default action would end the supervisor, and with it every worker.
-        for signum in [SIGUSR1, SIGUSR2] {
-            signals.append(try SignalWatcher(loop: loop, signal: signum) { [unowned self] sig in
-                self.logger.notice("supervisor received signal \(sig); ignored (SIGHUP re-reads tokens, SIGTERM stops)")
-            })
-        }
-        for i in 0..<count { spawn(i) }
+        perform(policy.start())
         loop.run()
         loop.close()
-        return exitStatus
+        return policy.exitStatus
     }
 
     /// The exit status of a worker that failed to start (bad configuration, a port taken): EX_CONFIG from
     /// sysexits.h. Why a status of its own: restarting such a worker cannot help, so the supervisor stops.
-    public static let startFailureStatus: Int32 = 78
+    public static let startFailureStatus: Int32 = WorkerSupervision.startFailureStatus
+
+    private func received(_ sig: Int32) {
+        switch WorkerSupervision.decision(for: sig) {
+        case .stop:
+            logger.info("supervisor received signal \(sig); stopping \(count) workers")
+        case .forwardToWorkers:
+            // SIGHUP (systemd's ExecReload) goes to the supervisor: every worker re-reads its token files.
+            logger.notice("supervisor received SIGHUP; passing it to \(count) workers")
+        case .ignore:
+            logger.notice("supervisor received signal \(sig); ignored (SIGHUP re-reads tokens, SIGTERM stops)")
+        }
+        perform(policy.received(signal: sig))
+    }
+
+    private func perform(_ actions: [WorkerSupervision.Action]) {
+        for action in actions {
+            switch action {
+            case .spawn(let index):
+                spawn(index)
+            case .scheduleRestart(let index, let delay):
+                let timer = restartTimers[index] ?? loop.scheduler.makeTimer { [unowned self] in
+                    self.perform(self.policy.restartDue(worker: index))
+                }
+                restartTimers[index] = timer
+                timer.arm(afterMillis: delay, repeatMillis: 0)
+                logger.info("restarting worker \(index) in \(delay) ms")
+            case .cancelRestart(let index):
+                restartTimers[index]?.disarm()
+            case .send(let signal, let pid):
+                if signal == SIGKILL { logger.warning("worker pid \(pid) did not stop in time; killing it") }
+                kill(pid, signal)
+            case .armKillTimer(let after):
+                let timer = loop.scheduler.makeTimer { [unowned self] in self.perform(self.policy.killTimerFired()) }
+                killTimer = timer
+                timer.arm(afterMillis: after, repeatMillis: 0)
+            case .finish:
+                finish()
+            case .reportExit(let index, let pid, let status, let ranFor):
+                let how = WorkerSupervisor.describe(status)
+                logger.warning("worker \(index) (pid \(pid)) exited (\(how)) after \(ranFor) ms")
+            case .reportStartFailure(let index):
+                logger.critical("worker \(index) could not start (its reason is logged above); stopping all workers")
+            }
+        }
+    }
 
     private func spawn(_ index: Int) {
         let args = [executable] + argumentsForWorker(index)
@@ -98,91 +122,38 @@ public final class WorkerSupervisor {
         let status = posix_spawn(&pid, executable, nil, nil, cArgs, environ)
         if status != 0 {
             logger.error("cannot start worker \(index): \(String(cString: strerror(status)))")
-            scheduleRestart(index)
+            perform(policy.spawnFailed(worker: index))
             return
         }
-        workers[index].pid = pid
-        workers[index].startedAt = loop.clock.nowMillis
+        policy.started(worker: index, pid: pid, nowMillis: loop.clock.nowMillis)
         logger.info("worker \(index) started (pid \(pid))")
     }
 
-    /// Collects every worker that exited; restarts it unless the supervisor is stopping.
+    /// Collects every child that exited and lets the policy decide what follows.
     private func reap() {
         while true {
             var status: Int32 = 0
             let pid = waitpid(-1, &status, WNOHANG)
             if pid <= 0 { break }
-            guard let index = workers.firstIndex(where: { $0.pid == pid }) else { continue }
-            workers[index].pid = 0
-            if stopping {
-                if workers.allSatisfy({ $0.pid == 0 }) { finish() }
-                continue
-            }
-            let ranFor = loop.clock.nowMillis - workers[index].startedAt
-            if WorkerSupervisor.exitCode(status) == WorkerSupervisor.startFailureStatus {
-                // The worker printed its reason (one line) before exiting; restarting cannot fix a bad flag or
-                // a taken port, so stop the others and exit with that failure.
-                logger.critical("worker \(index) could not start (its reason is logged above); stopping all workers")
-                exitStatus = 1
-                stop()
-                continue
-            }
-            logger.warning("worker \(index) (pid \(pid)) exited (\(WorkerSupervisor.describe(status))) after \(ranFor) ms")
-            if ranFor >= settings.stableAfterMillis { workers[index].restartDelay = settings.initialRestartDelayMillis }
-            scheduleRestart(index)
+            perform(policy.exited(pid: pid, status: status, nowMillis: loop.clock.nowMillis))
         }
-    }
-
-    private func scheduleRestart(_ index: Int) {
-        let delay = workers[index].restartDelay
-        workers[index].restartDelay = min(delay * 2, settings.maxRestartDelayMillis)
-        workers[index].restartTimer?.close()
-        let timer = LoopTimer(loop: loop) { [unowned self] in
-            self.workers[index].restartTimer?.close()
-            self.workers[index].restartTimer = nil
-            guard !self.stopping else { return }
-            self.restarts += 1
-            self.spawn(index)
-        }
-        timer.start(timeoutMillis: delay)
-        workers[index].restartTimer = timer
-        logger.info("restarting worker \(index) in \(delay) ms")
     }
 
     /// SIGTERM to every worker (each revokes its lease and finishes its answers), SIGKILL after the grace.
     public func stop() {
-        guard !stopping else { return }
-        stopping = true
-        for i in workers.indices {
-            workers[i].restartTimer?.close()
-            workers[i].restartTimer = nil
-            if workers[i].pid > 0 { kill(workers[i].pid, SIGTERM) }
-        }
-        if workers.allSatisfy({ $0.pid == 0 }) {
-            finish()
-            return
-        }
-        let timer = LoopTimer(loop: loop) { [unowned self] in
-            for w in self.workers where w.pid > 0 {
-                self.logger.warning("worker pid \(w.pid) did not stop in time; killing it")
-                kill(w.pid, SIGKILL)
-            }
-        }
-        timer.start(timeoutMillis: settings.stopGraceMillis)
-        killTimer = timer
+        perform(policy.received(signal: SIGTERM))
     }
 
     private func finish() {
         killTimer?.close()
         killTimer = nil
+        for i in restartTimers.indices {
+            restartTimers[i]?.close()
+            restartTimers[i] = nil
+        }
         for s in signals { s.close() }
         signals.removeAll()
         logger.info("all workers stopped")
-    }
-
-    /// The exit code of a worker that exited normally, nil when a signal ended it.
-    static func exitCode(_ status: Int32) -> Int32? {
-        status & 0x7f == 0 ? (status >> 8) & 0xff : nil
     }
 
     static func describe(_ status: Int32) -> String {

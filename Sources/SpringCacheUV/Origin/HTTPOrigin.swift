@@ -1,6 +1,8 @@
 import CLibUV
 
-/// Why an origin load did not yield a value; the `reason` label of `springcache_origin_requests_total`.
+// Origin/: where the owner of a key fills a miss from (springcache's "getter"), behind Cache's OriginLoader.
+
+/// Why an origin load did not yield a value; the `outcome` label of `springcache_origin_requests_total`.
 public enum OriginOutcome: Int, CaseIterable {
     case ok, notFound, unreachable, timedOut, badStatus, tooLarge, failed
 
@@ -178,15 +180,10 @@ public struct URLTemplate: Equatable {
         for part in parts {
             switch part {
             case .literal(let text): url += text
-            case .key: url += FormDecoder.percentEncoded(bytes: key.bytes)
-            case .group: url += URLTemplate.percentEncode(group)
+            case .key: url += PercentEncoding.encoded(key.bytes)
+            case .group: url += PercentEncoding.encoded(group.utf8)
             }
         }
         return url
-    }
-
-    /// RFC 3986 percent-encoding of every byte but the unreserved ones (the one encoder, in FormDecoder).
-    public static func percentEncode(_ text: String) -> String {
-        FormDecoder.percentEncoded(text)
     }
 }

@@ -99,14 +99,14 @@ final class GRPCClientSession: HTTP2Session {
         guard f.hd.type == UInt8(NGHTTP2_HEADERS.rawValue), let call = streams[f.hd.stream_id], !call.isDone else {
             return 0
         }
-        if http2Equal(name, ":status") {
+        if name.equals(":status") {
             call.httpStatus = Int(String(decoding: value, as: UTF8.self)) ?? 0
-        } else if http2Equal(name, "content-type") {
+        } else if name.equals("content-type") {
             call.contentTypeOK = GRPCServerSession.isGRPCContentType(value)
-        } else if http2Equal(name, "grpc-status") {
+        } else if name.equals("grpc-status") {
             // Error parsing returned status → UNKNOWN (statuscodes.md).
             call.grpcStatus = Int(String(decoding: value, as: UTF8.self)) ?? GRPCStatus.unknown.rawValue
-        } else if http2Equal(name, "grpc-message") {
+        } else if name.equals("grpc-message") {
             call.grpcMessage = GRPCStatusMessage.decode(value)
         }
         return 0

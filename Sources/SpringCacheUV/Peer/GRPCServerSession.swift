@@ -335,30 +335,30 @@ final class GRPCServerSession: HTTP2Session {
         // Only the request's own header block; headers in trailers (none in gRPC) are ignored.
         guard f.hd.type == UInt8(NGHTTP2_HEADERS.rawValue), f.headers.cat == NGHTTP2_HCAT_REQUEST,
               let stream = streams[f.hd.stream_id] else { return 0 }
-        if http2Equal(name, ":path") {
+        if name.equals(":path") {
             stream.path = String(decoding: value, as: UTF8.self)
-        } else if http2Equal(name, ":method") {
-            stream.isPost = http2Equal(value, "POST")
-        } else if http2Equal(name, "content-type") {
+        } else if name.equals(":method") {
+            stream.isPost = value.equals("POST")
+        } else if name.equals("content-type") {
             stream.contentTypeOK = GRPCServerSession.isGRPCContentType(value)
-        } else if http2Equal(name, "grpc-timeout") {
+        } else if name.equals("grpc-timeout") {
             if let millis = GRPCTimeout.parse(value) {
                 stream.timeoutMillis = millis
             } else {
                 stream.timeoutMalformed = true
             }
-        } else if http2Equal(name, "authorization") {
+        } else if name.equals("authorization") {
             stream.authorization = String(decoding: value, as: UTF8.self)
             if let token = context.settings.peerToken { stream.authorized = BearerToken.matches(value, token: token) }
-        } else if http2Equal(name, "grpc-encoding") {
-            stream.encodingDeclared = !http2Equal(value, "identity")
+        } else if name.equals("grpc-encoding") {
+            stream.encodingDeclared = !value.equals("identity")
         }
         return 0
     }
 
     /// `application/grpc`, optionally followed by `+format` or `;params` (PROTOCOL-HTTP2.md, Content-Type).
     static func isGRPCContentType(_ value: UnsafeRawBufferPointer) -> Bool {
-        guard http2HasPrefix(value, "application/grpc") else { return false }
+        guard value.starts(with: "application/grpc") else { return false }
         let n = "application/grpc".utf8.count
         return value.count == n || value[n] == UInt8(ascii: "+") || value[n] == UInt8(ascii: ";")
     }

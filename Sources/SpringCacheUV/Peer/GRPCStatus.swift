@@ -82,44 +82,16 @@ public typealias GRPCResult = Result<[UInt8], GRPCCallError>
 /// message, with every byte outside printable ASCII 0x20…0x7E, and `%` itself, written as `%XX`.
 enum GRPCStatusMessage {
     static func encode(_ message: String) -> String {
-        var needs = false
-        for b in message.utf8 where b < 0x20 || b > 0x7E || b == UInt8(ascii: "%") {
-            needs = true
-            break
-        }
-        if !needs { return message }
-        let hex = Array("0123456789ABCDEF".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(message.utf8.count * 3)
-        for b in message.utf8 {
-            if b < 0x20 || b > 0x7E || b == UInt8(ascii: "%") {
-                out.append(UInt8(ascii: "%"))
-                out.append(hex[Int(b >> 4)])
-                out.append(hex[Int(b & 0x0F)])
-            } else {
-                out.append(b)
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
+        guard PercentEncoding.needsEncoding(message.utf8, keeping: .printableASCII) else { return message }
+        return PercentEncoding.encoded(message.utf8, keeping: .printableASCII)
     }
 
     /// Decodes leniently, as the spec asks: a `%` not followed by two hex digits is kept as it is, and
     /// bytes that are not valid UTF-8 become U+FFFD.
     static func decode(_ bytes: UnsafeRawBufferPointer) -> String {
-        guard bytes.contains(UInt8(ascii: "%")) else { return String(decoding: bytes, as: UTF8.self) }
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count)
-        var i = 0
-        while i < bytes.count {
-            let b = bytes[i]
-            if b == UInt8(ascii: "%"), i + 2 < bytes.count,
-               let hi = hexValue(bytes[i + 1]), let lo = hexValue(bytes[i + 2]) {
-                out.append(hi << 4 | lo)
-                i += 3
-            } else {
-                out.append(b)
-                i += 1
-            }
+        guard bytes.contains(UInt8(ascii: "%")),
+              let out = PercentEncoding.decoded(bytes, malformed: .keep) else {
+            return String(decoding: bytes, as: UTF8.self)
         }
         return String(decoding: out, as: UTF8.self)
     }
@@ -127,14 +99,5 @@ enum GRPCStatusMessage {
     static func decode(_ text: String) -> String {
         var text = text
         return text.withUTF8 { decode(UnsafeRawBufferPointer($0)) }
-    }
-
-    private static func hexValue(_ c: UInt8) -> UInt8? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - UInt8(ascii: "A") + 10
-        default: return nil
-        }
     }
 }

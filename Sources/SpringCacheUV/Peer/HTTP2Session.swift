@@ -1,7 +1,4 @@
 import CNGHTTP2
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// The HTTP/2 settings both ends of a peer connection advertise (RFC 9113 §6.5.2); every bound is named
 /// here (STYLE habit 8).
@@ -451,18 +448,4 @@ func copyGRPCMessage(_ message: [UInt8], from offset: inout Int, into buffer: Un
         offset += count
     }
     return n
-}
-
-/// Compares header bytes with an ASCII literal.
-@inline(__always)
-func http2Equal(_ bytes: UnsafeRawBufferPointer, _ literal: StaticString) -> Bool {
-    bytes.count == literal.utf8CodeUnitCount
-        && (bytes.count == 0 || memcmp(bytes.baseAddress!, literal.utf8Start, bytes.count) == 0)
-}
-
-/// Whether `bytes` starts with the ASCII literal.
-@inline(__always)
-func http2HasPrefix(_ bytes: UnsafeRawBufferPointer, _ literal: StaticString) -> Bool {
-    bytes.count >= literal.utf8CodeUnitCount
-        && memcmp(bytes.baseAddress!, literal.utf8Start, literal.utf8CodeUnitCount) == 0
 }

@@ -322,10 +322,12 @@ final class GroupRoutingTests: XCTestCase {
         let cases: [(String, (Group, CacheTestRouter) -> Void)] = [
             ("set hot", { group, _ in group.set(key: "k", value: b("new"), ttlMillis: nil, hot: true) }),
             ("set main", { group, _ in group.set(key: "k", value: b("new"), ttlMillis: nil, hot: false) }),
-            ("store hot", { group, _ in group.store(key: "k", value: b("new"), ttlMillis: nil, hot: true) { _ in } }),
+            ("store hot", { group, _ in
+                group.writer.store(key: "k", value: b("new"), ttlMillis: nil, hot: true) { _ in }
+            }),
             ("store of a key this node now owns", { group, router in
                 router.defaultOwner = nil
-                group.store(key: "k", value: b("new"), ttlMillis: nil, hot: false) { _ in }
+                group.writer.store(key: "k", value: b("new"), ttlMillis: nil, hot: false) { _ in }
             }),
         ]
         for (what, mutate) in cases {
@@ -352,7 +354,7 @@ final class GroupRoutingTests: XCTestCase {
         router.defaultOwner = ownerB
         group.get(key: "k") { _ in }
         let results = Results()
-        group.store(key: "k", value: b("new"), ttlMillis: nil, hot: false, completion: results.callback())
+        group.writer.store(key: "k", value: b("new"), ttlMillis: nil, hot: false, completion: results.callback())
         router.completeFetch("k", with: .value(b("old"), expiresAtMillis: 0))
         XCTAssertEqual(group.hotItems, 0)
         XCTAssertEqual(group.stats.hotCopies, 0)
@@ -370,7 +372,7 @@ final class GroupRoutingTests: XCTestCase {
         router.defaultOwner = ownerB
         let outcomes = CacheTestOutcomes()
         group.get(key: "k", completion: outcomes.callback())
-        group.store(key: "k", value: b("new"), ttlMillis: nil, hot: false) { _ in }
+        group.writer.store(key: "k", value: b("new"), ttlMillis: nil, hot: false) { _ in }
         router.completeFetch("k", with: .value(b("old"), expiresAtMillis: 0))
         router.completeStore("k", with: .done(true))
         XCTAssertEqual(outcomes.all.map(valueBytes), [b("new")], "the fetch's old value must not answer")
@@ -383,7 +385,7 @@ final class GroupRoutingTests: XCTestCase {
         router.defaultOwner = ownerB
         group.get(key: "k") { _ in }  // a fetch that the owner answers before the store reaches it
         let results = Results()
-        group.store(key: "k", value: b("new"), ttlMillis: nil, hot: false, completion: results.callback())
+        group.writer.store(key: "k", value: b("new"), ttlMillis: nil, hot: false, completion: results.callback())
         router.completeStore("k", with: .done(true))
         XCTAssertEqual(results.all, [true], "the store is acknowledged")
 
@@ -419,7 +421,7 @@ final class GroupRoutingTests: XCTestCase {
             }
             router.owners["k"] = ownerB
             let results = Results()
-            group.store(key: "k", value: b("new"), ttlMillis: ttl, hot: false, completion: results.callback())
+            group.writer.store(key: "k", value: b("new"), ttlMillis: ttl, hot: false, completion: results.callback())
 
             XCTAssertEqual(router.calls, [.store(peer: "node-b", group: "scores", key: "k", value: b("new"),
                                                  expireUnixSeconds: expire, hot: false)], label)
@@ -451,7 +453,7 @@ final class GroupRoutingTests: XCTestCase {
             router.defaultOwner = ownerB
             router.unreachable = [:]
             var outcomes: [WriteOutcome] = []
-            group.write(key: "k", value: b("new"), ttlMillis: 2_000, hot: false) { outcomes.append($0) }
+            group.writer.write(key: "k", value: b("new"), ttlMillis: 2_000, hot: false) { outcomes.append($0) }
             clock.advance(byMillis: 10)
             if dropped { router.unreachable["k"] = ownerB }
             router.completeStore("k", with: answer)
@@ -467,21 +469,21 @@ final class GroupRoutingTests: XCTestCase {
         router.defaultOwner = nil  // the live ring gives the key to this node: its owner was dropped
         router.unreachable["k"] = ownerB
         var outcomes: [WriteOutcome] = []
-        group.write(key: "k", value: b("new"), ttlMillis: nil, hot: false) { outcomes.append($0) }
-        group.erase(key: "k") { outcomes.append($0) }
+        group.writer.write(key: "k", value: b("new"), ttlMillis: nil, hot: false) { outcomes.append($0) }
+        group.writer.erase(key: "k") { outcomes.append($0) }
         XCTAssertEqual(outcomes, [.ownerUnreachable(ownerB), .ownerUnreachable(ownerB)])
         XCTAssertEqual(router.calls, [], "nothing sent anywhere")
         XCTAssertEqual(group.mainItems + group.hotItems, 0)
         // A hot set stays local by definition and is not refused.
         var hot: [WriteOutcome] = []
-        group.write(key: "k", value: b("h"), ttlMillis: nil, hot: true) { hot.append($0) }
+        group.writer.write(key: "k", value: b("h"), ttlMillis: nil, hot: true) { hot.append($0) }
         XCTAssertEqual(hot, [.done(true)])
     }
 
     func testAStoreOfAnOwnedKeyCompletesOnlyAfterTheOthersDroppedTheirCopies() {
         let group = makeGroup()
         let results = Results()
-        group.store(key: "k", value: b("new"), ttlMillis: nil, hot: false, completion: results.callback())
+        group.writer.store(key: "k", value: b("new"), ttlMillis: nil, hot: false, completion: results.callback())
 
         XCTAssertEqual(fresh(group, "k")?.value, b("new"), "stored here at once")
         XCTAssertEqual(group.mainItems, 1)
@@ -498,7 +500,7 @@ final class GroupRoutingTests: XCTestCase {
         let group = makeGroup()
         router.defaultOwner = ownerB
         let results = Results()
-        group.store(key: "k", value: b("hot"), ttlMillis: nil, hot: true, completion: results.callback())
+        group.writer.store(key: "k", value: b("hot"), ttlMillis: nil, hot: true, completion: results.callback())
 
         XCTAssertEqual(results.all, [true], "answered at once")
         XCTAssertEqual(router.calls, [], "no owner, no invalidation")
@@ -525,7 +527,7 @@ final class GroupRoutingTests: XCTestCase {
             if copyHere { group.storeHotCopy(key: "k", value: b("old"), expiresAtMillis: clock.nowMillis + 500) }
             router.owners["k"] = ownerB
             let results = RemoveResults()
-            group.erase(key: "k", outcome: results.callback())
+            group.writer.erase(key: "k", outcome: results.callback())
 
             XCTAssertEqual(router.calls, [.remove(peer: "node-b", group: "scores", key: "k")], label)
             XCTAssertEqual(group.mainItems + group.hotItems, 0, "the copy is dropped at once; \(label)")
@@ -543,7 +545,7 @@ final class GroupRoutingTests: XCTestCase {
             let group = makeGroup()
             if present { group.set(key: "k", value: b("v"), ttlMillis: nil, hot: false) }
             let results = RemoveResults()
-            group.erase(key: "k", outcome: results.callback())
+            group.writer.erase(key: "k", outcome: results.callback())
 
             XCTAssertEqual(group.mainItems + group.hotItems, 0, "present \(present)")
             XCTAssertEqual(router.calls, [.invalidate(group: "scores", key: "k")], "present \(present)")
@@ -560,15 +562,15 @@ final class GroupRoutingTests: XCTestCase {
         let group = makeGroup()
         group.router = nil
         let results = Results()
-        group.store(key: "k", value: b("v"), ttlMillis: nil, hot: false, completion: results.callback())
+        group.writer.store(key: "k", value: b("v"), ttlMillis: nil, hot: false, completion: results.callback())
         XCTAssertEqual(results.all, [true])
         XCTAssertEqual(fresh(group, "k")?.value, b("v"))
-        group.store(key: "h", value: b("v"), ttlMillis: nil, hot: true, completion: results.callback())
+        group.writer.store(key: "h", value: b("v"), ttlMillis: nil, hot: true, completion: results.callback())
         XCTAssertEqual(results.all, [true, true])
         XCTAssertEqual(group.hotItems, 1)
         let removes = RemoveResults()
-        group.erase(key: "k", outcome: removes.callback())
-        group.erase(key: "k", outcome: removes.callback())
+        group.writer.erase(key: "k", outcome: removes.callback())
+        group.writer.erase(key: "k", outcome: removes.callback())
         XCTAssertEqual(results.all, [true, true])
         XCTAssertEqual(removes.all, [.done(true), .done(false)])
         XCTAssertEqual(group.mainItems, 0)

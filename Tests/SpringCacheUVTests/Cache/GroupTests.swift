@@ -529,6 +529,13 @@ final class GroupTests: XCTestCase {
         expected.negativeHits = 1
         expected.sets = 1
         expected.deletes = 1
+        // The gauges: "missing"'s negative entry in main, "h" in hot.
+        expected.main.items = 1
+        expected.main.bytes = group.mainBytes
+        expected.main.capacityBytes = 1 << 20
+        expected.hot.items = 1
+        expected.hot.bytes = group.hotBytes
+        expected.hot.capacityBytes = 1 << 16
         XCTAssertEqual(s, expected)
         assertStatsBalance(group)
         XCTAssertEqual(group.mainCapacityBytes, 1 << 20)

@@ -12,19 +12,21 @@ extension Group {
         set(key: CacheKey(key), value: value, ttlMillis: ttlMillis, hot: hot)
     }
 
+    @discardableResult
+    func delete(key: String) -> Bool { delete(key: CacheKey(key)) }
+
+    func storeHotCopy(key: String, value: [UInt8], expiresAtMillis: Int64) -> Bool {
+        storeHotCopy(key: CacheKey(key), value: value, expiresAtMillis: expiresAtMillis)
+    }
+}
+
+extension GroupWriter {
     func store(key: String, value: [UInt8], ttlMillis: Int64?, hot: Bool, completion: @escaping (Bool) -> Void) {
         store(key: CacheKey(key), value: value, ttlMillis: ttlMillis, hot: hot, completion: completion)
     }
 
     func remove(key: String, completion: @escaping (Bool) -> Void) {
         remove(key: CacheKey(key), completion: completion)
-    }
-
-    @discardableResult
-    func delete(key: String) -> Bool { delete(key: CacheKey(key)) }
-
-    func storeHotCopy(key: String, value: [UInt8], expiresAtMillis: Int64) -> Bool {
-        storeHotCopy(key: CacheKey(key), value: value, expiresAtMillis: expiresAtMillis)
     }
 }
 

@@ -21,7 +21,16 @@ final class NodeStartupSanitizerTests: XCTestCase {
         unresolvedPeer.api = HostPort(host: "127.0.0.1", port: 0)
         unresolvedPeer.name = "solo"
         unresolvedPeer.peers = ["solo", "other"]
-        for (name, config) in [("bad origin", badOrigin), ("peer without an address", unresolvedPeer)] {
+        // Reaches EtcdMembership (the cluster and curl exist by then), whose etcd client refuses the endpoint:
+        // that failure was thrown outside the block that closes the loop (issue 14).
+        var refusedEtcd = NodeConfig()
+        refusedEtcd.api = HostPort(host: "127.0.0.1", port: 0)
+        refusedEtcd.name = "solo"
+        refusedEtcd.peers = ["solo=127.0.0.1:7001", "other=127.0.0.1:7002"]
+        refusedEtcd.etcdEndpoints = ["https://127.0.0.1:2379/v3"]
+        let cases = [("bad origin", badOrigin), ("peer without an address", unresolvedPeer),
+                     ("etcd endpoint refused", refusedEtcd)]
+        for (name, config) in cases {
             // One start first: curl's one-time global initialisation opens descriptors it keeps.
             XCTAssertThrowsError(try Node(config: config, logger: Logger(label: "test")), name)
             let before = openDescriptorCount()

@@ -3,12 +3,6 @@ import XCTest
 @testable import SpringCacheUV
 
 final class MetricsTests: XCTestCase {
-    private func render(_ body: (inout ByteBuffer) -> Void) -> String {
-        var out = ByteBuffer(capacity: 16)
-        body(&out)
-        return String(decoding: out.readable, as: UTF8.self)
-    }
-
     func testHistogramBuckets() {
         var h = LatencyHistogram()
         h.observe(nanoseconds: 5_000)            // ≤ 0.00001
@@ -51,7 +45,7 @@ final class MetricsTests: XCTestCase {
         var h = LatencyHistogram()
         h.observe(nanoseconds: 200_000)
         h.observe(nanoseconds: 750_000_000)
-        let text = render { out in
+        let text = renderedText { out in
             PrometheusWriter.write(into: &out, constantLabels: [PrometheusLabel("worker", 0)]) { p in
                 p.counter("demo_requests_total", help: "Requests.\nWith a \\ backslash.", value: 7)
                 p.gauge("demo_connections", help: "Open connections.", value: 3)
@@ -93,7 +87,7 @@ final class MetricsTests: XCTestCase {
         stats.record(route: .v1Put, status: 413)
         stats.connectionsAccepted = 2
         stats.currentConnections = 1
-        let text = render { out in
+        let text = renderedText { out in
             PrometheusWriter.write(into: &out) { p in
                 p.counter("plain_total", help: "No labels.", value: 0)
                 p.requestStats(stats)
@@ -123,7 +117,7 @@ final class MetricsTests: XCTestCase {
     }
 
     func testJSONWriter() {
-        let text = render { out in
+        let text = renderedText { out in
             JSONWriter.write(into: &out) { json in
                 json.object { json in
                     json.field("name", "node-1")
@@ -154,7 +148,7 @@ final class MetricsTests: XCTestCase {
     }
 
     func testJSONInvalidUTF8BecomesReplacementCharacter() {
-        let text = render { out in
+        let text = renderedText { out in
             JSONWriter.write(into: &out) { json in
                 json.array { json in
                     [UInt8]([0x61, 0xFF, 0x62, 0xC3, 0xA9, 0xE2, 0x82, 0xED, 0xA0, 0x80]).withUnsafeBytes {

@@ -122,7 +122,8 @@ final class HTTPOriginTests: XCTestCase {
             ("", ""),
         ]
         for (raw, encoded) in cases {
-            XCTAssertEqual(URLTemplate.percentEncode(raw), encoded, raw)
+            let template = try URLTemplate("http://h:1/{group}/{key}")
+            XCTAssertEqual(template.expand(group: raw, key: raw), "http://h:1/\(encoded)/\(encoded)", raw)
         }
     }
 

@@ -1,4 +1,5 @@
-// Origin/: where the owner of a key fills a miss from (springcache's "getter").
+// The seam between a `Group` and where a miss is filled from (groupcache's Getter). It lives here, with its
+// user: `Origin/` implements it (`DemoOrigin`, `HTTPOrigin`), and nothing in `Cache/` knows those.
 
 /// Why a load failed, as the API reports it: `unavailable` → 502, `timedOut` → 504.
 public enum LoadError: Error, Equatable, Sendable {

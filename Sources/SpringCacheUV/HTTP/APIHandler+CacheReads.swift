@@ -1,0 +1,115 @@
+import CLibUV
+
+// The API's reads: springcache's `GET /api/get` and our `GET|HEAD /v1/cache/{group}/{key}`.
+extension APIHandler {
+    /// The header of a value served after its reload failed (`--stale-grace`; RFC 9111 §5.5).
+    static let staleWarning: StaticString = "Warning: 110 - \"Response is Stale\"\r\n"
+
+    /// `GET /api/get?key=K` → `value=<V>\n` (springcache's answer, byte for byte).
+    func getValue(_ request: HTTPRequest, _ writer: ResponseWriter) throws(APIRefusal) -> HTTPHandling {
+        let key = try required("key", field("key", in: request.query))
+        let framing = HTTPResponseFraming(request)
+        let hit: Bool? = group.withFreshValue(forKey: scratchBytes(key)) { view in
+            HTTPResponse.appendValue(to: &writer.bytes, value: view.value, framing: framing, date: date)
+            return true
+        }
+        if hit != nil {
+            requestStats.record(route: .get, status: 200, latencyNanos: uv_hrtime() &- request.startNanos)
+            return .done
+        }
+        return answerLoad(scratchKey(key), Reply(request, writer, .get)) { [unowned self] reply, found in
+            HTTPResponse.appendValue(to: &reply.writer.bytes, value: found.value, framing: reply.framing,
+                                     date: self.date) {
+                if found.stale { $0.append(APIHandler.staleWarning) }
+            }
+            return 200
+        }
+    }
+
+    /// `GET|HEAD /v1/cache/{group}/{key}` → the raw value, with `ETag` and `Cache-Control: max-age`; 304 when
+    /// `If-None-Match` names the value's tag.
+    func getRawValue(_ request: HTTPRequest, _ writer: ResponseWriter) throws(APIRefusal) -> HTTPHandling {
+        let key = try v1Key(request)
+        let framing = HTTPResponseFraming(request)
+        let ifNoneMatch = request.head.ifNoneMatch.map { request.slice($0) }
+        let now = clock.nowMillis
+        let status: Int? = group.withFreshValue(forKey: scratchBytes(key)) { view in
+            let found = FoundValue(value: view.value, expiresAtMillis: view.expiresAtMillis, etag: view.etag,
+                                   stale: false)
+            return writeRawValue(found, to: writer, framing: framing, now: now, ifNoneMatch: ifNoneMatch)
+        }
+        if let status {
+            requestStats.record(route: .v1Get, status: status, latencyNanos: uv_hrtime() &- request.startNanos)
+            return .done
+        }
+        // The request's bytes are gone when the load lands: keep the header's own copy.
+        let ifNoneMatchCopy = ifNoneMatch.map { Array($0) }
+        return answerLoad(scratchKey(key), Reply(request, writer, .v1Get)) { [unowned self] reply, found in
+            let now = self.clock.nowMillis
+            guard let ifNoneMatchCopy else {
+                return self.writeRawValue(found, to: reply.writer, framing: reply.framing, now: now, ifNoneMatch: nil)
+            }
+            return ifNoneMatchCopy.withUnsafeBytes {
+                self.writeRawValue(found, to: reply.writer, framing: reply.framing, now: now, ifNoneMatch: $0)
+            }
+        }
+    }
+
+    /// A value as a read answers it, from the cache at once or from a load that landed.
+    struct FoundValue {
+        let value: UnsafeRawBufferPointer
+        let expiresAtMillis: Int64
+        let etag: UInt64
+        /// Served after its reload failed (`--stale-grace`).
+        let stale: Bool
+    }
+
+    /// Looks `key` up through the group (its owner, or the origin) and answers when the get lands:
+    /// `writeValue` writes a value found and returns its status; nothing found is 404, a failed load 502/504.
+    private func answerLoad(_ key: CacheKey, _ reply: Reply,
+                            writeValue: @escaping (Reply, FoundValue) -> Int) -> HTTPHandling {
+        deferAnswer(reply.writer) { [unowned self] finish in
+            self.group.get(key: key) { outcome in
+                switch outcome {
+                case .value(let value, let expiresAt, let etag, let stale):
+                    let status = value.withUnsafeBytes {
+                        writeValue(reply, FoundValue(value: $0, expiresAtMillis: expiresAt, etag: etag, stale: stale))
+                    }
+                    self.record(reply, status)
+                case .notFound:
+                    self.text(reply, 404, "key \"\(key)\" not found in group \"\(self.group.name)\"")
+                case .failure(let error):
+                    self.text(reply, APIHandler.status(of: error), error.message)
+                }
+                finish()
+            }
+        }
+    }
+
+    /// Writes a raw value with its validators; 304 when the client's If-None-Match names its ETag.
+    private func writeRawValue(_ found: FoundValue, to writer: ResponseWriter, framing: HTTPResponseFraming,
+                               now: Int64, ifNoneMatch: UnsafeRawBufferPointer?) -> Int {
+        EntityTag.withQuoted(found.etag) { etag in
+            let maxAge = max(0, (found.expiresAtMillis - now) / 1000)
+            let notModified = ifNoneMatch.map { EntityTag.matches($0, etag) } ?? false
+            let status = notModified ? 304 : 200
+            HTTPResponse.append(to: &writer.bytes, status: status, contentType: HTTPResponse.octetStream,
+                                body: found.value, framing: framing, date: date) { o in
+                HTTPResponse.appendHeader(to: &o, name: "ETag", value: etag)
+                o.append("Cache-Control: max-age=")
+                o.appendDecimal(Int(maxAge))
+                o.append("\r\n")
+                if found.stale { o.append(APIHandler.staleWarning) }
+            }
+            return status
+        }
+    }
+
+    /// The status of a failed load: 502 when the origin or owner failed, 504 when it did not answer in time.
+    static func status(of error: LoadError) -> Int {
+        switch error {
+        case .unavailable: return 502
+        case .timedOut: return 504
+        }
+    }
+}
