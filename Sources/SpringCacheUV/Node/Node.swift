@@ -22,7 +22,7 @@ public final class Node {
     private(set) var peerServer: GRPCServer?
     var curl: CurlMulti?
     var etcd: EtcdMembership?
-    private var sweepTimer: LoopTimer?
+    private var sweepTimer: SchedulerTimer?
     private var signals: [SignalWatcher] = []
     private var stopping = false
     /// The metrics listener (`--metrics`), serving only /metrics and /healthz.
@@ -244,13 +244,14 @@ public final class Node {
             // the API answers 503 with the reason instead of leaving clients hanging.
             server.admissionRefusal = "waiting for peers \(etcd.awaitedNames.joined(separator: ",")) to register in etcd"
         }
-        let sweep = LoopTimer(loop: loop) { [unowned self] in
+        let sweep = loop.scheduler.makeTimer { [unowned self] in
             self.group.sweep()
-            // Once a second: write waiting access-log lines and the summaries of repeated failures.
+            // Every sweep interval (a second by default): write waiting access-log lines and the summaries of
+            // repeated failures.
             self.accessLog?.flush()
             for line in self.failureLog.flush(now: self.loop.clock.nowMillis) { self.logger.warning("\(line)") }
         }
-        sweep.start(timeoutMillis: config.sweepIntervalMillis, repeatMillis: config.sweepIntervalMillis)
+        sweep.arm(afterMillis: Int64(config.sweepIntervalMillis), repeatMillis: Int64(config.sweepIntervalMillis))
         sweepTimer = sweep
         for signum in [SIGINT, SIGTERM] {
             signals.append(try SignalWatcher(loop: loop, signal: signum) { [unowned self] sig in

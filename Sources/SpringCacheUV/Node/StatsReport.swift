@@ -289,6 +289,10 @@ enum StatsReport {
         }
         p.gauge("springcache_grpc_server_buffered_bytes", help: "Bytes held now by peer streams and their output.",
                 value: g.bufferedBytes)
+        p.gauge("springcache_grpc_server_connections_open", help: "Peer connections open now.",
+                value: g.openConnections)
+        p.gauge("springcache_grpc_server_connections_unauthenticated",
+                help: "Peer connections open now that have not authenticated yet.", value: g.unauthenticatedConnections)
     }
 
     /// Each peer's gRPC client: its calls and their failures by status, and its connection's life.
@@ -343,6 +347,8 @@ enum StatsReport {
                 \.connectionsClosed),
         Counter("protocol_errors", "springcache_grpc_server_protocol_errors_total",
                 "Peer connections closed because their input was not valid HTTP/2.", \.protocolErrors),
+        Counter("header_list_violations", "springcache_grpc_server_header_list_violations_total",
+                "Peer connections closed for a header list over the advertised limit.", \.headerListViolations),
         Counter("calls", "springcache_grpc_server_calls_total", "Complete unary calls handed to the service.",
                 \.calls),
         Counter("deadline_exceeded", "springcache_grpc_server_deadline_exceeded_total",
@@ -538,6 +544,8 @@ enum StatsReport {
             for c in peerServerCounters { j.field(c.key, g[keyPath: c.value]) }
             statusCounts(&j, "answers", g.answers)
             j.field("buffered_bytes", g.bufferedBytes)
+            j.field("connections_open", g.openConnections)
+            j.field("connections_unauthenticated", g.unauthenticatedConnections)
         }
     }
 

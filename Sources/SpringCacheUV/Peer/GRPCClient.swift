@@ -8,14 +8,10 @@ import Glibc
 public struct GRPCClientSettings {
     /// Largest response message accepted (RESOURCE_EXHAUSTED beyond it) and largest request sent.
     public var maxMessageBytes = 4 << 20
-    /// SETTINGS_INITIAL_WINDOW_SIZE we advertise: a 1 MiB response arrives without waiting for WINDOW_UPDATE.
-    public var initialWindowSize: Int32 = 4 << 20
-    /// The connection-level receive window (raised with WINDOW_UPDATE at start).
-    public var connectionWindowSize: Int32 = 16 << 20
+    /// Windows and header-list bound we advertise (and enforce on response headers and trailers).
+    public var http2 = HTTP2Settings()
     /// Requests waiting for the socket before we stop pulling more from nghttp2 (it queues the rest).
     public var maxOutputBytes = 4 << 20
-    /// SETTINGS_MAX_HEADER_LIST_SIZE we advertise and enforce on response headers and trailers.
-    public var maxHeaderListBytes = 16 << 10
     /// A connect attempt that has not completed by then fails like a refused one.
     public var connectTimeoutMillis: Int64 = 2000
     /// Backoff after the first failed connect attempt; doubled after each further failure, up to the max.
@@ -61,7 +57,7 @@ final class GRPCClientCall: DeadlineTracked {
     var result: GRPCResult?
     var isDone = false
     var streamID: Int32 = -1
-    var connection: GRPCClientConnection?
+    var session: GRPCClientSession?
 
     // The response as it arrives.
     var httpStatus = 0
@@ -139,7 +135,7 @@ final class GRPCClientCall: DeadlineTracked {
 ///
 /// Completions run exactly once, from the loop, never inside `unary` and never inside an nghttp2 callback.
 /// Targets are numeric IPv4/IPv6 addresses (or `localhost`): peers advertise addresses, not names.
-public final class GRPCClient {
+public final class GRPCClient: GRPCClientSessionOwner {
     public let loop: EventLoop
     public let target: HostPort
     public let settings: GRPCClientSettings
@@ -153,6 +149,7 @@ public final class GRPCClient {
 
     let buffers = HTTP2IOBuffers()
     let headers = HTTP2HeaderBlock()
+    var authority: String { target.description }
 
     private enum State {
         case idle
@@ -170,15 +167,14 @@ public final class GRPCClient {
     private var waiting: [GRPCClientCall] = []
     private var completed: [GRPCClientCall] = []
     private var dirty: [GRPCClientConnection] = []
-    private var deadlines = DeadlineQueue<GRPCClientCall>()
-    private var deadlineTimerAt = Int64.max
     private var backoffMillis: Int64 = 0
     private var closed = false
     private var address = sockaddr_storage()
     private var addressError: String?
 
-    private var deadlineTimer: LoopTimer!
-    private var connectTimer: LoopTimer!
+    /// Calls started and not completed, by deadline: when one passes, the call fails DEADLINE_EXCEEDED.
+    private var deadlines: DeadlineTimer<GRPCClientCall>!
+    private var connectTimer: SchedulerTimer!
     private var work: HTTP2DeferredWork!
 
     public init(loop: EventLoop, target: HostPort, settings: GRPCClientSettings = GRPCClientSettings()) {
@@ -186,8 +182,8 @@ public final class GRPCClient {
         self.target = target
         self.settings = settings
         addressError = GRPCClient.parseAddress(target, into: &address)
-        deadlineTimer = LoopTimer(loop: loop) { [unowned self] in self.deadlineTimerFired() }
-        connectTimer = LoopTimer(loop: loop) { [unowned self] in self.connectTimedOut() }
+        deadlines = DeadlineTimer(scheduler: loop.scheduler) { [unowned self] call in self.deadlinePassed(call) }
+        connectTimer = loop.scheduler.makeTimer { [unowned self] in self.connectTimedOut() }
         // Strong on purpose: completions queued by `close()` still run after the owner has dropped the client;
         // the cycle ends when the work handle closes (after that last drain).
         work = HTTP2DeferredWork(loop: loop) { self.runDeferredWork() }
@@ -238,10 +234,9 @@ public final class GRPCClient {
             return
         }
         deadlines.insert(call)
-        armDeadlineTimer()
         switch state {
         case .ready:
-            connection!.start(call)
+            connection!.clientSession.start(call, now: now)
             scheduleFlush(connection!)
         case .connecting:
             waiting.append(call)
@@ -259,7 +254,7 @@ public final class GRPCClient {
         guard !call.isDone else { return }
         call.isDone = true
         call.result = result
-        call.connection = nil
+        call.session = nil
         call.request = []
         deadlines.remove(call)
         switch result {
@@ -296,7 +291,7 @@ public final class GRPCClient {
         let conn = GRPCClientConnection(client: self, tcp: tcp)
         connection = conn
         connections.append(conn)
-        guard conn.session != nil else {
+        guard conn.clientSession.session != nil else {
             connectFailed(conn, reason: "cannot create an HTTP/2 session")
             return
         }
@@ -307,7 +302,7 @@ public final class GRPCClient {
             connectFailed(conn, reason: String(cString: uv_strerror(status)))
             return
         }
-        connectTimer.start(timeoutMillis: UInt64(max(settings.connectTimeoutMillis, 1)))
+        connectTimer.arm(afterMillis: max(settings.connectTimeoutMillis, 1))
     }
 
     private func connectTimedOut() {
@@ -320,20 +315,21 @@ public final class GRPCClient {
             conn.close(reason: "connection no longer wanted")
             return
         }
-        connectTimer.stop()
+        connectTimer.disarm()
         state = .ready
         statsStorage.connections += 1
         if statsStorage.connections > 1 { statsStorage.reconnects += 1 }
         conn.open()
         let calls = waiting
         waiting.removeAll()
-        for call in calls where !call.isDone { conn.start(call) }
+        let now = loop.clock.nowMillis
+        for call in calls where !call.isDone { conn.clientSession.start(call, now: now) }
         conn.flush()
     }
 
     /// The server's SETTINGS arrived: the peer really speaks HTTP/2, so the backoff starts over.
-    func handshakeCompleted(_ conn: GRPCClientConnection) {
-        if conn === connection { backoffMillis = 0 }
+    func sessionCompletedHandshake(_ session: GRPCClientSession) {
+        if session === connection?.clientSession { backoffMillis = 0 }
     }
 
     private func enterBackoff() {
@@ -344,7 +340,7 @@ public final class GRPCClient {
 
     func connectFailed(_ conn: GRPCClientConnection, reason: String) {
         guard conn === connection else { return }
-        connectTimer.stop()
+        connectTimer.disarm()
         connection = nil
         statsStorage.connectFailures += 1
         enterBackoff()
@@ -357,19 +353,19 @@ public final class GRPCClient {
     }
 
     /// A GOAWAY arrived: new calls go to a new connection; this one finishes what the server took.
-    func retire(_ conn: GRPCClientConnection) {
-        guard conn === connection else { return }
+    func retire(_ session: GRPCClientSession) {
+        guard session === connection?.clientSession else { return }
         connection = nil
         state = .idle
     }
 
     /// An established (or connecting) connection failed: every call on it fails now.
-    func connectionLost(_ conn: GRPCClientConnection, reason: String, calls: [GRPCClientCall]) {
-        if conn === connection {
+    func sessionLost(_ session: GRPCClientSession, reason: String, calls: [GRPCClientCall]) {
+        if session === connection?.clientSession {
             connection = nil
             if case .ready = state { statsStorage.connectionsLost += 1 }
             state = .idle
-            if !conn.receivedSettings {
+            if !session.receivedSettings {
                 // Why back off here too: a peer that accepts and drops at once (over its connection limit,
                 // not HTTP/2, dying) would otherwise be re-dialled by every call (gRPC counts a connection
                 // as established only once the server's SETTINGS arrive).
@@ -381,7 +377,7 @@ public final class GRPCClient {
             waiting.removeAll()
             for call in queued { finish(call, .failure(GRPCCallError(status: .unavailable,
                                                                      message: "peer \(target): \(reason)"))) }
-        } else if conn.wasConnected && !closed {
+        } else if session.wasConnected && !closed {
             statsStorage.connectionsLost += 1
         }
         let error = GRPCCallError(status: .unavailable, message: "connection to peer \(target) lost: \(reason)")
@@ -394,31 +390,21 @@ public final class GRPCClient {
 
     // MARK: deadlines
 
-    private func armDeadlineTimer() {
-        guard let earliest = deadlines.earliest, earliest < deadlineTimerAt, !closed else { return }
-        deadlineTimerAt = earliest
-        deadlineTimer.start(timeoutMillis: UInt64(max(earliest - loop.clock.nowMillis, 0)))
-    }
-
-    private func deadlineTimerFired() {
-        deadlineTimerAt = .max
-        let now = loop.clock.nowMillis
-        while let call = deadlines.popExpired(now: now) {
-            let conn = call.connection
-            finish(call, .failure(GRPCCallError(status: .deadlineExceeded, message: "deadline exceeded")))
-            if let conn {
-                conn.cancel(call)
-                scheduleFlush(conn)
-            }
+    /// The call's deadline passed: it fails now, and its stream is reset so the server stops working on it.
+    private func deadlinePassed(_ call: GRPCClientCall) {
+        let session = call.session
+        finish(call, .failure(GRPCCallError(status: .deadlineExceeded, message: "deadline exceeded")))
+        if let session {
+            session.cancel(call)
+            session.requestFlush()
         }
-        armDeadlineTimer()
     }
 
     // MARK: batching
 
     /// Requests (and resets) submitted outside a read are written in the next loop iteration, all together.
     func scheduleFlush(_ conn: GRPCClientConnection) {
-        guard !conn.processingInput, !conn.isDirty else { return }
+        guard !conn.session.processingInput, !conn.isDirty else { return }
         conn.isDirty = true
         dirty.append(conn)
         work?.schedule()
@@ -448,10 +434,9 @@ public final class GRPCClient {
         let error = GRPCCallError(status: .cancelled, message: "client closed")
         for call in waiting { finish(call, .failure(error)) }
         waiting.removeAll()
-        for call in deadlines.removeAll() { finish(call, .failure(error)) }
+        for call in deadlines.close() { finish(call, .failure(error)) }
         connection = nil
         for conn in connections { conn.close(reason: "client closed") }
-        deadlineTimer.close()
         connectTimer.close()
         dirty.removeAll()
         work.schedule()

@@ -9,15 +9,10 @@ public struct GRPCServerSettings {
     /// SETTINGS_MAX_CONCURRENT_STREAMS: streams a client may have open on one connection; nghttp2 refuses
     /// more with RST_STREAM(REFUSED_STREAM), which gRPC clients retry.
     public var maxConcurrentStreams: UInt32 = 1000
-    /// SETTINGS_INITIAL_WINDOW_SIZE: how much a client may send on one stream before we consume it.
-    /// Large enough that a 1 MiB value (plus framing) arrives without waiting for a WINDOW_UPDATE.
-    public var initialWindowSize: Int32 = 4 << 20
-    /// The connection-level receive window (raised with WINDOW_UPDATE at start).
-    public var connectionWindowSize: Int32 = 16 << 20
+    /// Windows and header-list bound we advertise (and enforce on request headers).
+    public var http2 = HTTP2Settings()
     /// Largest request message accepted, and largest response sent (RESOURCE_EXHAUSTED beyond it).
     public var maxMessageBytes = 4 << 20
-    /// SETTINGS_MAX_HEADER_LIST_SIZE: header bytes per request.
-    public var maxHeaderListBytes: UInt32 = 16 << 10
     /// Output waiting for one slow peer before we stop pulling answers from nghttp2 and stop reading it.
     public var maxOutputBytesPerConnection = 4 << 20
     /// Bytes the streams of one connection may hold: request messages being received or waiting for their
@@ -58,8 +53,11 @@ public struct GRPCServerStats {
     public var connectionsAccepted: UInt64 = 0
     public var connectionsRejected: UInt64 = 0
     public var connectionsClosed: UInt64 = 0
-    /// Connections closed because nghttp2 rejected their input (not HTTP/2, bad frames, floods).
+    /// Connections closed because nghttp2 rejected their input (not HTTP/2, bad frames, floods), or because
+    /// a header list passed SETTINGS_MAX_HEADER_LIST_SIZE (those are also in `headerListViolations`).
     public var protocolErrors: UInt64 = 0
+    /// Connections closed for a header block larger than `http2.maxHeaderListBytes` (an HPACK bomb).
+    public var headerListViolations: UInt64 = 0
     /// Complete unary requests handed to the handler.
     public var calls: UInt64 = 0
     /// Answers sent, by grpc-status (index = code).
@@ -68,6 +66,7 @@ public struct GRPCServerStats {
     public var deadlineExceeded: UInt64 = 0
     /// Calls whose stream was reset or whose connection closed before the handler answered.
     public var cancelled: UInt64 = 0
+    /// Bytes read and written by all connections, the open ones included.
     public var bytesIn: UInt64 = 0
     public var bytesOut: UInt64 = 0
     /// Requests or answers refused because a connection or the process held its bound of bytes.
@@ -82,6 +81,9 @@ public struct GRPCServerStats {
     public var unauthenticatedRequests: UInt64 = 0
     /// Bytes held now by streams and output of all connections (see `maxBufferBytes`).
     public var bufferedBytes: Int = 0
+    /// Connections open now, and how many of them have not authenticated yet.
+    public var openConnections: Int = 0
+    public var unauthenticatedConnections: Int = 0
 
     public init() {}
 }
@@ -108,36 +110,38 @@ public final class GRPCServerCall: DeadlineTracked {
     public private(set) var isCancelled = false
     /// True once `respond` or `fail` was called (or the deadline answered for the handler).
     public private(set) var isAnswered = false
-    /// Called once if the call is cancelled before it is answered (e.g. to stop work done for it).
+    /// Called once if the call is cancelled before it is answered (e.g. to stop work done for it). A reset
+    /// stream or a closed connection marks the call cancelled at once but runs this in the server's next
+    /// loop turn, never inside nghttp2; a passed deadline runs it right after the DEADLINE_EXCEEDED answer.
     public var onCancel: (() -> Void)?
 
     /// The stream to answer on; nil once answered or cancelled (the invariant that keeps `unowned` safe:
-    /// a stream is detached from its call before its connection can go away).
+    /// a stream is detached from its call before its session can go away).
     var stream: GRPCServerStream?
-    let server: GRPCServer
+    let context: GRPCServerContext
     public var expiresAtMillis: Int64 { deadlineMillis ?? .max }
     public var deadlineSlot = -1
 
     init(path: String, message: [UInt8], deadlineMillis: Int64?, authorization: String?, stream: GRPCServerStream,
-         server: GRPCServer) {
+         context: GRPCServerContext) {
         self.path = path
         self.message = message
         self.deadlineMillis = deadlineMillis
         self.authorization = authorization
         self.stream = stream
-        self.server = server
+        self.context = context
     }
 
     /// Answers with one response message and status OK.
     public func respond(message: [UInt8]) {
         guard let stream = claimAnswer() else { return }
-        stream.connection.respond(stream, message: message)
+        stream.session.respond(stream, message: message)
     }
 
     /// Answers with a non-OK status; `message` is sent percent-encoded in `grpc-message`.
     public func fail(status: GRPCStatus, message: String) {
         guard let stream = claimAnswer() else { return }
-        stream.connection.sendStatus(stream, status: status, message: message)
+        stream.session.sendStatus(stream, status: status, message: message)
     }
 
     /// Marks the call answered and detaches it; nil if the answer is to be dropped.
@@ -145,7 +149,7 @@ public final class GRPCServerCall: DeadlineTracked {
         assert(!isAnswered, "GRPCServerCall answered twice (\(path))")
         guard !isAnswered else { return nil }
         isAnswered = true
-        server.callFinished(self)
+        context.callFinished(self)
         guard !isCancelled, let stream else { return nil }
         self.stream = nil
         stream.call = nil
@@ -153,24 +157,30 @@ public final class GRPCServerCall: DeadlineTracked {
         return stream
     }
 
-    /// The stream went away (reset, connection closed) before an answer.
+    /// The stream went away (reset, connection closed) before an answer. Called from nghttp2's
+    /// stream-close callback or while a connection closes, so `onCancel` (user code, which may start new
+    /// work or answer other calls) is not run here but deferred to the server's next turn.
     func cancel() {
         guard !isAnswered, !isCancelled else { return }
         isCancelled = true
-        server.callFinished(self)
-        server.stats.cancelled += 1
+        context.callFinished(self)
+        context.stats.cancelled += 1
         stream?.call = nil
         stream = nil
-        let callback = onCancel
-        onCancel = nil
-        callback?()
+        if let callback = onCancel {
+            onCancel = nil
+            context.runSoon(callback)
+        }
     }
 
-    /// The deadline passed: answer DEADLINE_EXCEEDED for the handler, then drop its late answer.
+    /// The deadline passed: answer DEADLINE_EXCEEDED for the handler, then drop its late answer. Runs from
+    /// a timer or the tick, outside nghttp2, so `onCancel` runs at once.
     func expire() {
         guard !isAnswered, !isCancelled, let stream else { return }
-        server.stats.deadlineExceeded += 1
-        stream.connection.sendStatus(stream, status: .deadlineExceeded, message: "deadline exceeded before the server answered")
+        context.callFinished(self)
+        context.stats.deadlineExceeded += 1
+        stream.session.sendStatus(stream, status: .deadlineExceeded,
+                                  message: "deadline exceeded before the server answered")
         isCancelled = true
         stream.call = nil
         self.stream = nil
@@ -180,61 +190,60 @@ public final class GRPCServerCall: DeadlineTracked {
     }
 }
 
-/// A gRPC server on the loop: the listener, one nghttp2 server session per connection, deadlines, and
-/// graceful close. Unary calls only (all springcache's methods are unary).
+/// A gRPC server on the loop: the listener, one `GRPCServerSession` per connection driven by a
+/// `GRPCServerConnection`, the tick and deadline timers, and graceful close. Unary calls only (all
+/// springcache's methods are unary).
 public final class GRPCServer {
     public let loop: EventLoop
-    public private(set) var settings: GRPCServerSettings
-    public let handler: GRPCServiceHandler
-    public internal(set) var stats = GRPCServerStats()
+    public var settings: GRPCServerSettings { context.settings }
+    public var handler: GRPCServiceHandler { context.handler }
+    /// A snapshot of the counters (see `GRPCServerStats`).
+    public var stats: GRPCServerStats { currentStats }
     public private(set) var boundPort = 0
     public var openConnections: Int { connections.count }
     public private(set) var isClosing = false
-
-    let buffers = HTTP2IOBuffers()
-    let headers = HTTP2HeaderBlock()
     /// Told once per interval about each kind of protocol abuse, with the peer's address (the node logs it).
-    public let abuse: AbuseLog
-    /// Bytes held by streams of all connections (requests and answers; output is in `buffers`).
-    var heldBytes = 0
-    /// Open connections that have not authenticated yet.
-    var unauthenticated = 0
-    private var tick: LoopTimer?
+    public var abuse: AbuseLog { context.abuse }
 
+    /// The sessions' shared state, apart from I/O.
+    let context: GRPCServerContext
+    private let scheduler: Scheduler
+    private var tick: SchedulerTimer?
     private var listener: TCPListener?
-    private var connections: [GRPCServerConnection] = []
-    private var deadlines = DeadlineQueue<GRPCServerCall>()
-    private var deadlineTimer: LoopTimer?
-    private var deadlineTimerAt = Int64.max
+    private var connections: ConnectionSet<GRPCServerConnection>
     private var flushWork: HTTP2DeferredWork?
     private var dirty: [GRPCServerConnection] = []
-    private var graceTimer: LoopTimer?
+    private var graceTimer: SchedulerTimer?
     private var onClosed: (() -> Void)?
 
     public init(loop: EventLoop, settings: GRPCServerSettings = GRPCServerSettings(), handler: GRPCServiceHandler,
                 abuse: AbuseLog = AbuseLog()) {
         self.loop = loop
-        self.settings = settings
-        self.handler = handler
-        self.abuse = abuse
+        scheduler = loop.scheduler
+        context = GRPCServerContext(settings: settings, handler: handler, abuse: abuse, scheduler: scheduler)
+        connections = ConnectionSet(limit: settings.maxConnections)
     }
 
     deinit {
-        precondition(listener == nil && deadlineTimer == nil && flushWork == nil && tick == nil,
-                     "GRPCServer released without close()")
+        precondition(listener == nil && flushWork == nil && tick == nil, "GRPCServer released without close()")
+        context.close()
     }
 
-    /// A snapshot of the counters, with the bytes held now.
+    /// A snapshot of the counters, with the bytes held, read and written and the connections open now.
     public var currentStats: GRPCServerStats {
-        var s = stats
-        s.bufferedBytes = heldBytes + buffers.queuedOutputBytes
+        var s = context.currentStats
+        s.openConnections = connections.count
+        connections.forEach { c in
+            s.bytesIn += c.session.bytesIn
+            s.bytesOut += c.session.bytesOut
+        }
         return s
     }
 
-    /// Replaces the token every call must carry (SIGHUP re-reads `--peer-token-file`); connections opened from
-    /// now on are checked against it.
+    /// Replaces the token every call must carry (SIGHUP re-reads `--peer-token-file`); requests from now on
+    /// are checked against it.
     public func setPeerToken(_ token: [UInt8]?) {
-        settings.peerToken = token
+        context.settings.peerToken = token
     }
 
     /// Binds and listens on `address` (port 0 picks a free port: see `boundPort`).
@@ -245,123 +254,44 @@ public final class GRPCServer {
             self.accept(tcp)
         }
         boundPort = listener!.boundPort
-        deadlineTimer = LoopTimer(loop: loop) { [unowned self] in self.deadlineTimerFired() }
         flushWork = HTTP2DeferredWork(loop: loop) { [unowned self] in self.flushDirty() }
-        buffers.maxQueuedOutputBytes = settings.maxBufferBytes
-        let timer = LoopTimer(loop: loop) { [unowned self] in self.checkConnections() }
-        // Why a coarse tick: these deadlines are seconds long, and one scan of the open connections four times
-        // a second costs less than keeping a timer per stream and per connection up to date.
-        timer.start(timeoutMillis: settings.tickMillis, repeatMillis: settings.tickMillis)
+        let work = flushWork!
+        context.wakeDriver = { work.schedule() }
+        let timer = scheduler.makeTimer { [unowned self] in self.checkConnections() }
+        // Why a coarse tick: see `GRPCServerSession.tick`.
+        timer.arm(afterMillis: Int64(settings.tickMillis), repeatMillis: Int64(settings.tickMillis))
         tick = timer
     }
 
     /// Handshake and idle deadlines of every connection, and the lifetime bound of every stream.
     private func checkConnections() {
-        let now = loop.clock.nowMillis
-        var i = 0
-        while i < connections.count {
-            let c = connections[i]
-            c.checkDeadlines(now: now)
-            if i < connections.count && connections[i] === c { i += 1 }
-        }
-    }
-
-    /// Whether `bytes` more may be held by a stream of `connection` (its bound and the process's).
-    func mayHold(_ bytes: Int, connectionHeld: Int) -> Bool {
-        connectionHeld + bytes <= settings.maxConnectionBufferBytes
-            && heldBytes + buffers.queuedOutputBytes + bytes <= settings.maxBufferBytes
-    }
-
-    /// A connection authenticated (or closed unauthenticated).
-    func connectionAuthenticated() { unauthenticated -= 1 }
-
-    /// Makes room for a new connection when too many have not authenticated: the oldest of them goes.
-    private func evictOldestUnauthenticated() {
-        var oldest: GRPCServerConnection?
-        for c in connections where !c.isAuthenticated && !c.isClosing {
-            if oldest == nil || c.acceptedAtMillis < oldest!.acceptedAtMillis { oldest = c }
-        }
-        guard let oldest else { return }
-        stats.unauthenticatedEvictions += 1
-        abuse.report(.unauthenticatedFlood, peer: oldest.peerAddress,
-                     "more than \(settings.maxUnauthenticatedConnections) connections not authenticated; closing the oldest",
-                     now: loop.clock.nowMillis)
-        oldest.close(reason: "closed to make room: too many connections that have not authenticated")
+        let now = scheduler.clock.nowMillis
+        connections.forEachAllowingRemoval { $0.tick(now: now) }
     }
 
     private func accept(_ tcp: UnsafeMutablePointer<uv_tcp_t>) {
-        if connections.count >= settings.maxConnections || isClosing {
+        if connections.isFull || isClosing {
             // Refused at once: holding it open would cost a session and buffers for nothing.
-            stats.connectionsRejected += 1
+            context.stats.connectionsRejected += 1
             uv_close(UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_handle_t.self)) { h in
                 UnsafeMutableRawPointer(h!).assumingMemoryBound(to: uv_tcp_t.self).deallocate()
             }
             return
         }
-        stats.connectionsAccepted += 1
-        if unauthenticated >= settings.maxUnauthenticatedConnections { evictOldestUnauthenticated() }
+        context.stats.connectionsAccepted += 1
         let connection = GRPCServerConnection(server: self, tcp: tcp)
-        unauthenticated += 1
-        connection.index = connections.count
-        connections.append(connection)
+        context.sessionOpened(connection.serverSession)
+        connections.add(connection)
         connection.open()
     }
 
     /// Called from a connection's close callback.
     func remove(_ connection: GRPCServerConnection) {
-        stats.connectionsClosed += 1
-        stats.bytesIn += connection.bytesIn
-        stats.bytesOut += connection.bytesOut
-        let i = connection.index
-        guard i >= 0, i < connections.count, connections[i] === connection else { return }
-        let last = connections.removeLast()
-        if i < connections.count {
-            connections[i] = last
-            last.index = i
-        }
-        connection.index = -1
+        context.stats.connectionsClosed += 1
+        context.stats.bytesIn += connection.session.bytesIn
+        context.stats.bytesOut += connection.session.bytesOut
+        guard connections.remove(connection) else { return }
         if isClosing && connections.isEmpty { finishClose() }
-    }
-
-    // MARK: calls
-
-    /// Hands a complete request to the handler; tracks its deadline if it is not answered at once.
-    func dispatch(_ call: GRPCServerCall) {
-        stats.calls += 1
-        if let deadline = call.deadlineMillis, deadline <= loop.clock.nowMillis {
-            // Why not call the handler: the client has already given up; work done now would be wasted.
-            call.expire()
-            return
-        }
-        handler.handle(call)
-        if !call.isAnswered && !call.isCancelled && call.deadlineMillis != nil {
-            deadlines.insert(call)
-            armDeadlineTimer()
-        }
-    }
-
-    /// A call was answered or cancelled: it no longer needs its deadline watched.
-    func callFinished(_ call: GRPCServerCall) {
-        deadlines.remove(call)
-    }
-
-    func countAnswer(_ status: GRPCStatus) {
-        stats.answers[status.statsIndex] += 1
-    }
-
-    private func armDeadlineTimer() {
-        guard let earliest = deadlines.earliest, earliest < deadlineTimerAt, let timer = deadlineTimer else { return }
-        deadlineTimerAt = earliest
-        timer.start(timeoutMillis: UInt64(max(earliest - loop.clock.nowMillis, 0)))
-    }
-
-    private func deadlineTimerFired() {
-        deadlineTimerAt = .max
-        let now = loop.clock.nowMillis
-        while let call = deadlines.popExpired(now: now) {
-            call.expire()
-        }
-        armDeadlineTimer()
     }
 
     // MARK: flushing answers given outside a read
@@ -375,7 +305,9 @@ public final class GRPCServer {
         flushWork?.schedule()
     }
 
+    /// Deferred callbacks first (they may answer calls), then one flush per connection with output.
     private func flushDirty() {
+        context.runDeferredWork()
         let batch = dirty
         dirty.removeAll(keepingCapacity: true)
         for connection in batch {
@@ -400,12 +332,12 @@ public final class GRPCServer {
             finishClose()
             return
         }
-        let timer = LoopTimer(loop: loop) { [unowned self] in
-            for c in self.connections { c.close(reason: "server closing: grace period over") }
+        let timer = scheduler.makeTimer { [unowned self] in
+            self.connections.forEachAllowingRemoval { $0.close(reason: "server closing: grace period over") }
         }
-        timer.start(timeoutMillis: UInt64(max(settings.shutdownGraceMillis, 0)))
+        timer.arm(afterMillis: max(settings.shutdownGraceMillis, 0))
         graceTimer = timer
-        for c in connections { c.goAway() }
+        connections.forEachAllowingRemoval { $0.goAway() }
     }
 
     private func finishClose() {
@@ -413,8 +345,8 @@ public final class GRPCServer {
         graceTimer = nil
         tick?.close()
         tick = nil
-        deadlineTimer?.close()
-        deadlineTimer = nil
+        // Cancel callbacks queued by the last connections still run, once, before the work handle goes.
+        context.close()
         flushWork?.close()
         flushWork = nil
         dirty.removeAll()

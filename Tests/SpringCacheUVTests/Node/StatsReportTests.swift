@@ -56,6 +56,8 @@ final class StatsReportTests: XCTestCase {
         server.answers[GRPCStatus.notFound.rawValue] = 2
         server.deadlineExceeded = 1
         server.bufferedBytes = 77
+        server.headerListViolations = 4
+        server.openConnections = 5
         s.peerServer = server
         var etcd = EtcdMembershipStats()
         etcd.registered = true
@@ -121,6 +123,8 @@ final class StatsReportTests: XCTestCase {
         XCTAssertEqual(server["answers"] as? [String: Int], ["OK": 10, "NOT_FOUND": 2])
         XCTAssertEqual(server["deadline_exceeded"] as? Int, 1)
         XCTAssertEqual(server["buffered_bytes"] as? Int, 77)
+        XCTAssertEqual(server["header_list_violations"] as? Int, 4)
+        XCTAssertEqual(server["connections_open"] as? Int, 5)
         let clients = try XCTUnwrap(j["peer_clients"] as? [String: [String: Any]])
         XCTAssertEqual(Set(clients.keys), ["n2", "n3"])
         XCTAssertEqual(clients["n2"]?["calls"] as? Int, 8)
@@ -165,6 +169,8 @@ final class StatsReportTests: XCTestCase {
             #"springcache_grpc_server_answers_total{node="n1",worker="2",code="NOT_FOUND"} 2"#,
             #"springcache_grpc_server_deadline_exceeded_total{node="n1",worker="2"} 1"#,
             #"springcache_grpc_server_buffered_bytes{node="n1",worker="2"} 77"#,
+            #"springcache_grpc_server_header_list_violations_total{node="n1",worker="2"} 4"#,
+            #"springcache_grpc_server_connections_open{node="n1",worker="2"} 5"#,
             #"springcache_grpc_client_calls_total{node="n1",worker="2",peer="n2"} 8"#,
             #"springcache_grpc_client_calls_total{node="n1",worker="2",peer="n3"} 0"#,
             #"springcache_grpc_client_failures_total{node="n1",worker="2",peer="n2",code="UNAVAILABLE"} 2"#,

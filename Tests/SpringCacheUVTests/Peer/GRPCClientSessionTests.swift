@@ -1,0 +1,157 @@
+import CNGHTTP2
+import XCTest
+
+@testable import SpringCacheUV
+
+/// Records what a client session reports to its client, as `GRPCClient` would act on it.
+final class GRPCTestClientOwner: GRPCClientSessionOwner {
+    var settings = GRPCClientSettings()
+    let headers = HTTP2HeaderBlock()
+    var authority: String { "peer-under-test" }
+    var results: [Int32: GRPCResult] = [:]
+    var handshakes = 0
+    var retired = 0
+    var lost: [(reason: String, calls: Int)] = []
+
+    func finish(_ call: GRPCClientCall, _ result: GRPCResult) {
+        guard !call.isDone else { return }
+        call.isDone = true
+        call.result = result
+        results[call.streamID] = result
+    }
+
+    func runCompletions() {}
+    func sessionCompletedHandshake(_ session: GRPCClientSession) { handshakes += 1 }
+    func retire(_ session: GRPCClientSession) { retired += 1 }
+
+    func sessionLost(_ session: GRPCClientSession, reason: String, calls: [GRPCClientCall]) {
+        lost.append((reason, calls.count))
+        for call in calls {
+            finish(call, .failure(GRPCCallError(status: .unavailable, message: "connection lost: \(reason)")))
+        }
+    }
+}
+
+/// Our client session against our server session, in memory: no sockets, time from a manual clock.
+final class GRPCClientSessionTests: XCTestCase {
+    private var clock: ManualScheduler!
+    private var handler: HTTP2TestHandler!
+    private var context: GRPCServerContext!
+    private var owner: GRPCTestClientOwner!
+    private var server: GRPCServerSession!
+    private var client: GRPCClientSession!
+
+    override func setUp() {
+        clock = ManualScheduler()
+        handler = HTTP2TestHandler()
+        context = GRPCServerContext(settings: GRPCServerSettings(), handler: handler, abuse: AbuseLog(),
+                                    scheduler: clock)
+        server = GRPCServerSession(context: context)
+        context.sessionOpened(server)
+        XCTAssertEqual(server.open(), .proceed)
+        owner = GRPCTestClientOwner()
+        client = GRPCClientSession(owner: owner, nowMillis: clock.nowMillis)
+        client.wasConnected = true
+        client.open()
+    }
+
+    override func tearDown() {
+        if !server.isClosed { server.closed(reason: "test over") }
+        if !client.isClosed { client.closed(reason: "test over") }
+        server = nil
+        client = nil
+        context.close()
+        context = nil
+    }
+
+    private func pull(_ session: HTTP2Session) -> ([UInt8], HTTP2Action) {
+        let out = HTTP2IOBuffers(readCapacity: 16)
+        let action = session.produceOutput(into: &out.output, budget: .max)
+        return (Array(out.output.readable), action)
+    }
+
+    /// Moves bytes both ways until both are quiet; returns the client's last action.
+    @discardableResult
+    private func exchange() -> HTTP2Action {
+        var clientAction = HTTP2Action.proceed
+        for _ in 0..<32 {
+            let (fromClient, _) = pull(client)
+            if !fromClient.isEmpty { _ = fromClient.withUnsafeBytes { server.receive($0, now: clock.nowMillis) } }
+            let (fromServer, _) = pull(server)
+            if !fromServer.isEmpty {
+                clientAction = fromServer.withUnsafeBytes { client.receive($0, now: clock.nowMillis) }
+            }
+            if fromClient.isEmpty && fromServer.isEmpty { break }
+        }
+        return clientAction
+    }
+
+    private func call(_ message: [UInt8], timeoutMillis: Int64 = 2_000) -> GRPCClientCall {
+        let call = GRPCClientCall(path: PeerService.getPath, request: message, metadata: [],
+                                  expiresAtMillis: clock.nowMillis + timeoutMillis,
+                                  maxMessageBytes: owner.settings.maxMessageBytes) { _ in }
+        client.start(call, now: clock.nowMillis)
+        return call
+    }
+
+    func testUnaryCallsRoundTripAndSendTheDeadline() throws {
+        let first = call(Array("one".utf8), timeoutMillis: 1_500)
+        let second = call(Array("two".utf8))
+        exchange()
+        XCTAssertEqual(owner.handshakes, 1)
+        XCTAssertEqual(try owner.results[first.streamID]?.get(), Array("one".utf8))
+        XCTAssertEqual(try owner.results[second.streamID]?.get(), Array("two".utf8))
+        XCTAssertEqual(handler.calls.first?.deadlineMillis, clock.nowMillis + 1_500, "grpc-timeout reached the server")
+        XCTAssertEqual(context.stats.calls, 2)
+    }
+
+    func testServerStatusReachesTheCaller() {
+        let c = call(Array("never".utf8))
+        exchange()
+        handler.calls[0].fail(status: .notFound, message: "no such key: “Tom” 100%")
+        exchange()
+        guard case .failure(let error)? = owner.results[c.streamID] else { return XCTFail("no failure") }
+        XCTAssertEqual(error.status, .notFound)
+        XCTAssertEqual(error.message, "no such key: “Tom” 100%")
+        XCTAssertTrue(error.fromPeer)
+    }
+
+    func testResponseOverTheClientLimitFailsAndResetsTheStream() {
+        owner.settings.maxMessageBytes = 100
+        let c = call([UInt8](repeating: 1, count: 200))
+        exchange()
+        guard case .failure(let error)? = owner.results[c.streamID] else { return XCTFail("accepted") }
+        XCTAssertEqual(error.status, .resourceExhausted)
+        XCTAssertEqual(server.openStreams, 0, "the reset reached the server")
+    }
+
+    func testGracefulGoAwayRetiresTheSessionAndLetsTakenCallsFinish() throws {
+        let c = call(Array("never".utf8))
+        exchange()
+        server.goAway()
+        exchange()
+        XCTAssertEqual(owner.retired, 1)
+        XCTAssertNil(owner.results[c.streamID], "a call the server took may still finish")
+        handler.calls[0].respond(message: Array("late".utf8))
+        let action = exchange()
+        XCTAssertEqual(try owner.results[c.streamID]?.get(), Array("late".utf8))
+        XCTAssertEqual(pull(client).1, .closeWhenFlushed(reason: "connection finished"), "the session is over")
+        XCTAssertEqual(action, .proceed)
+    }
+
+    func testGoAwayWithAnErrorFailsEveryCallAtOnce() {
+        let a = call(Array("never".utf8))
+        let b = call(Array("never".utf8))
+        exchange()
+        _ = server.terminate(errorCode: NGHTTP2_INTERNAL_ERROR.rawValue, reason: "test")
+        let action = exchange()
+        guard case .close(let reason) = action else { return XCTFail("connection kept: \(action)") }
+        XCTAssertTrue(reason.contains("server sent GOAWAY"), reason)
+        XCTAssertEqual(owner.lost.count, 1)
+        XCTAssertEqual(owner.lost.first?.calls, 2)
+        for c in [a, b] {
+            guard case .failure(let error)? = owner.results[c.streamID] else { return XCTFail("call not failed") }
+            XCTAssertEqual(error.status, .unavailable)
+        }
+    }
+}
