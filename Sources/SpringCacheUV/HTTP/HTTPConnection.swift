@@ -285,7 +285,8 @@ public final class HTTPConnection: SlottedConnection, ResponseWriterOwner {
         }
         if remoteAddress == nil { remoteAddress = peerAddress() }
         log.record(remote: remoteAddress ?? "-", unixMillis: server.loop.clock.nowMillis, requestLine: line,
-                   status: status, responseBytes: answer.count + borrowed, seconds: Double(uv_hrtime() &- startNanos) / 1e9)
+                   status: status, responseBytes: answer.count + borrowed,
+                   seconds: Double(uv_hrtime() &- startNanos) / 1e9)
     }
 
     private func peerAddress() -> String {
