@@ -2,32 +2,39 @@ import Foundation
 import XCTest
 @testable import SpringCacheUV
 
-/// Writes "key-<i>" into a fixed scratch buffer and hands out a view of it: a million keys, no allocation.
+/// The keys "key-0" … "key-999999", spelled once into one flat buffer (building them again for each of the
+/// dozen rings the balance test asks about took most of its time in a debug build); views into it, no allocation.
 private struct HashRingTestKeys {
     static let count = 1_000_000
-    private var scratch = [UInt8](repeating: 0, count: 32)
+    private static let spelled: (bytes: [UInt8], ends: [Int]) = {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(count * 10)
+        var ends: [Int] = []
+        ends.reserveCapacity(count)
+        for i in 0..<count {
+            bytes.append(contentsOf: "key-\(i)".utf8)
+            ends.append(bytes.count)
+        }
+        return (bytes, ends)
+    }()
 
-    mutating func withKey<R>(_ i: Int, _ body: (UnsafeRawBufferPointer) -> R) -> R {
-        scratch.withUnsafeMutableBytes { raw -> R in
-            let prefix: [UInt8] = [0x6B, 0x65, 0x79, 0x2D]   // "key-"
-            for (j, b) in prefix.enumerated() { raw[j] = b }
-            var digits = 0
-            var v = i
-            repeat { digits += 1; v /= 10 } while v > 0
-            v = i
-            for j in stride(from: prefix.count + digits - 1, through: prefix.count, by: -1) {
-                raw[j] = UInt8(ascii: "0") + UInt8(v % 10)
-                v /= 10
-            }
-            return body(UnsafeRawBufferPointer(rebasing: raw[0..<(prefix.count + digits)]))
+    func withKey<R>(_ i: Int, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+        let start = i == 0 ? 0 : Self.spelled.ends[i - 1]
+        return Self.spelled.bytes.withUnsafeBytes { all in
+            body(UnsafeRawBufferPointer(rebasing: all[start..<Self.spelled.ends[i]]))
         }
     }
 
     /// The owner name of every key, as an index into `ring.members`.
-    mutating func owners(_ ring: HashRing) -> [Int] {
+    func owners(_ ring: HashRing) -> [Int] {
         var result = [Int](repeating: -1, count: Self.count)
-        for i in 0..<Self.count {
-            result[i] = withKey(i) { ring.owner(of: $0)! }
+        Self.spelled.bytes.withUnsafeBytes { all in
+            var start = 0
+            for i in 0..<Self.count {
+                let end = Self.spelled.ends[i]
+                result[i] = ring.owner(of: UnsafeRawBufferPointer(rebasing: all[start..<end]))!
+                start = end
+            }
         }
         return result
     }
@@ -137,7 +144,7 @@ final class HashRingTests: XCTestCase {
     // MARK: Balance and movement over 1,000,000 keys
 
     func testBalanceAndMinimalMovement() {
-        var keys = HashRingTestKeys()
+        let keys = HashRingTestKeys()
         var report: [String] = []
         for n in [2, 3, 8, 16] {
             let ring = HashRing(members: nodeNames(n))
@@ -201,7 +208,7 @@ final class HashRingTests: XCTestCase {
 
     /// Worker names differ only in a suffix (`NAME-i`); they must balance as well as unrelated names.
     func testSimilarWorkerNamesBalance() {
-        var keys = HashRingTestKeys()
+        let keys = HashRingTestKeys()
         let ring = HashRing(members: (0..<8).map { "cache-host-\($0)" })
         var load = [Int](repeating: 0, count: ring.count)
         for i in 0..<200_000 { load[keys.withKey(i) { ring.owner(of: $0)! }] += 1 }
