@@ -149,7 +149,8 @@ public final class GRPCClient: GRPCClientSessionOwner {
 
     let buffers = HTTP2IOBuffers()
     let headers = HTTP2HeaderBlock()
-    var authority: String { target.description }
+    /// Computed once: every request carries it.
+    let authority: String
 
     private enum State {
         case idle
@@ -166,7 +167,11 @@ public final class GRPCClient: GRPCClientSessionOwner {
     private var connections: [GRPCClientConnection] = []
     private var waiting: [GRPCClientCall] = []
     private var completed: [GRPCClientCall] = []
+    /// The batch `runCompletions` is running (it trades places with `completed`).
+    private var completing: [GRPCClientCall] = []
     private var dirty: [GRPCClientConnection] = []
+    /// The batch `runDeferredWork` is flushing (it trades places with `dirty`).
+    private var flushing: [GRPCClientConnection] = []
     private var backoffMillis: Int64 = 0
     private var closed = false
     private var address = sockaddr_storage()
@@ -181,6 +186,7 @@ public final class GRPCClient: GRPCClientSessionOwner {
         self.loop = loop
         self.target = target
         self.settings = settings
+        authority = target.description
         addressError = GRPCClient.parseAddress(target, into: &address)
         deadlines = DeadlineTimer(scheduler: loop.scheduler) { [unowned self] call in self.deadlinePassed(call) }
         connectTimer = loop.scheduler.makeTimer { [unowned self] in self.connectTimedOut() }
@@ -275,10 +281,13 @@ public final class GRPCClient: GRPCClientSessionOwner {
     /// Runs the completions queued so far; ones queued meanwhile wait for the next loop iteration, so a
     /// completion that starts a call that fails at once cannot keep us here.
     func runCompletions() {
-        guard !completed.isEmpty else { return }
-        let batch = completed
-        completed.removeAll(keepingCapacity: true)
-        for call in batch { call.runCompletion() }
+        // Not nested: what a completion finishes waits for the next pass (the batch is being run).
+        guard !completed.isEmpty, completing.isEmpty else { return }
+        // Why swapped, not copied: a copy shares the storage, so emptying `completed` would allocate anew
+        // on every pass; two arrays that trade places keep both buffers.
+        swap(&completed, &completing)
+        for call in completing { call.runCompletion() }
+        completing.removeAll(keepingCapacity: true)
     }
 
     // MARK: connection management
@@ -411,12 +420,12 @@ public final class GRPCClient: GRPCClientSessionOwner {
     }
 
     private func runDeferredWork() {
-        let batch = dirty
-        dirty.removeAll(keepingCapacity: true)
-        for conn in batch {
+        swap(&dirty, &flushing)  // swapped, not copied: see `runCompletions`
+        for conn in flushing {
             conn.isDirty = false
             conn.flush()
         }
+        flushing.removeAll(keepingCapacity: true)
         runCompletions()
         if closed && completed.isEmpty {
             work.close()

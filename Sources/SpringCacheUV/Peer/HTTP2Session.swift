@@ -104,6 +104,8 @@ class HTTP2Session {
 
     /// Our side's settings, sent by `submitSettings`.
     let settings: HTTP2Settings
+    /// nghttp2's memory (free lists, not malloc, for what every stream allocates); freed after the session.
+    let allocator = HTTP2Allocator()
 
     /// Creates the nghttp2 session (`session` stays nil if nghttp2 cannot: the owner then closes).
     init(isServer: Bool, settings: HTTP2Settings, nowMillis: Int64) {
@@ -129,8 +131,9 @@ class HTTP2Session {
         nghttp2_option_set_max_continuations(option, HTTP2Session.maxContinuations)
         let userData = Unmanaged.passUnretained(self).toOpaque()
         var created: OpaquePointer?
-        let status = isServer ? nghttp2_session_server_new2(&created, callbacks, userData, option)
-                              : nghttp2_session_client_new2(&created, callbacks, userData, option)
+        var mem = allocator.nghttp2Mem
+        let status = isServer ? nghttp2_session_server_new3(&created, callbacks, userData, option, &mem)
+                              : nghttp2_session_client_new3(&created, callbacks, userData, option, &mem)
         if status == 0 { session = created }
     }
 

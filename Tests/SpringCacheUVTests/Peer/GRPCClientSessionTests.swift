@@ -193,4 +193,35 @@ final class GRPCClientSessionTests: XCTestCase {
         XCTAssertEqual(error.status, .deadlineExceeded)
         XCTAssertEqual(server.openStreams, 0, "the cancelled stream is not left open on the server")
     }
+
+    // MARK: allocations (issue 11)
+
+    func testStreamsAfterTheFirstReuseNGHTTP2sMemory() throws {
+        // A few streams first: the HPACK tables settle (they grow as they learn the headers).
+        for _ in 0..<5 {
+            let warm = call(Array("warm".utf8))
+            exchange()
+            XCTAssertEqual(try owner.results[warm.streamID]?.get(), Array("warm".utf8))
+        }
+        let clientMallocs = client.allocator.mallocs
+        let serverMallocs = server.allocator.mallocs
+        for i in 0..<50 {
+            let c = call(Array("call \(i)".utf8))
+            exchange()
+            XCTAssertEqual(try owner.results[c.streamID]?.get(), Array("call \(i)".utf8))
+        }
+        XCTAssertEqual(client.allocator.mallocs, clientMallocs, "the client's nghttp2 reused freed blocks")
+        XCTAssertEqual(server.allocator.mallocs, serverMallocs, "the server's nghttp2 reused freed blocks")
+    }
+
+    func testStatusDigitsAreReadWithoutAString() {
+        func decimal(_ s: String) -> Int? { Array(s.utf8).withUnsafeBytes { GRPCClientSession.decimal($0) } }
+        XCTAssertEqual(decimal("200"), 200)
+        XCTAssertEqual(decimal("0"), 0)
+        XCTAssertEqual(decimal("16"), 16)
+        XCTAssertNil(decimal(""))
+        XCTAssertNil(decimal("2x"))
+        XCTAssertNil(decimal("-1"))
+        XCTAssertNil(decimal("1234567890"))
+    }
 }
