@@ -86,12 +86,12 @@ final class GRPCClientCall: DeadlineTracked {
             if let failure = decoder.finish() {
                 return .failure(GRPCCallError(status: failure.clientStatus, message: failure.message))
             }
-            guard decoder.messages.count == 1 else {
+            guard decoder.messageCount == 1, let message = decoder.firstMessage else {
                 // Response cardinality violation → UNIMPLEMENTED (statuscodes.md).
                 return .failure(GRPCCallError(status: .unimplemented,
-                                              message: "status OK with \(decoder.messages.count) response messages"))
+                                              message: "status OK with \(decoder.messageCount) response messages"))
             }
-            return .success(decoder.messages[0])
+            return .success(message)
         }
         if httpStatus != 0 && httpStatus != 200 {
             return .failure(GRPCCallError(status: .fromHTTPStatus(httpStatus),
