@@ -275,6 +275,24 @@ public final class Cluster: PeerRouter {
     /// `completion` sees it.
     private func call(_ peer: PeerID, path: String, message: [UInt8], timeoutMillis: Int? = nil,
                       completion: @escaping (GRPCResult) -> Void) {
+        call(peer, path: path, message: message, timeoutMillis: timeoutMillis, reply: .result(completion))
+    }
+
+    /// Who gets a call's outcome. Why a value and not a closure wrapping the caller's: a remote hit's
+    /// completion is then carried as it is, not boxed once more per call (issue 11's allocation budget).
+    private enum Reply {
+        case result((GRPCResult) -> Void)
+        case fetch(PeerID, (PeerFetchResult) -> Void)
+
+        func deliver(_ result: GRPCResult) {
+            switch self {
+            case .result(let completion): completion(result)
+            case .fetch(let peer, let completion): completion(Cluster.fetchResult(result, from: peer))
+            }
+        }
+    }
+
+    private func call(_ peer: PeerID, path: String, message: [UInt8], timeoutMillis: Int?, reply: Reply) {
         stats.peerCalls += 1
         if let counters = perPeerCounters[peer.name] {
             counters.stats.calls += 1
@@ -285,7 +303,7 @@ public final class Cluster: PeerRouter {
         }
         guard !closed, let address = members[peer.name]?.peer else {
             let why = closed ? "the cluster is closed" : "peer \(peer) has no known address"
-            deferred.complete(completion, with: .failure(GRPCCallError(status: .unavailable, message: why)))
+            deferred.complete(reply.deliver, with: .failure(GRPCCallError(status: .unavailable, message: why)))
             return
         }
         let start = uv_hrtime()
@@ -293,7 +311,7 @@ public final class Cluster: PeerRouter {
                         timeoutMillis: timeoutMillis ?? settings.peerTimeoutMillis,
                         metadata: metadata) { [weak self] result in
             self?.finished(peer.name, at: address, result, nanoseconds: uv_hrtime() &- start)
-            completion(result)
+            reply.deliver(result)
         }
     }
 
@@ -329,20 +347,24 @@ public final class Cluster: PeerRouter {
         // Encoded in a buffer kept for it: `encoded()` would allocate a buffer and then the array.
         requestScratch.count = 0
         GetRequest(group: group, key: key).encode(into: &requestScratch)
-        call(peer, path: PeerService.getPath, message: Array(requestScratch.readable)) { result in
-            switch result {
-            case .success(let bytes):
-                do {
-                    let response = try GetResponse.decode(bytes)
-                    completion(.value(response.value, expiresAtMillis: response.expireMillis))
-                } catch {
-                    completion(.failed("peer \(peer) sent a malformed GetResponse: \(error)"))
-                }
-            case .failure(let error) where error.status == .notFound || Cluster.isSpringcacheNotFound(error):
-                completion(.notFound)
-            case .failure(let error):
-                completion(.failed("peer \(peer): \(error.status): \(error.message)"))
+        call(peer, path: PeerService.getPath, message: Array(requestScratch.readable), timeoutMillis: nil,
+             reply: .fetch(peer, completion))
+    }
+
+    /// What a Get's outcome means for the group.
+    private static func fetchResult(_ result: GRPCResult, from peer: PeerID) -> PeerFetchResult {
+        switch result {
+        case .success(let bytes):
+            do {
+                let response = try GetResponse.decode(bytes)
+                return .value(response.value, expiresAtMillis: response.expireMillis)
+            } catch {
+                return .failed("peer \(peer) sent a malformed GetResponse: \(error)")
             }
+        case .failure(let error) where error.status == .notFound || Cluster.isSpringcacheNotFound(error):
+            return .notFound
+        case .failure(let error):
+            return .failed("peer \(peer): \(error.status): \(error.message)")
         }
     }
 
