@@ -22,27 +22,40 @@ final class HTTP2Allocator {
     private static let headerBytes = 16
     private static let unpooled = -1
 
-    /// Free blocks of each size class, linked through their first word (after the header).
-    private var free: [UnsafeMutableRawPointer?]
-    private var freeCounts: [Int]
+    /// Free blocks of each size class, linked through their first word (after the header), and how many.
+    /// Why raw memory and not arrays or stored counters: this runs several times per stream, and every
+    /// access to a class's stored property costs a dynamic exclusivity check (about as much as malloc).
+    private let heads: UnsafeMutablePointer<UnsafeMutableRawPointer?>
+    private let counts: UnsafeMutablePointer<Int>
+    /// [blocks in use, blocks that came from malloc].
+    private let tallies: UnsafeMutablePointer<Int>
+    private static let classes = largestPooledShift - smallestPooledShift + 1
+
     /// Blocks handed out and not freed (for tests: everything nghttp2 took is given back).
-    private(set) var blocksInUse = 0
+    var blocksInUse: Int { tallies[0] }
     /// Blocks that came from malloc (a pooled one counts once, however often it is reused).
-    private(set) var mallocs = 0
+    var mallocs: Int { tallies[1] }
 
     init() {
-        let classes = HTTP2Allocator.largestPooledShift - HTTP2Allocator.smallestPooledShift + 1
-        free = Array(repeating: nil, count: classes)
-        freeCounts = Array(repeating: 0, count: classes)
+        heads = .allocate(capacity: HTTP2Allocator.classes)
+        heads.initialize(repeating: nil, count: HTTP2Allocator.classes)
+        counts = .allocate(capacity: HTTP2Allocator.classes)
+        counts.initialize(repeating: 0, count: HTTP2Allocator.classes)
+        tallies = .allocate(capacity: 2)
+        tallies.initialize(repeating: 0, count: 2)
     }
 
     deinit {
-        for var block in free {
+        for c in 0..<HTTP2Allocator.classes {
+            var block = heads[c]
             while let b = block {
                 block = b.load(fromByteOffset: HTTP2Allocator.headerBytes, as: UnsafeMutableRawPointer?.self)
                 Glibc.free(b)
             }
         }
+        heads.deallocate()
+        counts.deallocate()
+        tallies.deallocate()
     }
 
     /// The size class holding `size` bytes, or nil when it is too large to pool.
@@ -57,41 +70,41 @@ final class HTTP2Allocator {
     func allocate(_ size: Int) -> UnsafeMutableRawPointer? {
         let block: UnsafeMutableRawPointer
         if let c = HTTP2Allocator.sizeClass(size) {
-            if let head = free[c] {
-                free[c] = head.load(fromByteOffset: HTTP2Allocator.headerBytes, as: UnsafeMutableRawPointer?.self)
-                freeCounts[c] -= 1
+            if let head = heads[c] {
+                heads[c] = head.load(fromByteOffset: HTTP2Allocator.headerBytes, as: UnsafeMutableRawPointer?.self)
+                counts[c] -= 1
                 block = head
             } else {
                 guard let b = malloc(HTTP2Allocator.headerBytes + HTTP2Allocator.capacity(ofClass: c)) else {
                     return nil
                 }
-                mallocs += 1
+                tallies[1] += 1
                 block = b
             }
             block.storeBytes(of: c, as: Int.self)
         } else {
             guard let b = malloc(HTTP2Allocator.headerBytes + size) else { return nil }
-            mallocs += 1
+            tallies[1] += 1
             block = b
             block.storeBytes(of: HTTP2Allocator.unpooled, as: Int.self)
             block.storeBytes(of: size, toByteOffset: MemoryLayout<Int>.size, as: Int.self)
         }
-        blocksInUse += 1
+        tallies[0] += 1
         return block + HTTP2Allocator.headerBytes
     }
 
     func deallocate(_ pointer: UnsafeMutableRawPointer?) {
         guard let pointer else { return }
-        blocksInUse -= 1
+        tallies[0] -= 1
         let block = pointer - HTTP2Allocator.headerBytes
         let c = block.load(as: Int.self)
-        guard c != HTTP2Allocator.unpooled, freeCounts[c] < HTTP2Allocator.maxFreeBlocksPerSize else {
+        guard c != HTTP2Allocator.unpooled, counts[c] < HTTP2Allocator.maxFreeBlocksPerSize else {
             Glibc.free(block)
             return
         }
-        pointer.storeBytes(of: free[c], as: UnsafeMutableRawPointer?.self)
-        free[c] = block
-        freeCounts[c] += 1
+        pointer.storeBytes(of: heads[c], as: UnsafeMutableRawPointer?.self)
+        heads[c] = block
+        counts[c] += 1
     }
 
     func reallocate(_ pointer: UnsafeMutableRawPointer?, _ size: Int) -> UnsafeMutableRawPointer? {

@@ -92,6 +92,8 @@ class HTTP2Session {
 
     private(set) var bytesIn: UInt64 = 0
     private(set) var bytesOut: UInt64 = 0
+    /// Pulls that produced output: one per write the driver makes (tests check calls are coalesced).
+    private(set) var outputBatches: UInt64 = 0
     /// Set by a hook that decided, inside `mem_recv`, that the connection must end (e.g. a GOAWAY with an
     /// error arrived): `receive` then answers `.close` with it.
     var closeAfterInput: String?
@@ -307,6 +309,7 @@ class HTTP2Session {
         }
         nghttp2Depth -= 1
         bytesOut += UInt64(out.count - start)
+        if out.count > start { outputBatches += 1 }
         if let failed {
             reportFailure(failed)
             return .close(reason: failed)
