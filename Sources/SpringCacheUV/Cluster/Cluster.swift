@@ -280,7 +280,7 @@ public final class Cluster: PeerRouter {
 
     /// Who gets a call's outcome. Why a value and not a closure wrapping the caller's: a remote hit's
     /// completion is then carried as it is, not boxed once more per call (issue 11's allocation budget).
-    private enum Reply {
+    private enum CallReply {
         case result((GRPCResult) -> Void)
         case fetch(PeerID, (PeerFetchResult) -> Void)
 
@@ -292,7 +292,7 @@ public final class Cluster: PeerRouter {
         }
     }
 
-    private func call(_ peer: PeerID, path: String, message: [UInt8], timeoutMillis: Int?, reply: Reply) {
+    private func call(_ peer: PeerID, path: String, message: [UInt8], timeoutMillis: Int?, reply: CallReply) {
         stats.peerCalls += 1
         if let counters = perPeerCounters[peer.name] {
             counters.stats.calls += 1
