@@ -6,7 +6,7 @@ BIN         = $(BUILD_DIR)/release/springcache-uv
 ARGS       ?=
 
 .PHONY: all build run test unit integration bench bench-hitcost bench-cluster bench-workers scale deps clean fuzz \
-        test-asan check-layers
+        test-asan check-layers bench-peercost
 
 all: build
 
@@ -55,6 +55,10 @@ bench: build
 bench-hitcost: build
 	@scripts/ensure-deps bench
 	bench/hitcost.py
+
+bench-peercost: build
+	@scripts/ensure-deps bench
+	bench/hitcost.py --remote
 
 bench-cluster: build
 	@scripts/ensure-deps bench

@@ -56,7 +56,15 @@ public final class Cluster: PeerRouter {
     let logger: Logger
     public private(set) var stats = ClusterStats()
     /// The same counters per peer name; a member that leaves keeps its entry (its counters stay monotonic).
-    public private(set) var perPeer: [String: PeerCallStats] = [:]
+    public var perPeer: [String: PeerCallStats] { perPeerCounters.mapValues(\.stats) }
+    /// Why boxed: counting a call through a dictionary of structs (`dict[name]?.x += 1`) allocated on every
+    /// remote hit; a box is looked up and then changed in place.
+    private final class PeerCounters {
+        var stats = PeerCallStats()
+    }
+    private var perPeerCounters: [String: PeerCounters] = [:]
+    /// Where a Get request is encoded before it is copied into the call.
+    private var requestScratch = ByteBuffer(capacity: 256)
 
     /// Every known member, this node included, by name.
     public private(set) var members: [String: Member] = [:]
@@ -267,11 +275,35 @@ public final class Cluster: PeerRouter {
     /// `completion` sees it.
     private func call(_ peer: PeerID, path: String, message: [UInt8], timeoutMillis: Int? = nil,
                       completion: @escaping (GRPCResult) -> Void) {
+        call(peer, path: path, message: message, timeoutMillis: timeoutMillis, reply: .result(completion))
+    }
+
+    /// Who gets a call's outcome. Why a value and not a closure wrapping the caller's: a remote hit's
+    /// completion is then carried as it is, not boxed once more per call (issue 11's allocation budget).
+    private enum CallReply {
+        case result((GRPCResult) -> Void)
+        case fetch(PeerID, (PeerFetchResult) -> Void)
+
+        func deliver(_ result: GRPCResult) {
+            switch self {
+            case .result(let completion): completion(result)
+            case .fetch(let peer, let completion): completion(Cluster.fetchResult(result, from: peer))
+            }
+        }
+    }
+
+    private func call(_ peer: PeerID, path: String, message: [UInt8], timeoutMillis: Int?, reply: CallReply) {
         stats.peerCalls += 1
-        perPeer[peer.name, default: PeerCallStats()].calls += 1
+        if let counters = perPeerCounters[peer.name] {
+            counters.stats.calls += 1
+        } else {
+            let counters = PeerCounters()
+            counters.stats.calls = 1
+            perPeerCounters[peer.name] = counters
+        }
         guard !closed, let address = members[peer.name]?.peer else {
             let why = closed ? "the cluster is closed" : "peer \(peer) has no known address"
-            deferred.complete(completion, with: .failure(GRPCCallError(status: .unavailable, message: why)))
+            deferred.complete(reply.deliver, with: .failure(GRPCCallError(status: .unavailable, message: why)))
             return
         }
         let start = uv_hrtime()
@@ -279,14 +311,15 @@ public final class Cluster: PeerRouter {
                         timeoutMillis: timeoutMillis ?? settings.peerTimeoutMillis,
                         metadata: metadata) { [weak self] result in
             self?.finished(peer.name, at: address, result, nanoseconds: uv_hrtime() &- start)
-            completion(result)
+            reply.deliver(result)
         }
     }
 
     /// Counts a finished call and feeds its outcome to the failure handling.
     private func finished(_ name: String, at address: HostPort, _ result: GRPCResult, nanoseconds took: UInt64) {
         stats.callLatency.observe(nanoseconds: took)
-        perPeer[name]?.latency.observe(nanoseconds: took)
+        let counters = perPeerCounters[name]
+        counters?.stats.latency.observe(nanoseconds: took)
         // Why only calls to the member's current address: moving a member ends the connection to its old one,
         // which fails the calls on it (CANCELLED, on our side); that says nothing about the member where it is.
         guard members[name]?.peer == address else { return }
@@ -296,7 +329,7 @@ public final class Cluster: PeerRouter {
         case .failure(let error):
             if PeerHealth.verdict(on: error) == .peerFailed {
                 stats.peerFailures += 1
-                perPeer[name]?.failures += 1
+                counters?.stats.failures += 1
             }
             guard !closed else { return }
             perform(health.callFailed(name, error), reason: Cluster.dropReason(error))
@@ -311,20 +344,27 @@ public final class Cluster: PeerRouter {
 
     public func fetch(from peer: PeerID, group: String, key: CacheKey,
                       completion: @escaping (PeerFetchResult) -> Void) {
-        call(peer, path: PeerService.getPath, message: GetRequest(group: group, key: key).encoded()) { result in
-            switch result {
-            case .success(let bytes):
-                do {
-                    let response = try GetResponse.decode(bytes)
-                    completion(.value(response.value, expiresAtMillis: response.expireMillis))
-                } catch {
-                    completion(.failed("peer \(peer) sent a malformed GetResponse: \(error)"))
-                }
-            case .failure(let error) where error.status == .notFound || Cluster.isSpringcacheNotFound(error):
-                completion(.notFound)
-            case .failure(let error):
-                completion(.failed("peer \(peer): \(error.status): \(error.message)"))
+        // Encoded in a buffer kept for it: `encoded()` would allocate a buffer and then the array.
+        requestScratch.count = 0
+        GetRequest(group: group, key: key).encode(into: &requestScratch)
+        call(peer, path: PeerService.getPath, message: Array(requestScratch.readable), timeoutMillis: nil,
+             reply: .fetch(peer, completion))
+    }
+
+    /// What a Get's outcome means for the group.
+    private static func fetchResult(_ result: GRPCResult, from peer: PeerID) -> PeerFetchResult {
+        switch result {
+        case .success(let bytes):
+            do {
+                let response = try GetResponse.decode(bytes)
+                return .value(response.value, expiresAtMillis: response.expireMillis)
+            } catch {
+                return .failed("peer \(peer) sent a malformed GetResponse: \(error)")
             }
+        case .failure(let error) where error.status == .notFound || Cluster.isSpringcacheNotFound(error):
+            return .notFound
+        case .failure(let error):
+            return .failed("peer \(peer): \(error.status): \(error.message)")
         }
     }
 

@@ -100,16 +100,28 @@ final class GRPCClientSession: HTTP2Session {
             return 0
         }
         if name.equals(":status") {
-            call.httpStatus = Int(String(decoding: value, as: UTF8.self)) ?? 0
+            call.httpStatus = GRPCClientSession.decimal(value) ?? 0
         } else if name.equals("content-type") {
             call.contentTypeOK = GRPCServerSession.isGRPCContentType(value)
         } else if name.equals("grpc-status") {
             // Error parsing returned status → UNKNOWN (statuscodes.md).
-            call.grpcStatus = Int(String(decoding: value, as: UTF8.self)) ?? GRPCStatus.unknown.rawValue
+            call.grpcStatus = GRPCClientSession.decimal(value) ?? GRPCStatus.unknown.rawValue
         } else if name.equals("grpc-message") {
             call.grpcMessage = GRPCStatusMessage.decode(value)
         }
         return 0
+    }
+
+    /// A small non-negative decimal (`:status`, `grpc-status`) read from the bytes, without making a String
+    /// (which allocated twice per call); nil unless it is 1-9 ASCII digits.
+    static func decimal(_ bytes: UnsafeRawBufferPointer) -> Int? {
+        guard !bytes.isEmpty, bytes.count <= 9 else { return nil }
+        var n = 0
+        for b in bytes {
+            guard b >= UInt8(ascii: "0"), b <= UInt8(ascii: "9") else { return nil }
+            n = n * 10 + Int(b - UInt8(ascii: "0"))
+        }
+        return n
     }
 
     override func didReceiveData(streamID: Int32, _ data: UnsafeRawBufferPointer) -> Int32 {

@@ -55,7 +55,13 @@ struct GRPCMessageDecoder {
     /// Whether the peer sent a `grpc-encoding` other than `identity`: decides how a set flag is reported.
     let encodingDeclared: Bool
 
-    private(set) var messages: [[UInt8]] = []
+    /// The first complete message, and any after it: kept apart so that a unary stream's one message costs
+    /// no array of arrays (an allocation per call on the peer path).
+    private(set) var firstMessage: [UInt8]?
+    private var laterMessages: [[UInt8]] = []
+    private(set) var messageCount = 0
+    /// Every complete message (tests and cold paths; it builds an array).
+    var messages: [[UInt8]] { firstMessage.map { [$0] + laterMessages } ?? [] }
     private var prefixFill = 0
     private var flag: UInt8 = 0
     private var length = 0
@@ -89,7 +95,7 @@ struct GRPCMessageDecoder {
                 if current.count == length { completeMessage() }
                 continue
             }
-            if prefixFill == 0 && messages.count >= maxMessages { return .tooManyMessages(limit: maxMessages) }
+            if prefixFill == 0 && messageCount >= maxMessages { return .tooManyMessages(limit: maxMessages) }
             let b = bytes[i]
             i += 1
             if prefixFill == 0 {
@@ -118,7 +124,8 @@ struct GRPCMessageDecoder {
     }
 
     private mutating func completeMessage() {
-        messages.append(current)
+        if messageCount == 0 { firstMessage = current } else { laterMessages.append(current) }
+        messageCount += 1
         current = []
         inMessage = false
     }

@@ -437,7 +437,7 @@ final class GRPCServerSession: HTTP2Session {
         guard !stream.answered, let decoder = stream.decoder else { return }
         if let failure = decoder.finish() {
             sendStatus(stream, status: failure.serverStatus, message: failure.message)
-        } else if decoder.messages.isEmpty {
+        } else if decoder.messageCount == 0 {
             // statuscodes.md: request cardinality violation → UNIMPLEMENTED.
             sendStatus(stream, status: .unimplemented, message: "unary call ended without a request message")
         } else {
@@ -450,7 +450,7 @@ final class GRPCServerSession: HTTP2Session {
         let batch = ready
         ready.removeAll(keepingCapacity: true)
         for stream in batch where !stream.answered && !isClosed && streams[stream.id] === stream {
-            guard let message = stream.decoder?.messages.first else { continue }
+            guard let message = stream.decoder?.firstMessage else { continue }
             stream.decoder = nil
             let call = GRPCServerCall(path: stream.path, message: message, deadlineMillis: stream.deadlineMillis,
                                       authorization: stream.authorization, stream: stream, context: context)

@@ -92,6 +92,8 @@ class HTTP2Session {
 
     private(set) var bytesIn: UInt64 = 0
     private(set) var bytesOut: UInt64 = 0
+    /// Pulls that produced output: one per write the driver makes (tests check calls are coalesced).
+    private(set) var outputBatches: UInt64 = 0
     /// Set by a hook that decided, inside `mem_recv`, that the connection must end (e.g. a GOAWAY with an
     /// error arrived): `receive` then answers `.close` with it.
     var closeAfterInput: String?
@@ -104,6 +106,8 @@ class HTTP2Session {
 
     /// Our side's settings, sent by `submitSettings`.
     let settings: HTTP2Settings
+    /// nghttp2's memory (free lists, not malloc, for what every stream allocates); freed after the session.
+    let allocator = HTTP2Allocator()
 
     /// Creates the nghttp2 session (`session` stays nil if nghttp2 cannot: the owner then closes).
     init(isServer: Bool, settings: HTTP2Settings, nowMillis: Int64) {
@@ -129,8 +133,9 @@ class HTTP2Session {
         nghttp2_option_set_max_continuations(option, HTTP2Session.maxContinuations)
         let userData = Unmanaged.passUnretained(self).toOpaque()
         var created: OpaquePointer?
-        let status = isServer ? nghttp2_session_server_new2(&created, callbacks, userData, option)
-                              : nghttp2_session_client_new2(&created, callbacks, userData, option)
+        var mem = allocator.nghttp2Mem
+        let status = isServer ? nghttp2_session_server_new3(&created, callbacks, userData, option, &mem)
+                              : nghttp2_session_client_new3(&created, callbacks, userData, option, &mem)
         if status == 0 { session = created }
     }
 
@@ -304,6 +309,7 @@ class HTTP2Session {
         }
         nghttp2Depth -= 1
         bytesOut += UInt64(out.count - start)
+        if out.count > start { outputBatches += 1 }
         if let failed {
             reportFailure(failed)
             return .close(reason: failed)

@@ -12,6 +12,8 @@ final class GRPCTestClientOwner: GRPCClientSessionOwner {
     var handshakes = 0
     var retired = 0
     var lost: [(reason: String, calls: Int)] = []
+    /// How often the session asked for the queued completions to run (once per input pass).
+    var completionPasses = 0
 
     func finish(_ call: GRPCClientCall, _ result: GRPCResult) {
         guard !call.isDone else { return }
@@ -20,7 +22,7 @@ final class GRPCTestClientOwner: GRPCClientSessionOwner {
         results[call.streamID] = result
     }
 
-    func runCompletions() {}
+    func runCompletions() { completionPasses += 1 }
     func sessionCompletedHandshake(_ session: GRPCClientSession) { handshakes += 1 }
     func retire(_ session: GRPCClientSession) { retired += 1 }
 
@@ -153,5 +155,73 @@ final class GRPCClientSessionTests: XCTestCase {
             guard case .failure(let error)? = owner.results[c.streamID] else { return XCTFail("call not failed") }
             XCTAssertEqual(error.status, .unavailable)
         }
+    }
+
+    // MARK: coalescing (issue 11): one turn's calls leave in one write, one read's answers complete in one pass
+
+    func testCallsStartedInOneTurnLeaveInOneBatchAndTheirAnswersCompleteInOnePass() throws {
+        exchange()  // the handshake, so what follows is only the calls
+        let messages = (0..<16).map { Array("call \($0)".utf8) }
+        let calls = messages.map { call($0) }
+        let (batch, action) = pull(client)
+        XCTAssertEqual(action, .proceed)
+        XCTAssertTrue(pull(client).0.isEmpty, "everything left in the first batch")
+        _ = batch.withUnsafeBytes { server.receive($0, now: clock.nowMillis) }
+        XCTAssertEqual(handler.calls.map { $0.message }, messages, "all arrived in one read, in the order started")
+        let (answers, _) = pull(server)
+        let passes = owner.completionPasses
+        _ = answers.withUnsafeBytes { client.receive($0, now: clock.nowMillis) }
+        XCTAssertEqual(owner.completionPasses, passes + 1, "one read, one pass of completions")
+        for (c, message) in zip(calls, messages) {
+            XCTAssertEqual(try owner.results[c.streamID]?.get(), message)
+        }
+        XCTAssertEqual(calls.map { $0.streamID }, calls.map { $0.streamID }.sorted(), "stream ids in call order")
+    }
+
+    func testACallCancelledBeforeTheBatchLeavesDoesNotHoldUpTheOthers() throws {
+        exchange()
+        let first = call(Array("first".utf8))
+        let cancelled = call(Array("never".utf8), timeoutMillis: 10)
+        let last = call(Array("last".utf8))
+        // Its deadline passes in the same turn, before the flush (as GRPCClient.deadlinePassed does it).
+        owner.finish(cancelled, .failure(GRPCCallError(status: .deadlineExceeded, message: "deadline exceeded")))
+        client.cancel(cancelled)
+        exchange()
+        XCTAssertEqual(try owner.results[first.streamID]?.get(), Array("first".utf8))
+        XCTAssertEqual(try owner.results[last.streamID]?.get(), Array("last".utf8))
+        guard case .failure(let error)? = owner.results[cancelled.streamID] else { return XCTFail("not failed") }
+        XCTAssertEqual(error.status, .deadlineExceeded)
+        XCTAssertEqual(server.openStreams, 0, "the cancelled stream is not left open on the server")
+    }
+
+    // MARK: allocations (issue 11)
+
+    func testStreamsAfterTheFirstReuseNGHTTP2sMemory() throws {
+        // A few streams first: the HPACK tables settle (they grow as they learn the headers).
+        for _ in 0..<5 {
+            let warm = call(Array("warm".utf8))
+            exchange()
+            XCTAssertEqual(try owner.results[warm.streamID]?.get(), Array("warm".utf8))
+        }
+        let clientMallocs = client.allocator.mallocs
+        let serverMallocs = server.allocator.mallocs
+        for i in 0..<50 {
+            let c = call(Array("call \(i)".utf8))
+            exchange()
+            XCTAssertEqual(try owner.results[c.streamID]?.get(), Array("call \(i)".utf8))
+        }
+        XCTAssertEqual(client.allocator.mallocs, clientMallocs, "the client's nghttp2 reused freed blocks")
+        XCTAssertEqual(server.allocator.mallocs, serverMallocs, "the server's nghttp2 reused freed blocks")
+    }
+
+    func testStatusDigitsAreReadWithoutAString() {
+        func decimal(_ s: String) -> Int? { Array(s.utf8).withUnsafeBytes { GRPCClientSession.decimal($0) } }
+        XCTAssertEqual(decimal("200"), 200)
+        XCTAssertEqual(decimal("0"), 0)
+        XCTAssertEqual(decimal("16"), 16)
+        XCTAssertNil(decimal(""))
+        XCTAssertNil(decimal("2x"))
+        XCTAssertNil(decimal("-1"))
+        XCTAssertNil(decimal("1234567890"))
     }
 }

@@ -89,6 +89,25 @@ final class GRPCLoopbackTests: XCTestCase {
               + "(\(Int(Double(n) / elapsed)) calls/s)")
     }
 
+    func testCallsMadeInOneLoopIterationLeaveInOneWrite() throws {
+        XCTAssertEqual(try call(Array("warm".utf8)).flatMap { try $0.get() }, Array("warm".utf8))
+        let before = client.outputBatches
+        let n = 50
+        var done = 0
+        for i in 0..<n {
+            client.unary(path: Self.getPath, message: Array("c\(i)".utf8), timeoutMillis: 10_000) { result in
+                XCTAssertEqual(try? result.get(), Array("c\(i)".utf8))
+                done += 1
+            }
+        }
+        XCTAssertEqual(client.outputBatches, before, "nothing is written inside unary")
+        XCTAssertTrue(loop.run(upTo: 20) { done == n })
+        // One write for the 50 requests (a flush per call would make 50); at most one more for HTTP/2's own
+        // housekeeping (a WINDOW_UPDATE or an ACK).
+        XCTAssertLessThanOrEqual(client.outputBatches - before, 2)
+        XCTAssertEqual(client.stats.connections, 1)
+    }
+
     func testHandlerAnsweringLater() throws {
         let result = call(Array("later:150".utf8))
         XCTAssertEqual(try result?.get(), Array("later:150".utf8))
