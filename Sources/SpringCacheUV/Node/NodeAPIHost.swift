@@ -14,13 +14,12 @@ final class NodeAPIHost: APIHost {
         self.cluster = cluster
     }
 
-    // The API's own counters (`requests`) are read by `Node.stats()` with every other subsystem's snapshot.
     func writeStatsJSON(into out: inout ByteBuffer, requests: RequestStats) {
-        node?.writeStatsJSON(into: &out)
+        node?.writeStatsJSON(into: &out, requests: requests)
     }
 
     func writeMetrics(into out: inout ByteBuffer, requests: RequestStats) {
-        node?.writeMetrics(into: &out)
+        node?.writeMetrics(into: &out, requests: requests)
     }
 
     func writePeersJSON(into out: inout ByteBuffer) {

@@ -6,7 +6,7 @@ import Glibc
 ///
 /// Why a value assembled here rather than a renderer that reaches into every subsystem: each room exports
 /// its plain stats struct and knows nothing of the pages; `Node` (which wires everything) gathers them
-/// (`Node.stats()`), and `StatsReport` renders /api/stats, /metrics and /api/peers from this value alone,
+/// (`Node.stats(requests:)`), and `StatsReport` renders /api/stats, /metrics and /api/peers from this value alone,
 /// so the pages are unit-tested without a loop or a socket.
 struct NodeStats {
     var name: String
@@ -90,12 +90,12 @@ struct EtcdMembershipStats {
 }
 
 extension Node {
-    /// Every subsystem's snapshot, now.
-    func stats() -> NodeStats {
+    /// Every subsystem's snapshot, now, with the API's request counters as the API passed them.
+    func stats(requests: RequestStats) -> NodeStats {
         var s = NodeStats(config: config, group: group.stats)
         s.uptimeMillis = loop.clock.nowMillis - startedAtMillis
         s.process = ProcessMetrics.current(startTimeSeconds: processStartTime)
-        s.requests = api.requestStats
+        s.requests = requests
         s.connections = server.stats
         s.openConnections = server.openConnections
         s.cluster = cluster.map(ClusterReport.init)
@@ -107,13 +107,13 @@ extension Node {
     }
 
     /// The JSON of `GET /api/stats`.
-    func writeStatsJSON(into out: inout ByteBuffer) {
-        StatsReport.writeJSON(into: &out, stats())
+    func writeStatsJSON(into out: inout ByteBuffer, requests: RequestStats) {
+        StatsReport.writeJSON(into: &out, stats(requests: requests))
     }
 
     /// The Prometheus text of `GET /metrics` (the API port's and the metrics listener's).
-    func writeMetrics(into out: inout ByteBuffer) {
-        StatsReport.writePrometheus(into: &out, stats())
+    func writeMetrics(into out: inout ByteBuffer, requests: RequestStats) {
+        StatsReport.writePrometheus(into: &out, stats(requests: requests))
     }
 
     /// The JSON of `GET /api/peers`.
