@@ -135,66 +135,20 @@ final class EtcdTestServer {
     }
 }
 
-/// A real `EventLoop` with a `CurlMulti` for etcd tests: runs until a condition holds, and at the end closes
-/// everything and reports `uv_loop_close`.
-final class EtcdTestLoop {
-    let loop: EventLoop
+/// The shared test loop with a `CurlMulti` for etcd tests: at the end it closes the client and the multi and
+/// reports `uv_loop_close`.
+final class EtcdTestLoop: TestLoop {
     let curl: CurlMulti
-    private var isClosed = false
 
     init() throws {
-        loop = try EventLoop()
+        let loop = try EventLoop()
         curl = CurlMulti(loop: loop.uv)
+        super.init(loop: loop)
     }
 
     deinit {
-        guard !isClosed else { return }
-        // A failed test left handles open: close the multi, then walk the rest closed so the memory can go.
-        curl.close()
-        uv_run(loop.uv, UV_RUN_NOWAIT)
-        uv_walk(loop.uv, { handle, _ in
-            if let handle, uv_is_closing(handle) == 0 { uv_close(handle, nil) }
-        }, nil)
-        uv_run(loop.uv, UV_RUN_DEFAULT)
-        _ = loop.close()
-    }
-
-    /// Loop time in milliseconds.
-    var nowMillis: Int64 { loop.clock.nowMillis }
-
-    /// Runs the loop until `done()` holds; false if `seconds` passed first.
-    @discardableResult
-    func run(upTo seconds: Double, until done: @escaping () -> Bool) -> Bool {
-        guard !isClosed else { return done() }  // a tearDown after closeAll
-        var expired = false
-        let watchdog = LoopTimer(loop: loop) { expired = true }
-        watchdog.start(timeoutMillis: UInt64(max(0, seconds) * 1000))
-        // A short repeating check so a condition set from any callback ends the wait promptly.
-        let check = LoopTimer(loop: loop) { if done() || expired { uv_stop(self.loop.uv) } }
-        check.start(timeoutMillis: 5, repeatMillis: 5)
-        while !done() && !expired {
-            uv_run(loop.uv, UV_RUN_ONCE)
-        }
-        watchdog.close()
-        check.close()
-        uv_run(loop.uv, UV_RUN_NOWAIT)
-        return done()
-    }
-
-    /// Runs the loop for `seconds`, whatever happens.
-    func run(for seconds: Double) {
-        run(upTo: seconds) { false }
-    }
-
-    /// Calls `body` from a timer callback after `millis`.
-    func after(millis: UInt64, _ body: @escaping () -> Void) {
-        var timer: LoopTimer?
-        timer = LoopTimer(loop: loop) {
-            body()
-            timer?.close()
-            timer = nil
-        }
-        timer?.start(timeoutMillis: millis)
+        // A failed test left the multi open: close it before the shared loop walks the other handles closed.
+        if !isClosed { curl.close() }
     }
 
     /// Closes the client and the multi, runs until every handle is closed, and returns `uv_loop_close`.
@@ -203,9 +157,6 @@ final class EtcdTestLoop {
         var closed = false
         curl.close { closed = true }
         XCTAssertTrue(run(upTo: 5) { closed }, "CurlMulti.close did not complete")
-        uv_run(loop.uv, UV_RUN_DEFAULT)
-        let rc = loop.close()
-        if rc == 0 { isClosed = true }
-        return rc
+        return finish()
     }
 }

@@ -4,64 +4,8 @@ import XCTest
 
 @testable import SpringCacheUV
 
-/// A real EventLoop for gRPC tests: runs until a condition holds (with a guard timeout), and at the end
-/// checks that every handle was closed (`loop.close() == 0`).
-final class GRPCTestLoop {
-    let loop: EventLoop
-    private var isClosed = false
-
-    init() throws { loop = try EventLoop() }
-
-    deinit {
-        if !isClosed {
-            // A failed test left handles open: close whatever is left so the process can go on.
-            uv_walk(loop.uv, { handle, _ in
-                if let handle, uv_is_closing(handle) == 0 { uv_close(handle, nil) }
-            }, nil)
-            uv_run(loop.uv, UV_RUN_DEFAULT)
-            _ = loop.close()
-        }
-    }
-
-    var now: Int64 { loop.clock.nowMillis }
-
-    /// Runs the loop until `done()` holds; false if `seconds` passed first. A 5 ms ticker makes sure the
-    /// condition is re-checked even when nothing else wakes the loop (e.g. a subprocess finishing).
-    @discardableResult
-    func run(upTo seconds: Double, until done: @escaping () -> Bool) -> Bool {
-        var expired = false
-        let watchdog = LoopTimer(loop: loop) { expired = true }
-        watchdog.start(timeoutMillis: UInt64(seconds * 1000))
-        let ticker = LoopTimer(loop: loop) {}
-        ticker.start(timeoutMillis: 5, repeatMillis: 5)
-        while !done() && !expired {
-            uv_run(loop.uv, UV_RUN_ONCE)
-        }
-        watchdog.close()
-        ticker.close()
-        uv_run(loop.uv, UV_RUN_NOWAIT)
-        return done()
-    }
-
-    /// Calls `body` from a loop timer after `millis`.
-    func after(millis: UInt64, _ body: @escaping () -> Void) {
-        var timer: LoopTimer?
-        timer = LoopTimer(loop: loop) {
-            body()
-            timer?.close()
-            timer = nil
-        }
-        timer!.start(timeoutMillis: millis)
-    }
-
-    /// Runs until every handle is closed and returns `uv_loop_close`'s status.
-    func finish() -> Int32 {
-        uv_run(loop.uv, UV_RUN_DEFAULT)
-        let status = loop.close()
-        if status == 0 { isClosed = true }
-        return status
-    }
-}
+/// The gRPC tests' loop is the shared one.
+typealias GRPCTestLoop = TestLoop
 
 /// The handler our test servers run. Behaviour is chosen by the request message:
 /// `notfound` → NOT_FOUND with a message that needs percent-encoding; `later:N` → echo after N ms;
