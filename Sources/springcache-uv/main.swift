@@ -60,6 +60,8 @@ struct SpringCacheCommand: ParsableCommand {
     var peerMaxConnectionBuffer: String?
     @Option(help: "Peer port: the same bound over all peer connections, with their unsent output (size; default the larger of 64MiB and 4 x --peer-max-connection-buffer).")
     var peerMaxBuffer: String?
+    @Option(help: "Peer connections: the largest HTTP/2 DATA frame we accept and send (SETTINGS_MAX_FRAME_SIZE; size from 16KiB to 16MiB-1; larger frames cost one frame buffer of this size per connection).")
+    var peerMaxFrameSize: String = "64KiB"
     @Option(help: "Peer port: every stream ends this long after it began, grpc-timeout or not (duration); also how long a peer may leave our output unread.")
     var peerStreamTimeout: String = "10s"
     @Option(help: "Peer port: a connection must send the HTTP/2 preface and SETTINGS within this long (duration).")
@@ -349,6 +351,12 @@ struct SpringCacheCommand: ParsableCommand {
         }
         c.peerServer.maxConnectionBufferBytes = perConnection
         c.peerServer.maxBufferBytes = total
+        let frame = try ValueParsing.byteSize(peerMaxFrameSize, flag: "--peer-max-frame-size")
+        guard HTTP2Settings.frameSizeRange.contains(frame) else {
+            throw ConfigError("--peer-max-frame-size must be from 16KiB to 16MiB-1 (RFC 9113 §6.5.2), "
+                              + "got \(frame) bytes")
+        }
+        c.peerServer.http2.maxFrameSize = Int32(frame)
         c.peerServer.streamTimeoutMillis = try positiveDuration(peerStreamTimeout, flag: "--peer-stream-timeout")
         c.peerServer.handshakeTimeoutMillis = try positiveDuration(peerHandshakeTimeout, flag: "--peer-handshake-timeout")
         c.peerServer.idleTimeoutMillis = try positiveDuration(peerIdleTimeout, flag: "--peer-idle-timeout")
