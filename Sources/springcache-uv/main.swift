@@ -340,9 +340,13 @@ struct SpringCacheCommand: ParsableCommand {
         let perConnection = try peerMaxConnectionBuffer.map {
             try ValueParsing.byteSize($0, flag: "--peer-max-connection-buffer")
         } ?? max(16 << 20, 2 * message)
-        guard perConnection >= message else {
-            throw ConfigError("--peer-max-connection-buffer must hold at least one peer message of \(message) bytes "
-                              + "(--max-body-bytes + --max-header-bytes + 1KiB)")
+        // A message is held with its 5-byte gRPC prefix, so a buffer of exactly `message` bytes would refuse the
+        // largest answer it claims to allow.
+        let framed = message + HTTP2Settings.grpcPrefixBytes
+        guard perConnection >= framed else {
+            throw ConfigError("--peer-max-connection-buffer must hold at least one framed peer message of \(framed) "
+                              + "bytes (the larger of 4MiB and --max-body-bytes + --max-header-bytes + 1KiB, "
+                              + "plus its 5-byte prefix)")
         }
         let total = try peerMaxBuffer.map { try ValueParsing.byteSize($0, flag: "--peer-max-buffer") }
             ?? max(64 << 20, 4 * perConnection)

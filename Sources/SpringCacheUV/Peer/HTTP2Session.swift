@@ -22,7 +22,7 @@ public struct HTTP2Settings {
     public static let frameSizeRange: ClosedRange<Int> = (1 << 14)...((1 << 24) - 1)
     public static let defaultMaxFrameSize: Int32 = 64 << 10
     /// The bytes a gRPC Length-Prefixed-Message adds to its message (compressed flag and 4-byte length).
-    static let grpcPrefixBytes = 5
+    public static let grpcPrefixBytes = 5
 
     public init() {}
 
