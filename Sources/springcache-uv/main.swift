@@ -126,6 +126,8 @@ struct SpringCacheCommand: ParsableCommand {
     var maxQueuedOutputBytes: String = "64MiB"
     @Option(help: "While all API connections are at --max-queued-output-bytes, one whose answers stay unread this long is closed to make room (duration).")
     var unreadTimeout: String = "1s"
+    @Option(help: "Answer bytes the kernel may hold unsent per API connection (size, TCP_NOTSENT_LOWAT); the rest waits in the node under --max-output-bytes and --max-queued-output-bytes. 0 = the kernel's own sizing (MiBs per connection).")
+    var socketUnsentBytes: String = "64KiB"
 
     @Option(help: ArgumentHelp("Worker processes, each a full node: a number, or 'auto' for one per core. Worker i is named NAME-i, serves its peer protocol on PORT+i and shares the API port (SO_REUSEPORT).",
                                valueName: "n|auto"))
@@ -307,6 +309,7 @@ struct SpringCacheCommand: ParsableCommand {
                 throw ConfigError("--max-queued-output-bytes must be at least --max-output-bytes")
             }
             c.http.unreadTimeoutMillis = try positiveDuration(unreadTimeout, flag: "--unread-timeout")
+            c.http.socketUnsentBytes = try ValueParsing.byteSize(socketUnsentBytes, flag: "--socket-unsent-bytes")
             try peerLimits(&c)
             if readingFiles, let path = authTokenFile {
                 c.authToken = try TokenFile.read(path, flag: "--auth-token-file")

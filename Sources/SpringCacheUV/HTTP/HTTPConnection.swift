@@ -42,6 +42,7 @@ public final class HTTPConnection: SlottedConnection, ResponseWriterOwner {
         state = HTTP1ConnectionState(config: server.config, now: now)
         sc_uv_handle_set_data(tcp, Unmanaged.passRetained(self).toOpaque())
         uv_tcp_nodelay(tcp, 1)
+        if server.config.socketUnsentBytes > 0 { tcpLimitUnsentBytes(tcp, server.config.socketUnsentBytes) }
         writer = ResponseWriter(owner: self, scratch: server.scratch)
     }
 

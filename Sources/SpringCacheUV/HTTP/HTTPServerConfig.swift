@@ -21,6 +21,16 @@ public struct HTTPServerConfig {
     /// While the total is at `maxQueuedOutputBytes`: how long a connection's queued answers may stay untouched
     /// before it is closed to make room (`--unread-timeout`).
     public var unreadTimeoutMillis: Int64 = 1_000
+    /// Answer bytes the kernel may hold unsent for one connection (`--socket-unsent-bytes`, TCP_NOTSENT_LOWAT);
+    /// 0 leaves the kernel's own send-buffer sizing (on Linux it grows to `tcp_wmem`'s maximum, 4 MiB by default).
+    ///
+    /// Why a limit: what the kernel holds is outside every bound above. Without it, each client that never reads
+    /// made the kernel copy about 2 MiB of answers into its socket at once: 800 such connections cost 1.6 GB of
+    /// copying in the loop (turns of 0.4–1.2 s, every other client waiting) and pinned 1.9 GB of kernel memory
+    /// (issue 10). Beyond this many bytes an answer waits in the node — a large value as a reference to its cache
+    /// entry, not a copy — where the bounds above count it. Bytes sent and not yet acknowledged are not counted,
+    /// so a reading client keeps its throughput.
+    public var socketUnsentBytes = 64 << 10
     /// The hard cap on queued answers: `maxQueuedOutputBytes` plus a quarter.
     public var queuedOutputHardCap: Int { maxQueuedOutputBytes + maxQueuedOutputBytes / 4 }
     /// After a response that closes the connection, how long unread input is drained before closing,
