@@ -93,10 +93,6 @@ public final class HTTPServer {
     public var admissionRefusal: String?
     private var onStopped: (() -> Void)?
 
-    /// How often the tick checks deadlines and makes room (`HTTPServerConfig` timeouts are whole seconds or more,
-    /// so a quarter second is precise enough).
-    static let tickMillis: Int64 = 250
-
     /// `scheduler` defaults to the loop's real timers; tests pass a `ManualScheduler`.
     public init(loop: EventLoop, config: HTTPServerConfig, handler: HTTPHandler, scheduler: Scheduler? = nil) {
         self.loop = loop
@@ -123,7 +119,7 @@ public final class HTTPServer {
         let timer = scheduler.makeTimer { [unowned self] in self.checkDeadlines() }
         // Why a coarse tick: per-connection timers would be re-armed on every request (a heap operation);
         // a deadline is a plain integer store, and four scans a second are cheap even at 10,000 connections.
-        timer.arm(afterMillis: HTTPServer.tickMillis, repeatMillis: HTTPServer.tickMillis)
+        timer.arm(afterMillis: config.tickMillis, repeatMillis: config.tickMillis)
         tick = timer
     }
 
