@@ -131,6 +131,8 @@ struct SpringCacheCommand: ParsableCommand {
     @Option(parsing: .unconditional,
             help: "Answer bytes the kernel may hold unsent per API connection (size, TCP_NOTSENT_LOWAT); the rest waits in the node under --max-output-bytes and --max-queued-output-bytes. 0 = the kernel's own sizing (MiBs per connection).")
     var socketUnsentBytes: String = "64KiB"
+    @Option(help: "Answer bytes one loop turn may write to API connections whose clients have not yet been seen to read (size; 0 = no budget); past it their requests wait for the next turn, newest first, while accepting and reading clients go on.")
+    var turnWriteBudget: String = "2MiB"
     @Option(help: "How often the API and peer servers check their deadlines: every timeout fires up to this much late (duration, 1ms to 1s).")
     var timerTick: String = "250ms"
 
@@ -315,6 +317,7 @@ struct SpringCacheCommand: ParsableCommand {
             }
             c.http.unreadTimeoutMillis = try positiveDuration(unreadTimeout, flag: "--unread-timeout")
             c.http.socketUnsentBytes = try ValueParsing.byteSize(socketUnsentBytes, flag: "--socket-unsent-bytes")
+            c.http.turnWriteBudgetBytes = try ValueParsing.byteSize(turnWriteBudget, flag: "--turn-write-budget")
             let tick = try positiveDuration(timerTick, flag: "--timer-tick")
             // Why at most 1 s: the tick is the resolution of the header, unread and peer timeouts (1 s and up).
             guard tick <= 1_000 else {

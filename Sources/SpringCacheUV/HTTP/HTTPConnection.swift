@@ -165,6 +165,13 @@ public final class HTTPConnection: SlottedConnection, ResponseWriterOwner {
     private func serve(_ bytes: UnsafeRawBufferPointer) -> Int {
         var offset = 0
         while offset < bytes.count && state.takesRequests {
+            if !state.answersTaken && server.turnBudgetSpent {
+                // This loop turn has written its share to clients not yet seen to read: the rest waits for the next
+                // turn, so accepting and readers are not held up behind a flood's copying.
+                state.waitForRoom(now: now)
+                server.deferToNextTurn(self)
+                return offset
+            }
             switch state.admission(batchBytes: writer.pendingCount, totalQueued: server.queuedOutputBytes) {
             case .answer:
                 break
@@ -345,10 +352,12 @@ public final class HTTPConnection: SlottedConnection, ResponseWriterOwner {
         if state.isClosed { return }
         server.stats.bytesOut += UInt64(count)
         let owner = Unmanaged.passUnretained(self).toOpaque()
+        let backlogBefore = output.backlog
         let status = writer.withPendingBytes { bytes in
             output.send(bytes, borrowed: writer.borrowed, on: stream, owner: owner,
                         callback: HTTPConnection.writeCallback)
         }
+        if !state.answersTaken { server.spendTurnBudget(count + backlogBefore - output.backlog) }
         state.sent(queued: output.backlog, now: now)
         accountBacklog()
         if status < 0 { close() }

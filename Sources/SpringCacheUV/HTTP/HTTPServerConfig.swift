@@ -31,6 +31,11 @@ public struct HTTPServerConfig {
     /// entry, not a copy — where the bounds above count it. Bytes sent and not yet acknowledged are not counted,
     /// so a reading client keeps its throughput.
     public var socketUnsentBytes = 64 << 10
+    /// Answer bytes one loop turn may write to connections whose clients have not yet been seen to read
+    /// (`--turn-write-budget`; 0 = no budget). Past it, such a connection's requests wait for the next turn, the
+    /// newest first, while accepting and clients seen to read go on. A small answer costs little of it, so a new
+    /// client arriving among a flood of non-readers waits a few short turns, not the flood's whole copying.
+    public var turnWriteBudgetBytes = 2 << 20
     /// The hard cap on queued answers: `maxQueuedOutputBytes` plus a quarter.
     public var queuedOutputHardCap: Int { maxQueuedOutputBytes + maxQueuedOutputBytes / 4 }
     /// After a response that closes the connection, how long unread input is drained before closing,
