@@ -129,7 +129,7 @@ struct SpringCacheCommand: ParsableCommand {
     @Option(help: "While all API connections are at --max-queued-output-bytes, one whose answers stay unread this long is closed to make room (duration).")
     var unreadTimeout: String = "1s"
     @Option(parsing: .unconditional,
-            help: "Answer bytes the kernel may hold unsent per API connection (size, TCP_NOTSENT_LOWAT); the rest waits in the node under --max-output-bytes and --max-queued-output-bytes. 0 = the kernel's own sizing (MiBs per connection).")
+            help: "Answer bytes the kernel may hold unsent per API connection (size, TCP_NOTSENT_LOWAT; a quarter of it until the client is seen to read); the rest waits in the node under --max-output-bytes and --max-queued-output-bytes. 0 = the kernel's own sizing (MiBs per connection).")
     var socketUnsentBytes: String = "64KiB"
     @Option(help: "Answer bytes one loop turn may write to API connections whose clients have not yet been seen to read (size; 0 = no budget); past it their requests wait for the next turn, newest first, while accepting and reading clients go on.")
     var turnWriteBudget: String = "2MiB"

@@ -465,7 +465,8 @@ def test_api_non_readers_stay_within_the_process_wide_output_bound(start_node):
     assert "abuse http-unread-answers from 127.0.0.1:" in node.log_text()
     # What the kernel holds unsent is outside the RSS: without --socket-unsent-bytes each non-reader's socket took
     # about 2 MiB at once (up to tcp_wmem's 4 MiB; 869 MiB over the flood's sockets, 1.9 GB of TCP memory on the
-    # host). Now about the limit plus one segment per socket (skmem counts the buffers' own overhead too).
+    # host). Now at most about the limit plus one segment per socket (a quarter of it while the client has not
+    # been seen to read; skmem counts the buffers' own overhead too).
     if kernel.available:
         print("TIMING 800 API non-readers: kernel send memory peak %.1f MiB over the sockets, %.0f KiB on one (%d "
               "samples)" % (kernel_total_mib, kernel_socket_kib, kernel.samples))

@@ -42,7 +42,7 @@ public final class HTTPConnection: SlottedConnection, ResponseWriterOwner {
         state = HTTP1ConnectionState(config: server.config, now: now)
         sc_uv_handle_set_data(tcp, Unmanaged.passRetained(self).toOpaque())
         uv_tcp_nodelay(tcp, 1)
-        if server.config.socketUnsentBytes > 0 { tcpLimitUnsentBytes(tcp, server.config.socketUnsentBytes) }
+        if let limit = server.config.unsentBytesBeforeReading { tcpLimitUnsentBytes(tcp, limit) }
         writer = ResponseWriter(owner: self, scratch: server.scratch)
     }
 
@@ -357,10 +357,20 @@ public final class HTTPConnection: SlottedConnection, ResponseWriterOwner {
             output.send(bytes, borrowed: writer.borrowed, on: stream, owner: owner,
                         callback: HTTPConnection.writeCallback)
         }
-        if !state.answersTaken { server.spendTurnBudget(count + backlogBefore - output.backlog) }
-        state.sent(queued: output.backlog, now: now)
+        if !state.answersTaken {
+            server.spendTurnBudget(count + backlogBefore - output.backlog)
+            state.sent(queued: output.backlog, now: now)
+            if state.answersTaken { clientSeenToRead() }
+        } else {
+            state.sent(queued: output.backlog, now: now)
+        }
         accountBacklog()
         if status < 0 { close() }
+    }
+
+    /// The client is now seen to read: the kernel may hold its full share of unsent answer bytes.
+    private func clientSeenToRead() {
+        if server.config.socketUnsentBytes > 0 { tcpLimitUnsentBytes(tcp, server.config.socketUnsentBytes) }
     }
 
     private func didWrite(_ status: Int32) {
@@ -374,7 +384,9 @@ public final class HTTPConnection: SlottedConnection, ResponseWriterOwner {
             close()
             return
         }
+        let wasReading = state.answersTaken
         let action = state.writeCompleted(queued: output.backlog, bufferedInput: pendingInput.byteCount > 0, now: now)
+        if !wasReading && state.answersTaken { clientSeenToRead() }
         accountBacklog()
         perform(action)
         syncReading()

@@ -29,8 +29,15 @@ public struct HTTPServerConfig {
     /// copying in the loop (turns of 0.4–1.2 s, every other client waiting) and pinned 1.9 GB of kernel memory
     /// (issue 10). Beyond this many bytes an answer waits in the node — a large value as a reference to its cache
     /// entry, not a copy — where the bounds above count it. Bytes sent and not yet acknowledged are not counted,
-    /// so a reading client keeps its throughput.
+    /// so a reading client keeps its throughput. Until a client is seen to read (`unsentBytesBeforeReading`), a
+    /// quarter of it: what a flood costs per connection is what the kernel takes before it is known not to read.
     public var socketUnsentBytes = 64 << 10
+    /// The unsent limit of a connection whose client has not yet been seen to read: a quarter of
+    /// `socketUnsentBytes` (nil: no limit). Measured during issue 10's flood of 800 non-readers: the host's TCP
+    /// memory peaked at 75 MiB with 64 KiB for every connection, 23 MiB with 16 KiB until the client reads; and
+    /// one client reading 1 MiB values gets 1.75–1.81 GB/s over loopback at 64 KiB but 1.04–1.35 GB/s at 16 KiB,
+    /// which is why a client seen to read gets the whole limit.
+    var unsentBytesBeforeReading: Int? { socketUnsentBytes > 0 ? max(socketUnsentBytes / 4, 4096) : nil }
     /// Answer bytes one loop turn may write to connections whose clients have not yet been seen to read
     /// (`--turn-write-budget`; 0 = no budget). Past it, such a connection's requests wait for the next turn, the
     /// newest first, while accepting and clients seen to read go on. A small answer costs little of it, so a new
