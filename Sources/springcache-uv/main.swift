@@ -66,8 +66,10 @@ struct SpringCacheCommand: ParsableCommand {
     var peerStreamTimeout: String = "10s"
     @Option(help: "Peer port: a connection must send the HTTP/2 preface and SETTINGS within this long (duration).")
     var peerHandshakeTimeout: String = "5s"
-    @Option(help: "Peer port: a connection silent this long is sent a PING, and closed if it stays silent 10s more (duration).")
+    @Option(help: "Peer port: a connection silent this long is sent a PING, and closed if it stays silent --peer-ping-timeout more (duration).")
     var peerIdleTimeout: String = "60s"
+    @Option(help: "Peer port: a connection sent a PING for being idle is closed if it stays silent this long (duration).")
+    var peerPingTimeout: String = "10s"
     @Option(help: "Peer port: connections not yet authenticated (no token sent, or handshake unfinished); a new one beyond it closes the oldest.")
     var peerMaxUnauthenticated: Int = 64
 
@@ -128,6 +130,13 @@ struct SpringCacheCommand: ParsableCommand {
     var maxQueuedOutputBytes: String = "64MiB"
     @Option(help: "While all API connections are at --max-queued-output-bytes, one whose answers stay unread this long is closed to make room (duration).")
     var unreadTimeout: String = "1s"
+    @Option(parsing: .unconditional,
+            help: "Answer bytes the kernel may hold unsent per API connection (size, TCP_NOTSENT_LOWAT; a quarter of it until the client is seen to read); the rest waits in the node under --max-output-bytes and --max-queued-output-bytes. 0 = the kernel's own sizing (MiBs per connection).")
+    var socketUnsentBytes: String = "64KiB"
+    @Option(help: "Answer bytes one loop turn may write to API connections whose clients have not yet been seen to read (size; 0 = no budget); past it their requests wait for the next turn, newest first, while accepting and reading clients go on.")
+    var turnWriteBudget: String = "2MiB"
+    @Option(help: "How often the API and peer servers check their deadlines: every timeout fires up to this much late (duration, 1ms to 1s).")
+    var timerTick: String = "250ms"
 
     @Option(help: ArgumentHelp("Worker processes, each a full node: a number, or 'auto' for one per core. Worker i is named NAME-i, serves its peer protocol on PORT+i and shares the API port (SO_REUSEPORT).",
                                valueName: "n|auto"))
@@ -309,6 +318,15 @@ struct SpringCacheCommand: ParsableCommand {
                 throw ConfigError("--max-queued-output-bytes must be at least --max-output-bytes")
             }
             c.http.unreadTimeoutMillis = try positiveDuration(unreadTimeout, flag: "--unread-timeout")
+            c.http.socketUnsentBytes = try ValueParsing.byteSize(socketUnsentBytes, flag: "--socket-unsent-bytes")
+            c.http.turnWriteBudgetBytes = try ValueParsing.byteSize(turnWriteBudget, flag: "--turn-write-budget")
+            let tick = try positiveDuration(timerTick, flag: "--timer-tick")
+            // Why at most 1 s: the tick is the resolution of the header, unread and peer timeouts (1 s and up).
+            guard tick <= 1_000 else {
+                throw ConfigError("--timer-tick expects a duration from 1ms to 1s, got '\(timerTick)'")
+            }
+            c.http.tickMillis = tick
+            c.peerServer.tickMillis = UInt64(tick)
             try peerLimits(&c)
             if readingFiles, let path = authTokenFile {
                 c.authToken = try TokenFile.read(path, flag: "--auth-token-file")
@@ -364,6 +382,7 @@ struct SpringCacheCommand: ParsableCommand {
         c.peerServer.streamTimeoutMillis = try positiveDuration(peerStreamTimeout, flag: "--peer-stream-timeout")
         c.peerServer.handshakeTimeoutMillis = try positiveDuration(peerHandshakeTimeout, flag: "--peer-handshake-timeout")
         c.peerServer.idleTimeoutMillis = try positiveDuration(peerIdleTimeout, flag: "--peer-idle-timeout")
+        c.peerServer.pingTimeoutMillis = try positiveDuration(peerPingTimeout, flag: "--peer-ping-timeout")
         guard peerMaxUnauthenticated >= 1 else { throw ConfigError("--peer-max-unauthenticated must be at least 1") }
         c.peerServer.maxUnauthenticatedConnections = peerMaxUnauthenticated
     }
