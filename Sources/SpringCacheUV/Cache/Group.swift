@@ -184,11 +184,11 @@ public final class Group {
             fetchRemote(key: key, from: owner, router: router, completion: completion)
             return
         }
-        loadLocally(key: key, waiters: [completion])
+        loadLocally(key: key, waiters: Flights.Waiters(one: completion))
     }
 
     /// Joins the key's origin load in flight or starts one (single-flight).
-    private func loadLocally(key: CacheKey, waiters: [(GetOutcome) -> Void]) {
+    private func loadLocally(key: CacheKey, waiters: Flights.Waiters) {
         guard let call = loads.join(key, waiters) else { return }
         counters.loads += 1
         // The group stays alive while a load is in flight: the closure holds it until the loader answers,
@@ -202,7 +202,7 @@ public final class Group {
     /// the owner's own single-flight then protects the origin).
     private func fetchRemote(key: CacheKey, from owner: PeerID, router: PeerRouter,
                              completion: @escaping (GetOutcome) -> Void) {
-        guard let call = fetches.join(key, [completion]) else { return }
+        guard let call = fetches.join(key, completion) else { return }
         counters.peerFetches += 1
         router.fetch(from: owner, group: name, key: key) { result in
             self.landRemote(key: key, call: call, result: result)
