@@ -88,7 +88,7 @@ extension APIHandler {
     /// `writeValue` writes a value found and returns its status; nothing found is 404, a failed load 502/504.
     private func answerLoad(_ key: CacheKey, _ reply: Reply,
                             writeValue: @escaping (Reply, FoundValue) -> Int) -> HTTPHandling {
-        deferAnswer(reply.writer) { [unowned self] finish in
+        deferAnswer(reply.writer) { [unowned self] deferred in
             self.group.get(key: key) { outcome in
                 switch outcome {
                 case .value(let value, let expiresAt, let etag, let stale):
@@ -101,7 +101,7 @@ extension APIHandler {
                 case .failure(let error):
                     self.text(reply, APIHandler.status(of: error), error.message)
                 }
-                finish()
+                deferred.finish()
             }
         }
     }
