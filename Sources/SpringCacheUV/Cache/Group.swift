@@ -66,7 +66,11 @@ public final class Group {
     private let loader: OriginLoader
     private let main: LRUCache
     private let hot: LRUCache
-    private typealias Flights = SingleFlight<CacheKey, GetOutcome, Override>
+    private typealias Flights = SingleFlight<CacheKey, Waiter, Override>
+    /// A caller of `get` waiting for a load or fetch: its completion, in a struct (see `SingleFlight`).
+    struct Waiter {
+        let answer: (GetOutcome) -> Void
+    }
     /// Origin loads in flight (single-flight per key).
     private let loads = Flights()
     /// Fetches from owners in flight, apart from origin loads: a node answering a peer's Get loads locally
@@ -184,7 +188,7 @@ public final class Group {
             fetchRemote(key: key, from: owner, router: router, completion: completion)
             return
         }
-        loadLocally(key: key, waiters: Flights.Waiters(one: completion))
+        loadLocally(key: key, waiters: Flights.Waiters(one: Waiter(answer: completion)))
     }
 
     /// Joins the key's origin load in flight or starts one (single-flight).
@@ -202,7 +206,7 @@ public final class Group {
     /// the owner's own single-flight then protects the origin).
     private func fetchRemote(key: CacheKey, from owner: PeerID, router: PeerRouter,
                              completion: @escaping (GetOutcome) -> Void) {
-        guard let call = fetches.join(key, completion) else { return }
+        guard let call = fetches.join(key, Waiter(answer: completion)) else { return }
         counters.peerFetches += 1
         router.fetch(from: owner, group: name, key: key) { result in
             self.landRemote(key: key, call: call, result: result)
@@ -218,7 +222,7 @@ public final class Group {
         if case .failed = result { counters.peerFetchErrors += 1 }
         if case .set(let outcome)? = call.note {
             // A set through this node landed while the fetch was in flight: it is newer than the fetch.
-            for waiter in waiters { waiter(outcome) }
+            for waiter in waiters { waiter.answer(outcome) }
             return
         }
         let now = clock.nowMillis
@@ -241,7 +245,7 @@ public final class Group {
             }
             answer = .value(value, expiresAtMillis: max(expiresAt, now), etag: LRUCache.valueHash(value), stale: false)
         }
-        for waiter in waiters { waiter(answer) }
+        for waiter in waiters { waiter.answer(answer) }
     }
 
     /// Whether a value fetched from its owner becomes a local hot copy: groupcache's chance, 1 in
@@ -466,7 +470,7 @@ public final class Group {
 
         for waiter in waiters {
             if servedStale { counters.staleServed += 1 }
-            waiter(answer)
+            waiter.answer(answer)
         }
     }
 

@@ -6,9 +6,12 @@
 /// what the owner records on a call while it is in flight (`Group`: a set or delete of the key that
 /// landed meanwhile, so the call's late result must not overwrite it).
 ///
+/// A `Waiter` is whatever the owner answers a caller through. Why not a closure type built from a result type:
+/// a closure kept in a generic class is stored re-abstracted, through a thunk allocated per waiter (issue 11,
+/// a remote hit's allocations); a closure inside a plain struct of the owner's (`Group.Waiter`) is kept as is.
+///
 /// Single-threaded: every call happens on the owning loop.
-public final class SingleFlight<Key: Hashable, Result, Note> {
-    public typealias Waiter = (Result) -> Void
+public final class SingleFlight<Key: Hashable, Waiter, Note> {
 
     /// The callers waiting for one call. Why not an array: nearly every call has one waiter, and an array
     /// was an allocation per remote hit (issue 11); the first waiter is kept inline, an array only for more.
@@ -18,7 +21,7 @@ public final class SingleFlight<Key: Hashable, Result, Note> {
 
         public init() {}
 
-        public init(one waiter: @escaping Waiter) {
+        public init(one waiter: Waiter) {
             first = waiter
         }
 
@@ -30,7 +33,7 @@ public final class SingleFlight<Key: Hashable, Result, Note> {
         public var isEmpty: Bool { first == nil }
         public var count: Int { first == nil ? 0 : 1 + rest.count }
 
-        public mutating func append(_ waiter: @escaping Waiter) {
+        public mutating func append(_ waiter: Waiter) {
             if first == nil { first = waiter } else { rest.append(waiter) }
         }
 
@@ -89,7 +92,7 @@ public final class SingleFlight<Key: Hashable, Result, Note> {
     }
 
     /// `join` with one waiter (the common case: no array).
-    public func join(_ key: Key, _ waiter: @escaping Waiter) -> Call? {
+    public func join(_ key: Key, _ waiter: Waiter) -> Call? {
         join(key, Waiters(one: waiter))
     }
 
