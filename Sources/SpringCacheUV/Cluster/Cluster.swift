@@ -245,10 +245,12 @@ public final class Cluster: PeerRouter {
             return
         }
         let probe = GetRequest(group: settings.group, key: "").encoded()
-        transport.unary(peer: name, address: address, path: PeerService.getPath, message: probe,
-                        timeoutMillis: settings.peerTimeoutMillis, metadata: metadata) { [weak self] result in
-            guard let self, !self.closed else { return }
-            self.perform(self.health.probeFinished(name, result))
+        probe.withUnsafeBytes { probe in
+            transport.unary(peer: name, address: address, path: PeerService.getPath, message: probe,
+                            timeoutMillis: settings.peerTimeoutMillis, metadata: metadata) { [weak self] result in
+                guard let self, !self.closed else { return }
+                self.perform(self.health.probeFinished(name, result))
+            }
         }
     }
 
@@ -275,7 +277,9 @@ public final class Cluster: PeerRouter {
     /// `completion` sees it.
     private func call(_ peer: PeerID, path: String, message: [UInt8], timeoutMillis: Int? = nil,
                       completion: @escaping (GRPCResult) -> Void) {
-        call(peer, path: path, message: message, timeoutMillis: timeoutMillis, reply: .result(completion))
+        message.withUnsafeBytes {
+            call(peer, path: path, message: $0, timeoutMillis: timeoutMillis, reply: .result(completion))
+        }
     }
 
     /// Who gets a call's outcome. Why a value and not a closure wrapping the caller's: a remote hit's
@@ -292,7 +296,9 @@ public final class Cluster: PeerRouter {
         }
     }
 
-    private func call(_ peer: PeerID, path: String, message: [UInt8], timeoutMillis: Int?, reply: CallReply) {
+    /// `message` is copied before this returns.
+    private func call(_ peer: PeerID, path: String, message: UnsafeRawBufferPointer, timeoutMillis: Int?,
+                      reply: CallReply) {
         stats.peerCalls += 1
         if let counters = perPeerCounters[peer.name] {
             counters.stats.calls += 1
@@ -344,10 +350,11 @@ public final class Cluster: PeerRouter {
 
     public func fetch(from peer: PeerID, group: String, key: CacheKey,
                       completion: @escaping (PeerFetchResult) -> Void) {
-        // Encoded in a buffer kept for it: `encoded()` would allocate a buffer and then the array.
+        // Encoded in a buffer kept for it (`encoded()` would allocate a buffer and then the array); the call
+        // copies it into its own kept buffer.
         requestScratch.count = 0
         GetRequest(group: group, key: key).encode(into: &requestScratch)
-        call(peer, path: PeerService.getPath, message: Array(requestScratch.readable), timeoutMillis: nil,
+        call(peer, path: PeerService.getPath, message: requestScratch.readable, timeoutMillis: nil,
              reply: .fetch(peer, completion))
     }
 

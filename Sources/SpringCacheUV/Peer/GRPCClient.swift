@@ -53,8 +53,8 @@ public struct GRPCClientStats {
 /// current one is an old use's and is ignored (a late frame of the old stream never reaches the new use).
 final class GRPCClientCall: DeadlineTracked {
     private(set) var path: String
-    /// The request message until it has been handed to nghttp2, then released.
-    var request: [UInt8]
+    /// The request message until it has been handed to nghttp2, then released (`releaseRequest`).
+    private(set) var request: [UInt8]
     var requestOffset = 0
     private(set) var metadata: [(String, String)]
     private(set) var expiresAtMillis: Int64
@@ -85,13 +85,13 @@ final class GRPCClientCall: DeadlineTracked {
     }
 
     /// Makes a completed call (its completion has run) a new call: a new generation, nothing of the old use.
-    /// The limits stay those of the call's client.
-    func reuse(path: String, request: [UInt8], metadata: [(String, String)], expiresAtMillis: Int64,
+    /// The limits stay those of the call's client; the request is given with `setRequest`.
+    func reuse(path: String, metadata: [(String, String)], expiresAtMillis: Int64,
                completion: @escaping (GRPCResult) -> Void) {
         precondition(isDone && self.completion == nil && deadlineSlot < 0, "a call reused before it completed")
         generation &+= 1
         self.path = path
-        self.request = request
+        releaseRequest()
         requestOffset = 0
         self.metadata = metadata
         self.expiresAtMillis = expiresAtMillis
@@ -105,6 +105,23 @@ final class GRPCClientCall: DeadlineTracked {
         grpcStatus = nil
         grpcMessage = nil
         decoder.restart()
+    }
+
+    /// Copies `message` in as the request, into the buffer kept from the call's last use.
+    func setRequest(_ message: UnsafeRawBufferPointer) {
+        request.removeAll(keepingCapacity: true)
+        request.append(contentsOf: message)
+        requestOffset = 0
+    }
+
+    /// Lets go of the request (sent, or the call is over); a buffer of at most
+    /// `GRPCMessageDecoder.keptBufferBytes` is kept for the next use's request.
+    func releaseRequest() {
+        if request.capacity <= GRPCMessageDecoder.keptBufferBytes {
+            request.removeAll(keepingCapacity: true)
+        } else {
+            request = []
+        }
     }
 
     /// The result once the stream has closed (PROTOCOL-HTTP2.md; statuscodes.md for the library's own codes).
@@ -268,15 +285,24 @@ public final class GRPCClient: GRPCClientSessionOwner {
     /// `metadata` names are sent lower-cased (e.g. `("authorization", "Bearer …")`).
     public func unary(path: String, message: [UInt8], timeoutMillis: Int, metadata: [(String, String)] = [],
                       completion: @escaping (GRPCResult) -> Void) {
+        message.withUnsafeBytes {
+            unary(path: path, message: $0, timeoutMillis: timeoutMillis, metadata: metadata, completion: completion)
+        }
+    }
+
+    /// `unary` with the message as bytes, copied before this returns (into a buffer the call keeps for its next
+    /// use: no allocation per call).
+    public func unary(path: String, message: UnsafeRawBufferPointer, timeoutMillis: Int,
+                      metadata: [(String, String)] = [], completion: @escaping (GRPCResult) -> Void) {
         statsStorage.calls += 1
         let now = loop.clock.nowMillis
         let call: GRPCClientCall
         if let reused = idleCalls.popLast() {
-            reused.reuse(path: path, request: message, metadata: metadata, expiresAtMillis: now + Int64(timeoutMillis),
+            reused.reuse(path: path, metadata: metadata, expiresAtMillis: now + Int64(timeoutMillis),
                          completion: completion)
             call = reused
         } else {
-            call = GRPCClientCall(path: path, request: message, metadata: metadata,
+            call = GRPCClientCall(path: path, request: [], metadata: metadata,
                                   expiresAtMillis: now + Int64(timeoutMillis),
                                   maxMessageBytes: settings.maxMessageBytes, completion: completion)
         }
@@ -298,6 +324,7 @@ public final class GRPCClient: GRPCClientSessionOwner {
             finish(call, .failure(GRPCCallError(status: .unavailable, message: addressError)))
             return
         }
+        call.setRequest(message)
         deadlines.insert(call)
         mostInFlight = max(mostInFlight, deadlines.count)
         switch state {
@@ -321,7 +348,7 @@ public final class GRPCClient: GRPCClientSessionOwner {
         call.isDone = true
         call.result = result
         call.session = nil
-        call.request = []
+        call.releaseRequest()
         deadlines.remove(call)
         switch result {
         case .success: statsStorage.succeeded += 1

@@ -86,7 +86,7 @@ final class GRPCClientSession: HTTP2Session {
         }
         let n = copyGRPCMessage(call.request, from: &call.requestOffset, into: buffer, length: length)
         if call.requestOffset == 5 + call.request.count {
-            call.request = []
+            call.releaseRequest()
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
         }
         return n

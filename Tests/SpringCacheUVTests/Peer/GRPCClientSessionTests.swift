@@ -228,8 +228,8 @@ final class GRPCClientSessionTests: XCTestCase {
             owner.finish(reused, .failure(GRPCCallError(status: .deadlineExceeded, message: "deadline exceeded")))
             if cancelOldStream { client.cancel(reused) }
             reused.completion = nil  // its completion ran (GRPCClient.runCompletions); the object is reused now
-            reused.reuse(path: PeerService.getPath, request: Array("new".utf8), metadata: [],
-                         expiresAtMillis: clock.nowMillis + 2_000) { _ in }
+            reused.reuse(path: PeerService.getPath, metadata: [], expiresAtMillis: clock.nowMillis + 2_000) { _ in }
+            Array("new".utf8).withUnsafeBytes { reused.setRequest($0) }
             client.start(reused, now: clock.nowMillis)
             XCTAssertNotEqual(reused.streamID, oldStream)
             // The old stream's HEADERS, DATA and trailers arrive now: they belong to the old use, not this one.
