@@ -94,7 +94,12 @@ extension APIHandler {
     /// which is then `.done`.
     func deferAnswer(_ writer: ResponseWriter, _ start: (DeferredAnswer) -> Void) -> HTTPHandling {
         let answer = DeferredAnswer(writer)
-        start(answer)
+        return deferAnswer(answer) { start(answer) }
+    }
+
+    /// `deferAnswer` with an answer made by the caller (one that carries what finishing it needs).
+    func deferAnswer(_ answer: DeferredAnswer, _ start: () -> Void) -> HTTPHandling {
+        start()
         answer.inside = false
         return answer.finishedInside ? .done : .deferred
     }
@@ -104,12 +109,12 @@ extension APIHandler {
 ///
 /// Why an object and not two captured flags and a `finish` closure: those were three allocations per remote
 /// hit (issue 11); this is one.
-final class DeferredAnswer {
+class DeferredAnswer {
     private let writer: ResponseWriter
     fileprivate var inside = true
     fileprivate var finishedInside = false
 
-    fileprivate init(_ writer: ResponseWriter) {
+    init(_ writer: ResponseWriter) {
         self.writer = writer
     }
 

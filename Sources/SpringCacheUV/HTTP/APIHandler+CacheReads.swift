@@ -91,22 +91,45 @@ extension APIHandler {
     /// failed load 502/504.
     private func answerLoad(_ key: CacheKey, _ reply: Reply,
                             writeValue: @escaping (APIHandler, Reply, FoundValue) -> Int) -> HTTPHandling {
-        deferAnswer(reply.writer) { [unowned self] deferred in
-            self.group.get(key: key) { outcome in
-                switch outcome {
-                case .value(let value, let expiresAt, let etag, let stale):
-                    let status = value.withUnsafeBytes {
-                        writeValue(self, reply, FoundValue(value: $0, expiresAtMillis: expiresAt, etag: etag,
-                                                           stale: stale))
-                    }
-                    self.record(reply, status)
-                case .notFound:
-                    self.text(reply, 404, "key \"\(key)\" not found in group \"\(self.group.name)\"")
-                case .failure(let error):
-                    self.text(reply, APIHandler.status(of: error), error.message)
+        let pending = PendingRead(handler: self, key: key, reply: reply, writeValue: writeValue)
+        return deferAnswer(pending) {
+            // Captures one object and nothing else: such a closure costs no allocation of its own.
+            group.get(key: key) { outcome in pending.landed(outcome) }
+        }
+    }
+
+    /// A read waiting for its get to land: the deferred answer and what writing it needs, in one object
+    /// (issue 11: a remote hit's closure contexts and deferred-answer flags were one allocation each).
+    private final class PendingRead: DeferredAnswer {
+        /// Unowned: a handler outlives the connections it answers (as the closures this replaced assumed).
+        unowned let handler: APIHandler
+        let key: CacheKey
+        let reply: Reply
+        let writeValue: (APIHandler, Reply, FoundValue) -> Int
+
+        init(handler: APIHandler, key: CacheKey, reply: Reply,
+             writeValue: @escaping (APIHandler, Reply, FoundValue) -> Int) {
+            self.handler = handler
+            self.key = key
+            self.reply = reply
+            self.writeValue = writeValue
+            super.init(reply.writer)
+        }
+
+        func landed(_ outcome: GetOutcome) {
+            switch outcome {
+            case .value(let value, let expiresAt, let etag, let stale):
+                let status = value.withUnsafeBytes {
+                    writeValue(handler, reply, FoundValue(value: $0, expiresAtMillis: expiresAt, etag: etag,
+                                                          stale: stale))
                 }
-                deferred.finish()
+                handler.record(reply, status)
+            case .notFound:
+                handler.text(reply, 404, "key \"\(key)\" not found in group \"\(handler.group.name)\"")
+            case .failure(let error):
+                handler.text(reply, APIHandler.status(of: error), error.message)
             }
+            finish()
         }
     }
 
