@@ -312,11 +312,32 @@ public final class Cluster: PeerRouter {
             deferred.complete(reply.deliver, with: .failure(GRPCCallError(status: .unavailable, message: why)))
             return
         }
-        let start = uv_hrtime()
+        let started = StartedCall(cluster: self, peer: peer, address: address, reply: reply)
+        // Captures one object and nothing else: such a closure costs no allocation of its own.
         transport.unary(peer: peer.name, address: address, path: path, message: message,
                         timeoutMillis: timeoutMillis ?? settings.peerTimeoutMillis,
-                        metadata: metadata) { [weak self] result in
-            self?.finished(peer.name, at: address, result, nanoseconds: uv_hrtime() &- start)
+                        metadata: metadata) { result in started.finished(result) }
+    }
+
+    /// A call in flight and what its outcome is for: one object per call instead of a closure context and what
+    /// it captured (issue 11, a remote hit's allocations).
+    private final class StartedCall {
+        /// Weak: calls failed by `close()` complete after the cluster may be gone.
+        weak var cluster: Cluster?
+        let peer: PeerID
+        let address: HostPort
+        let reply: CallReply
+        let start = uv_hrtime()
+
+        init(cluster: Cluster, peer: PeerID, address: HostPort, reply: CallReply) {
+            self.cluster = cluster
+            self.peer = peer
+            self.address = address
+            self.reply = reply
+        }
+
+        func finished(_ result: GRPCResult) {
+            cluster?.finished(peer.name, at: address, result, nanoseconds: uv_hrtime() &- start)
             reply.deliver(result)
         }
     }
