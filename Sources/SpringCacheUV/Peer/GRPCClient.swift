@@ -376,7 +376,8 @@ public final class GRPCClient: GRPCClientSessionOwner {
         for call in completing {
             call.runCompletion()
             // Why bounded by the most calls ever in flight at once: that many objects existed together anyway,
-            // so the pool needs no limit of its own (a few hundred bytes each: what it keeps is released).
+            // so the pool needs no limit of its own (a few hundred bytes each, plus request and answer buffers
+            // of at most `GRPCMessageDecoder.keptBufferBytes`; larger ones are released).
             if idleCalls.count < mostInFlight {
                 idleCalls.append(call)
             }

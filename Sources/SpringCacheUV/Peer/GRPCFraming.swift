@@ -118,8 +118,10 @@ struct GRPCMessageDecoder {
         return nil
     }
 
-    /// Largest message buffer `restart` keeps for the next stream's message.
-    static let keptBufferBytes = 16 << 10
+    /// Largest message buffer `restart` keeps for the next stream's message. Why this small: a client keeps as
+    /// many idle calls as it once had in flight, each with a request and an answer buffer, so a burst of large
+    /// calls must not stay pinned; Get requests and small values fit.
+    static let keptBufferBytes = 1 << 10
 
     /// Makes the decoder ready for a new stream, with the same limits. The first message's buffer is kept
     /// for the next message when it is at most `keptBufferBytes`: a reused client call (`GRPCClientCall`)
