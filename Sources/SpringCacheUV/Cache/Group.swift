@@ -206,10 +206,27 @@ public final class Group {
     /// the owner's own single-flight then protects the origin).
     private func fetchRemote(key: CacheKey, from owner: PeerID, router: PeerRouter,
                              completion: @escaping (GetOutcome) -> Void) {
-        guard let call = fetches.join(key, Waiter(answer: completion)) else { return }
+        guard let call = fetches.join(key, Flights.Waiters(one: Waiter(answer: completion)),
+                                      newCall: { FetchCall(group: self, key: key) }) else { return }
         counters.peerFetches += 1
-        router.fetch(from: owner, group: name, key: key) { result in
-            self.landRemote(key: key, call: call, result: result)
+        // Captures one object and nothing else: such a closure costs no allocation of its own.
+        router.fetch(from: owner, group: name, key: key) { result in call.land(result) }
+    }
+
+    /// A fetch in flight: its single-flight call with what landing it needs, so that the router's completion
+    /// captures only this object (issue 11: the closure's context was one more allocation per remote hit).
+    private final class FetchCall: Flights.Call {
+        /// Strong: the group stays alive while a fetch is in flight, every waiter must be answered.
+        let group: Group
+        let key: CacheKey
+
+        init(group: Group, key: CacheKey) {
+            self.group = group
+            self.key = key
+        }
+
+        func land(_ result: PeerFetchResult) {
+            group.landRemote(key: key, call: self, result: result)
         }
     }
 

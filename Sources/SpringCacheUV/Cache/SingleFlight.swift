@@ -57,16 +57,15 @@ public final class SingleFlight<Key: Hashable, Waiter, Note> {
         }
     }
 
-    /// One call in flight and the callers waiting for it.
-    public final class Call {
-        fileprivate var waiters: Waiters
+    /// One call in flight and the callers waiting for it. An owner may subclass it to keep what landing the call
+    /// needs (`Group.FetchCall`), and start calls of its subclass with `join(_:_:newCall:)`.
+    public class Call {
+        fileprivate var waiters = Waiters()
         /// What happened to the key while the call was in flight; nil when nothing did.
         public var note: Note?
         fileprivate var landed = false
 
-        fileprivate init(waiters: Waiters) {
-            self.waiters = waiters
-        }
+        public init() {}
     }
 
     private var calls: [Key: Call] = [:]
@@ -82,18 +81,19 @@ public final class SingleFlight<Key: Hashable, Waiter, Note> {
     /// Adds `waiters` to the call in flight for `key` and returns nil; when there is none, records a new call
     /// with them and returns it: the caller must then start the work and `land` the call when it ends.
     public func join(_ key: Key, _ waiters: Waiters) -> Call? {
+        join(key, waiters, newCall: Call.init)
+    }
+
+    /// `join`, with the new call (when one is needed) made by `newCall`.
+    public func join<C: Call>(_ key: Key, _ waiters: Waiters, newCall: () -> C) -> C? {
         if let call = calls[key] {
             call.waiters.append(contentsOf: waiters)
             return nil
         }
-        let call = Call(waiters: waiters)
+        let call = newCall()
+        call.waiters = waiters
         calls[key] = call
         return call
-    }
-
-    /// `join` with one waiter (the common case: no array).
-    public func join(_ key: Key, _ waiter: Waiter) -> Call? {
-        join(key, Waiters(one: waiter))
     }
 
     /// `join` with a list of waiters.
