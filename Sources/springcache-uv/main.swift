@@ -60,12 +60,16 @@ struct SpringCacheCommand: ParsableCommand {
     var peerMaxConnectionBuffer: String?
     @Option(help: "Peer port: the same bound over all peer connections, with their unsent output (size; default the larger of 64MiB and 4 x --peer-max-connection-buffer).")
     var peerMaxBuffer: String?
+    @Option(help: "Peer connections: the largest HTTP/2 DATA frame we accept and send (SETTINGS_MAX_FRAME_SIZE; size from 16KiB to 16MiB-1; larger frames cost one frame buffer of this size per connection).")
+    var peerMaxFrameSize: String = "64KiB"
     @Option(help: "Peer port: every stream ends this long after it began, grpc-timeout or not (duration); also how long a peer may leave our output unread.")
     var peerStreamTimeout: String = "10s"
     @Option(help: "Peer port: a connection must send the HTTP/2 preface and SETTINGS within this long (duration).")
     var peerHandshakeTimeout: String = "5s"
-    @Option(help: "Peer port: a connection silent this long is sent a PING, and closed if it stays silent 10s more (duration).")
+    @Option(help: "Peer port: a connection silent this long is sent a PING, and closed if it stays silent --peer-ping-timeout more (duration).")
     var peerIdleTimeout: String = "60s"
+    @Option(help: "Peer port: a connection sent a PING for being idle is closed if it stays silent this long (duration).")
+    var peerPingTimeout: String = "10s"
     @Option(help: "Peer port: connections not yet authenticated (no token sent, or handshake unfinished); a new one beyond it closes the oldest.")
     var peerMaxUnauthenticated: Int = 64
 
@@ -126,6 +130,13 @@ struct SpringCacheCommand: ParsableCommand {
     var maxQueuedOutputBytes: String = "64MiB"
     @Option(help: "While all API connections are at --max-queued-output-bytes, one whose answers stay unread this long is closed to make room (duration).")
     var unreadTimeout: String = "1s"
+    @Option(parsing: .unconditional,
+            help: "Answer bytes the kernel may hold unsent per API connection (size, TCP_NOTSENT_LOWAT; a quarter of it until the client is seen to read); the rest waits in the node under --max-output-bytes and --max-queued-output-bytes. 0 = the kernel's own sizing (MiBs per connection).")
+    var socketUnsentBytes: String = "64KiB"
+    @Option(help: "Answer bytes one loop turn may write to API connections whose clients have not yet been seen to read (size; 0 = no budget); past it their requests wait for the next turn, newest first, while accepting and reading clients go on.")
+    var turnWriteBudget: String = "2MiB"
+    @Option(help: "How often the API and peer servers check their deadlines: every timeout fires up to this much late (duration, 1ms to 1s).")
+    var timerTick: String = "250ms"
 
     @Option(help: ArgumentHelp("Worker processes, each a full node: a number, or 'auto' for one per core. Worker i is named NAME-i, serves its peer protocol on PORT+i and shares the API port (SO_REUSEPORT).",
                                valueName: "n|auto"))
@@ -307,6 +318,15 @@ struct SpringCacheCommand: ParsableCommand {
                 throw ConfigError("--max-queued-output-bytes must be at least --max-output-bytes")
             }
             c.http.unreadTimeoutMillis = try positiveDuration(unreadTimeout, flag: "--unread-timeout")
+            c.http.socketUnsentBytes = try ValueParsing.byteSize(socketUnsentBytes, flag: "--socket-unsent-bytes")
+            c.http.turnWriteBudgetBytes = try ValueParsing.byteSize(turnWriteBudget, flag: "--turn-write-budget")
+            let tick = try positiveDuration(timerTick, flag: "--timer-tick")
+            // Why at most 1 s: the tick is the resolution of the header, unread and peer timeouts (1 s and up).
+            guard tick <= 1_000 else {
+                throw ConfigError("--timer-tick expects a duration from 1ms to 1s, got '\(timerTick)'")
+            }
+            c.http.tickMillis = tick
+            c.peerServer.tickMillis = UInt64(tick)
             try peerLimits(&c)
             if readingFiles, let path = authTokenFile {
                 c.authToken = try TokenFile.read(path, flag: "--auth-token-file")
@@ -338,9 +358,13 @@ struct SpringCacheCommand: ParsableCommand {
         let perConnection = try peerMaxConnectionBuffer.map {
             try ValueParsing.byteSize($0, flag: "--peer-max-connection-buffer")
         } ?? max(16 << 20, 2 * message)
-        guard perConnection >= message else {
-            throw ConfigError("--peer-max-connection-buffer must hold at least one peer message of \(message) bytes "
-                              + "(--max-body-bytes + --max-header-bytes + 1KiB)")
+        // A message is held with its 5-byte gRPC prefix, so a buffer of exactly `message` bytes would refuse the
+        // largest answer it claims to allow.
+        let framed = message + HTTP2Settings.grpcPrefixBytes
+        guard perConnection >= framed else {
+            throw ConfigError("--peer-max-connection-buffer must hold at least one framed peer message of \(framed) "
+                              + "bytes (the larger of 4MiB and --max-body-bytes + --max-header-bytes + 1KiB, "
+                              + "plus its 5-byte prefix)")
         }
         let total = try peerMaxBuffer.map { try ValueParsing.byteSize($0, flag: "--peer-max-buffer") }
             ?? max(64 << 20, 4 * perConnection)
@@ -349,9 +373,16 @@ struct SpringCacheCommand: ParsableCommand {
         }
         c.peerServer.maxConnectionBufferBytes = perConnection
         c.peerServer.maxBufferBytes = total
+        let frame = try ValueParsing.byteSize(peerMaxFrameSize, flag: "--peer-max-frame-size")
+        guard HTTP2Settings.frameSizeRange.contains(frame) else {
+            throw ConfigError("--peer-max-frame-size must be from 16KiB to 16MiB-1 (RFC 9113 §6.5.2), "
+                              + "got \(frame) bytes")
+        }
+        c.peerServer.http2.maxFrameSize = Int32(frame)
         c.peerServer.streamTimeoutMillis = try positiveDuration(peerStreamTimeout, flag: "--peer-stream-timeout")
         c.peerServer.handshakeTimeoutMillis = try positiveDuration(peerHandshakeTimeout, flag: "--peer-handshake-timeout")
         c.peerServer.idleTimeoutMillis = try positiveDuration(peerIdleTimeout, flag: "--peer-idle-timeout")
+        c.peerServer.pingTimeoutMillis = try positiveDuration(peerPingTimeout, flag: "--peer-ping-timeout")
         guard peerMaxUnauthenticated >= 1 else { throw ConfigError("--peer-max-unauthenticated must be at least 1") }
         c.peerServer.maxUnauthenticatedConnections = peerMaxUnauthenticated
     }

@@ -11,6 +11,7 @@ import hashlib
 import http.client
 import json
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -229,6 +230,34 @@ def test_deletes_are_honest_and_expired_sets_drop_keys(mixed):
     finally:
         sc2.stop()
     uv_conn.close()
+
+
+def test_1mib_values_cross_between_our_node_and_springcache_both_ways(mixed):
+    """Issue 11: our windows and 64 KiB frames work with a gRPC peer that keeps its own (grpc's 16 KiB frames,
+    its own window updates): a 1 MiB value owned by either node reads back whole through the other."""
+    sc, uv = mixed["sc"], mixed["uv"]
+    ring = scring.Ring(mixed["members"])
+    keys = spread_keys(400)
+    sc_key = next(k for k in keys if ring.owner(k) == "sc")
+    uv_key = next(k for k in keys if ring.owner(k) == "uv")
+    rnd = random.Random(11)
+    letters = "abcdefghijklmnopqrstuvwxyz0123456789"
+    sc_value = "".join(rnd.choice(letters) for _ in range(1 << 20))
+    uv_value = "".join(rnd.choice(letters) for _ in range(1 << 20))
+    sc_conn, uv_conn = sc.conn(), uv.conn()
+    assert request(sc_conn, "POST", "/api/set", {"key": sc_key, "value": sc_value, "expire": "5"}) == (200, b"done\n")
+    uv_conn.request("PUT", "/v1/cache/scores/" + uv_key, body=uv_value.encode())
+    r = uv_conn.getresponse()
+    assert (r.status, r.read()) == (204, b"")
+    t0 = time.monotonic()
+    assert get(uv_conn, sc_key) == (200, ("value=%s\n" % sc_value).encode()), "springcache's 1 MiB through our node"
+    timing("1 MiB from the springcache stand-in through our node", time.monotonic() - t0)
+    t0 = time.monotonic()
+    assert get(sc_conn, uv_key) == (200, ("value=%s\n" % uv_value).encode()), "our 1 MiB through springcache"
+    timing("1 MiB from our node through the springcache stand-in", time.monotonic() - t0)
+    sc_conn.close()
+    uv_conn.close()
+    assert sc.alive()
 
 
 def test_setpeer_answers_octet_stream_and_get_on_post_routes_says_post(start_node):

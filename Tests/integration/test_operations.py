@@ -99,6 +99,9 @@ def test_busy_peer_port_names_the_flag():
     (["--metrics", "127.0.0.1:9999", "--api", "127.0.0.1:9999"], "would share port 9999 with --api"),
     (["--log-format", "xml"], "--log-format expects text or json"),
     (["--idle-timeout", "0"], "--idle-timeout must be greater than 0"),
+    (["--timer-tick", "2s"], "--timer-tick expects a duration from 1ms to 1s"),
+    (["--peer-ping-timeout", "0"], "--peer-ping-timeout must be greater than 0"),
+    (["--socket-unsent-bytes", "-1"], "--socket-unsent-bytes must not be negative"),
 ])
 def test_bad_flags_are_one_usage_error_naming_the_flag(args, words):
     code, log = run(args)

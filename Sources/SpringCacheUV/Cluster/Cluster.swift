@@ -21,6 +21,8 @@ public struct ClusterSettings {
     public var group = "scores"
     /// Largest message sent or accepted on a peer call (see `NodeConfig.maxPeerMessageBytes`).
     public var maxMessageBytes = 4 << 20
+    /// HTTP/2 settings of the peer clients (`NodeConfig.peerHTTP2`: windows sized for `maxMessageBytes`).
+    public var http2 = HTTP2Settings()
 
     public init() {}
 }
@@ -102,6 +104,7 @@ public final class Cluster: PeerRouter {
     public convenience init(selfMember: Member, loop: EventLoop, settings: ClusterSettings, logger: Logger) {
         var clientSettings = GRPCClientSettings()
         clientSettings.maxMessageBytes = settings.maxMessageBytes
+        clientSettings.http2 = settings.http2
         self.init(selfMember: selfMember, scheduler: loop.scheduler,
                   transport: GRPCPeerTransport(loop: loop, settings: clientSettings), settings: settings,
                   logger: logger)

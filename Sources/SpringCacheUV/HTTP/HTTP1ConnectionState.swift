@@ -39,7 +39,8 @@ struct HTTP1ConnectionState {
         case answer
         /// Back-pressure: the client does not read its answers, so its requests are not read either.
         case unreadAnswers
-        /// All connections together are at the hard cap on queued answers; the server resumes it when there is room.
+        /// All connections together are at the hard cap on queued answers, or the loop turn's write budget for
+        /// clients not yet seen to read is spent; the server resumes it when there is room, or in the next turn.
         case room
     }
 
@@ -122,9 +123,10 @@ struct HTTP1ConnectionState {
     /// When queued answers last moved to the socket (loop ms); the server closes, longest-stalled first,
     /// connections whose answers do not move while all together are at the bound.
     private(set) var lastWriteMillis: Int64 = 0
-    /// Whether the kernel has ever taken a whole batch of this connection's answers at once: a client seen to
-    /// read. Such connections are resumed first when room is made, so connections that arrive in a flood and never
-    /// read cannot push a reading client to the back of the queue.
+    /// Whether the kernel has ever taken a whole batch of this connection's answers at once, or all that was queued
+    /// for it has been written: a client seen to read. Such connections are resumed first when room is made and are
+    /// not held to the loop turn's write budget, so connections that arrive in a flood and never read cannot push
+    /// a reading client to the back of the queue.
     private(set) var answersTaken = false
 
     init(config: HTTPServerConfig, now: Int64) {
@@ -285,6 +287,8 @@ struct HTTP1ConnectionState {
         lastWriteMillis = now
         queuedBytes = queued
         if queued > 0 { return .none }
+        // Everything queued was written: what the kernel could not take at first, the client made room for.
+        answersTaken = true
         switch phase {
         case .finishing(awaitingAnswer: false):
             return startLingering(now: now)

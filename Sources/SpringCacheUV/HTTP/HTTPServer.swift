@@ -84,6 +84,13 @@ public final class HTTPServer {
     private var connections: ConnectionSet<HTTPConnection>
     /// Connections stopped because all together were at the hard cap on queued answers (`waitForRoom`).
     private var waiting: [HTTPConnection] = []
+    /// Bytes written this loop turn to connections not yet seen to read (`HTTPServerConfig.turnWriteBudgetBytes`).
+    private var turnBudget: TurnWriteBudget
+    /// Connections not yet seen to read whose requests wait for the next loop turn (`deferToNextTurn`), newest last.
+    private var deferred: [HTTPConnection] = []
+    /// Fires in the next loop turn while connections are deferred.
+    private var nextTurn: SchedulerTimer?
+    private var nextTurnArmed = false
     private var tick: SchedulerTimer?
     private var stopping = false
     private var stopDeadline: Int64 = 0
@@ -93,10 +100,6 @@ public final class HTTPServer {
     public var admissionRefusal: String?
     private var onStopped: (() -> Void)?
 
-    /// How often the tick checks deadlines and makes room (`HTTPServerConfig` timeouts are whole seconds or more,
-    /// so a quarter second is precise enough).
-    static let tickMillis: Int64 = 250
-
     /// `scheduler` defaults to the loop's real timers; tests pass a `ManualScheduler`.
     public init(loop: EventLoop, config: HTTPServerConfig, handler: HTTPHandler, scheduler: Scheduler? = nil) {
         self.loop = loop
@@ -104,11 +107,12 @@ public final class HTTPServer {
         self.handler = handler
         self.scheduler = scheduler ?? loop.scheduler
         connections = ConnectionSet(limit: config.maxConnections)
+        turnBudget = TurnWriteBudget(limit: config.turnWriteBudgetBytes)
         sharedReadBuffer = .allocate(capacity: sharedReadCapacity)
     }
 
     deinit {
-        precondition(listener == nil && tick == nil, "HTTPServer released without stop()")
+        precondition(listener == nil && tick == nil && nextTurn == nil, "HTTPServer released without stop()")
         sharedReadBuffer.deallocate()
     }
 
@@ -123,8 +127,9 @@ public final class HTTPServer {
         let timer = scheduler.makeTimer { [unowned self] in self.checkDeadlines() }
         // Why a coarse tick: per-connection timers would be re-armed on every request (a heap operation);
         // a deadline is a plain integer store, and four scans a second are cheap even at 10,000 connections.
-        timer.arm(afterMillis: HTTPServer.tickMillis, repeatMillis: HTTPServer.tickMillis)
+        timer.arm(afterMillis: config.tickMillis, repeatMillis: config.tickMillis)
         tick = timer
+        nextTurn = scheduler.makeTimer { [unowned self] in self.serveDeferred() }
     }
 
     private func accept(_ tcp: UnsafeMutablePointer<uv_tcp_t>) {
@@ -154,6 +159,44 @@ public final class HTTPServer {
     /// it is resumed once there is room: when a closed connection's answers are freed, or from the tick.
     func waitForRoom(_ connection: HTTPConnection) {
         waiting.append(connection)
+    }
+
+    /// Whether a connection not yet seen to read must leave its requests to the next loop turn.
+    var turnBudgetSpent: Bool { turnBudget.isSpent(now: now) }
+
+    /// `bytes` of answers went to the kernel for a connection not yet seen to read.
+    func spendTurnBudget(_ bytes: Int) { turnBudget.spend(bytes, now: now) }
+
+    /// `connection` (not yet seen to read) stopped because this turn's write budget is spent; it goes on in the
+    /// next turn, after the loop has polled (accepted, read) once more.
+    func deferToNextTurn(_ connection: HTTPConnection) {
+        deferred.append(connection)
+        armNextTurn()
+    }
+
+    /// Why 1 ms and not 0: libuv (1.44) runs a timer re-armed for 0 ms from its own callback again in the same
+    /// timer phase, so every deferred connection was served in one turn after all (142 ms, 267 answers); one
+    /// millisecond later lets the loop poll in between.
+    private func armNextTurn() {
+        guard !nextTurnArmed, let nextTurn else { return }
+        nextTurnArmed = true
+        nextTurn.arm(afterMillis: HTTPServer.nextTurnMillis)
+    }
+
+    static let nextTurnMillis: Int64 = 1
+
+    /// A new turn: resumes deferred connections, the newest first, while the budget lasts.
+    ///
+    /// Why the newest first: under a flood the oldest deferred connections are the flood's, and a client that has
+    /// just arrived among them is the one most likely still there (as `resumeWaiting`). One that defers itself
+    /// again goes back on top, so the loop ends when the budget is spent.
+    private func serveDeferred() {
+        nextTurnArmed = false
+        turnBudget.startTurn(now: now)
+        while !turnBudget.isSpent(now: now), let c = deferred.popLast() {
+            c.roomAvailable()
+        }
+        if !deferred.isEmpty { armNextTurn() }
     }
 
     /// At the process-wide bound on queued answers: closes, oldest first, connections whose answers have not
@@ -242,6 +285,9 @@ public final class HTTPServer {
     private func finishStop() {
         tick?.close()
         tick = nil
+        nextTurn?.close()
+        nextTurn = nil
+        deferred.removeAll()
         let done = onStopped
         onStopped = nil
         done?()

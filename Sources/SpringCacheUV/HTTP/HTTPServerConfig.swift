@@ -21,6 +21,28 @@ public struct HTTPServerConfig {
     /// While the total is at `maxQueuedOutputBytes`: how long a connection's queued answers may stay untouched
     /// before it is closed to make room (`--unread-timeout`).
     public var unreadTimeoutMillis: Int64 = 1_000
+    /// Answer bytes the kernel may hold unsent for one connection (`--socket-unsent-bytes`, TCP_NOTSENT_LOWAT);
+    /// 0 leaves the kernel's own send-buffer sizing (on Linux it grows to `tcp_wmem`'s maximum, 4 MiB by default).
+    ///
+    /// Why a limit: what the kernel holds is outside every bound above. Without it, each client that never reads
+    /// made the kernel copy about 2 MiB of answers into its socket at once: 800 such connections cost 1.6 GB of
+    /// copying in the loop (turns of 0.4–1.2 s, every other client waiting) and pinned 1.9 GB of kernel memory
+    /// (issue 10). Beyond this many bytes an answer waits in the node — a large value as a reference to its cache
+    /// entry, not a copy — where the bounds above count it. Bytes sent and not yet acknowledged are not counted,
+    /// so a reading client keeps its throughput. Until a client is seen to read (`unsentBytesBeforeReading`), a
+    /// quarter of it: what a flood costs per connection is what the kernel takes before it is known not to read.
+    public var socketUnsentBytes = 64 << 10
+    /// The unsent limit of a connection whose client has not yet been seen to read: a quarter of
+    /// `socketUnsentBytes` (nil: no limit). Measured during issue 10's flood of 800 non-readers: the host's TCP
+    /// memory peaked at 75 MiB with 64 KiB for every connection, 23 MiB with 16 KiB until the client reads; and
+    /// one client reading 1 MiB values gets 1.75–1.81 GB/s over loopback at 64 KiB but 1.04–1.35 GB/s at 16 KiB,
+    /// which is why a client seen to read gets the whole limit.
+    var unsentBytesBeforeReading: Int? { socketUnsentBytes > 0 ? max(socketUnsentBytes / 4, 4096) : nil }
+    /// Answer bytes one loop turn may write to connections whose clients have not yet been seen to read
+    /// (`--turn-write-budget`; 0 = no budget). Past it, such a connection's requests wait for the next turn, the
+    /// newest first, while accepting and clients seen to read go on. A small answer costs little of it, so a new
+    /// client arriving among a flood of non-readers waits a few short turns, not the flood's whole copying.
+    public var turnWriteBudgetBytes = 2 << 20
     /// The hard cap on queued answers: `maxQueuedOutputBytes` plus a quarter.
     public var queuedOutputHardCap: Int { maxQueuedOutputBytes + maxQueuedOutputBytes / 4 }
     /// After a response that closes the connection, how long unread input is drained before closing,
@@ -28,6 +50,11 @@ public struct HTTPServerConfig {
     public var lingerMillis: Int64 = 2_000
     /// listen(2) backlog.
     public var backlog: Int32 = 1024
+    /// How often the server checks deadlines and makes room for queued answers (`--timer-tick`). Not a limit but
+    /// the resolution of every timeout above: each fires up to one tick late (a 1 s header timeout closes after
+    /// 1–1.25 s). Why a tick and not a timer per connection: that timer would be re-armed on every request (a heap
+    /// operation on the hot path), while a deadline is a plain store and a scan of 10,000 connections is cheap.
+    public var tickMillis: Int64 = 250
     /// How long a graceful stop waits for responses in flight before closing what is left.
     public var shutdownGraceMillis: Int64 = 5_000
 

@@ -16,8 +16,8 @@ struct StreamWriteQueue: ~Copyable {
     /// The borrowed parts of `writing` and `queued`, in order, with their places among the copied bytes.
     private var writingBorrowed: [BorrowedBytes] = []
     private var queuedBorrowed: [BorrowedBytes] = []
-    /// Bytes in `writingBorrowed` and `queuedBorrowed`.
-    private var borrowedBacklog = 0
+    /// Bytes in `writingBorrowed` and `queuedBorrowed`: the part of `backlog` that is references, not copies.
+    private(set) var borrowedBacklog = 0
     /// The iovecs of the last write with borrowed parts (libuv copies them; kept only to reuse the array).
     private var iovecs: [uv_buf_t] = []
     private var request: UnsafeMutablePointer<uv_write_t>?

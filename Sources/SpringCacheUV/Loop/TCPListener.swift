@@ -145,6 +145,20 @@ public final class TCPListener {
     }
 }
 
+/// Limits the bytes the kernel holds unsent on a connected TCP handle to about `bytes` (TCP_NOTSENT_LOWAT):
+/// past it a write takes no more (at most one more segment), and the rest stays with the caller's write queue.
+/// Bytes sent and waiting for the peer's acknowledgement are not counted, so a client that reads keeps its
+/// throughput. Returns false if the kernel refused (then its own send-buffer sizing applies).
+@discardableResult
+func tcpLimitUnsentBytes(_ tcp: UnsafeMutablePointer<uv_tcp_t>, _ bytes: Int) -> Bool {
+    var fd: uv_os_fd_t = -1
+    guard uv_fileno(UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_handle_t.self), &fd) == 0 else {
+        return false
+    }
+    var value = Int32(clamping: bytes)
+    return setsockopt(fd, Int32(IPPROTO_TCP), TCP_NOTSENT_LOWAT, &value, socklen_t(MemoryLayout<Int32>.size)) == 0
+}
+
 /// The remote address of a connected TCP handle as `HOST:PORT` (`[HOST]:PORT` for IPv6), or "?" if unknown.
 func tcpPeerAddress(_ tcp: UnsafeMutablePointer<uv_tcp_t>) -> String {
     var storage = sockaddr_storage()

@@ -143,6 +143,7 @@ public final class Node {
         settings.ringKind = config.ringKind
         settings.group = config.group
         settings.maxMessageBytes = config.maxPeerMessageBytes
+        settings.http2 = config.peerHTTP2
         let me = selfMember(config: config, statics: statics)
         if config.ringKind == .springcache {
             // springcache's ring knows a member only by its IP: two members on one IP would be one to every
@@ -172,6 +173,7 @@ public final class Node {
             var settings = config.peerServer
             settings.peerToken = config.peerToken
             settings.maxMessageBytes = config.maxPeerMessageBytes
+            settings.http2 = config.peerHTTP2
             let service = PeerService(group: group, clock: loop.clock, maxValueBytes: config.http.limits.maxBodyBytes)
             let peers = GRPCServer(loop: loop, settings: settings, handler: service, abuse: server.abuse)
             // Kept before start: if the bind fails, `closeAfterFailedStart` still owns it and closes it.

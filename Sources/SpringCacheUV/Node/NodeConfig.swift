@@ -71,6 +71,14 @@ public struct NodeConfig {
         max(4 << 20, http.limits.maxBodyBytes + http.limits.maxHeadBytes + 1024)
     }
 
+    /// The HTTP/2 settings of both ends of this node's peer connections (the peer port and its clients):
+    /// windows that let one round trip carry the largest peer message, within `--peer-max-connection-buffer`.
+    public var peerHTTP2: HTTP2Settings {
+        var h = peerServer.http2
+        h.sizeWindows(maxMessageBytes: maxPeerMessageBytes, bufferBytes: peerServer.maxConnectionBufferBytes)
+        return h
+    }
+
     /// Whether this node is part of a cluster (and so serves the gRPC peer port).
     public var isClustered: Bool { !peers.isEmpty || !etcdEndpoints.isEmpty }
 

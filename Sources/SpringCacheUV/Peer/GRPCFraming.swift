@@ -70,7 +70,7 @@ struct GRPCMessageDecoder {
 
     /// Most bytes reserved for a message before its bytes arrive. Why a cap: the length prefix is the peer's
     /// claim, and reserving all of it up front would let a 5-byte prefix per stream pin up to
-    /// `maxMessageBytes` each; past this the buffer grows only as the message's bytes really come in.
+    /// `maxMessageBytes` each; once this much of the message has really come in, the rest is reserved at once.
     static let maxInitialReserve = 64 << 10
 
     /// Bytes the message being reassembled has reserved (tests check the claim alone reserves little).
@@ -90,6 +90,12 @@ struct GRPCMessageDecoder {
         while i < n {
             if inMessage {
                 let take = min(length - current.count, n - i)
+                let arrived = current.count + take
+                if arrived > current.capacity && arrived >= GRPCMessageDecoder.maxInitialReserve {
+                    // `maxInitialReserve` bytes are really here: grow once to the whole message instead of
+                    // doubling (a 4 MiB answer copied its first 2 MiB again and faulted in twice the pages).
+                    current.reserveCapacity(length)
+                }
                 current.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[i..<(i + take)]))
                 i += take
                 if current.count == length { completeMessage() }

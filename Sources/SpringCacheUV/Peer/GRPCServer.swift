@@ -30,6 +30,8 @@ public struct GRPCServerSettings {
     public var handshakeTimeoutMillis: Int64 = 5_000
     /// A connection silent this long is sent a PING; silent `pingTimeoutMillis` more, it is closed.
     public var idleTimeoutMillis: Int64 = 60_000
+    /// How long a connection that was sent an idle PING may stay silent before it is closed
+    /// (`--peer-ping-timeout`); nghttp2 answers PINGs, so a live peer never reaches it.
     public var pingTimeoutMillis: Int64 = 10_000
     /// Connections that have not authenticated yet (with a peer token: sent no request carrying it;
     /// without: not finished the handshake). A new connection beyond it closes the oldest of them, so
@@ -38,7 +40,8 @@ public struct GRPCServerSettings {
     /// With `--peer-token-file`: every request must carry `authorization: Bearer <token>`; checked when its
     /// headers arrive, so an unauthenticated request never gets its message buffered.
     public var peerToken: [UInt8]?
-    /// How often deadlines, handshakes and idle connections are checked.
+    /// How often deadlines, handshakes and idle connections are checked (`--timer-tick`): the resolution of every
+    /// timeout above, not a limit (each fires up to one tick late).
     public var tickMillis: UInt64 = 250
     /// How long `close` waits for answers in flight before closing connections anyway.
     public var shutdownGraceMillis: Int64 = 2000

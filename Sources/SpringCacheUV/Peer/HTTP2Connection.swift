@@ -158,12 +158,20 @@ class HTTP2Connection: HTTP2SessionDriver {
     /// make us buffer more.
     func flush() {
         guard !isClosing, !session.processingInput else { return }
-        buffers.output.count = 0
-        let backlog = output.backlog
-        var budget = maxOutputBytes - backlog
-        if backlog > 0 { budget = min(budget, buffers.maxQueuedOutputBytes - buffers.queuedOutputBytes) }
-        let action = session.produceOutput(into: &buffers.output, budget: budget)
-        if buffers.output.count > 0 { write() }
+        var action = HTTP2Action.proceed
+        while true {
+            buffers.output.count = 0
+            let backlog = output.backlog
+            var budget = maxOutputBytes - backlog
+            if backlog > 0 { budget = min(budget, buffers.maxQueuedOutputBytes - buffers.queuedOutputBytes) }
+            action = session.produceOutput(into: &buffers.output, budget: budget)
+            let stoppedAtBudget = buffers.output.count >= budget
+            if buffers.output.count > 0 { write() }
+            // Why again: the budget stopped the pull with output left in nghttp2, and the kernel took the whole
+            // write at once, so no write callback comes to pull the rest; nothing else would until the peer
+            // sends (with several 1 MiB answers in flight it did not: the calls hung until --peer-timeout).
+            guard stoppedAtBudget, action == .proceed, !isClosing, output.backlog == 0 else { break }
+        }
         if case .close(let reason) = action {
             close(reason: reason)
             return

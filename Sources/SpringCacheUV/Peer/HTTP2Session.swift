@@ -4,14 +4,41 @@ import CNGHTTP2
 /// here (STYLE habit 8).
 public struct HTTP2Settings {
     /// SETTINGS_INITIAL_WINDOW_SIZE: how much the other end may send on one stream before we consume it.
-    /// Large enough that a 1 MiB value (plus framing) arrives without waiting for a WINDOW_UPDATE.
+    /// A node sizes it with `sizeWindows` so that a whole message of the largest size arrives in one round
+    /// trip, without waiting for a WINDOW_UPDATE.
     public var initialWindowSize: Int32 = 4 << 20
-    /// The connection-level receive window (raised with WINDOW_UPDATE at start).
+    /// The connection-level receive window (raised with WINDOW_UPDATE at start); `sizeWindows` ties it to
+    /// the per-connection buffer bound.
     public var connectionWindowSize: Int32 = 16 << 20
+    /// SETTINGS_MAX_FRAME_SIZE we advertise (the largest DATA payload the other end may send us in one
+    /// frame), and the largest DATA payload we send (never more than the other end advertises: grpc-go and
+    /// nghttp2's default stay at 16 KiB). Sending larger frames costs nghttp2 one frame buffer of this size
+    /// per connection; receiving them costs nothing extra (DATA payloads are handed over as they arrive).
+    public var maxFrameSize: Int32 = HTTP2Settings.defaultMaxFrameSize
     /// SETTINGS_MAX_HEADER_LIST_SIZE: decoded header bytes per request or response, advertised and enforced.
     public var maxHeaderListBytes = 16 << 10
 
+    /// RFC 9113 §6.5.2: SETTINGS_MAX_FRAME_SIZE lies between 2^14 (the default) and 2^24 - 1.
+    public static let frameSizeRange: ClosedRange<Int> = (1 << 14)...((1 << 24) - 1)
+    public static let defaultMaxFrameSize: Int32 = 64 << 10
+    /// The bytes a gRPC Length-Prefixed-Message adds to its message (compressed flag and 4-byte length).
+    public static let grpcPrefixBytes = 5
+
     public init() {}
+
+    /// Sizes the receive windows for messages of up to `maxMessageBytes` while holding to `bufferBytes`, the
+    /// bytes one connection may make us buffer (`--peer-max-connection-buffer`): the stream window takes a
+    /// whole message with its gRPC prefix, so one round trip carries it (no WINDOW_UPDATE, no stall), and
+    /// the connection window is the buffer bound, so several such answers are in flight at once.
+    ///
+    /// Why the buffer bound caps both: a window is what the other end may send before we have consumed it,
+    /// i.e. memory it may make us hold. Neither window exceeds `bufferBytes` (nor HTTP/2's 2^31 - 1); when
+    /// the bound is smaller than a message plus its prefix, the largest messages take a WINDOW_UPDATE.
+    public mutating func sizeWindows(maxMessageBytes: Int, bufferBytes: Int) {
+        let cap = min(bufferBytes, Int(Int32.max))
+        initialWindowSize = Int32(max(min(maxMessageBytes + HTTP2Settings.grpcPrefixBytes, cap), 1))
+        connectionWindowSize = max(Int32(max(cap, 1)), initialWindowSize)
+    }
 }
 
 /// What the driver of an `HTTP2Session` must do after giving it an event.
@@ -217,6 +244,10 @@ class HTTP2Session {
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { _, streamID, errorCode, userData in
             HTTP2Session.from(userData).didCloseStream(streamID, errorCode: errorCode)
         }
+        nghttp2_session_callbacks_set_data_source_read_length_callback(callbacks) { _, _, _, _, _, _, userData in
+            // nghttp2 clamps this to the windows and to the other end's SETTINGS_MAX_FRAME_SIZE.
+            Int(HTTP2Session.from(userData).settings.maxFrameSize)
+        }
     }
 
     /// A data provider whose reads go to `readBody(streamID:…)`; nghttp2 copies the struct on submit.
@@ -362,6 +393,7 @@ class HTTP2Session {
         guard let session else { return }
         let entries = [(NGHTTP2_SETTINGS_ENABLE_PUSH, 0),
                        (NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, UInt32(settings.initialWindowSize)),
+                       (NGHTTP2_SETTINGS_MAX_FRAME_SIZE, UInt32(settings.maxFrameSize)),
                        (NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, UInt32(settings.maxHeaderListBytes))] + extra
         let iv = entries.map { nghttp2_settings_entry(settings_id: Int32($0.0.rawValue), value: $0.1) }
         _ = iv.withUnsafeBufferPointer { nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue),

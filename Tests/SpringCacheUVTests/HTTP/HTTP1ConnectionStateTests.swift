@@ -226,6 +226,18 @@ final class HTTP1ConnectionStateTests: XCTestCase {
         XCTAssertTrue(state.answersTaken)
     }
 
+    func testAQueueWrittenToTheEndMarksAReader() {
+        // A large answer the kernel takes only in part: the client is not yet seen to read.
+        var state = makeState()
+        state.sent(queued: 900_000, now: clock.nowMillis)
+        XCTAssertFalse(state.answersTaken)
+        XCTAssertEqual(state.writeCompleted(queued: 300_000, bufferedInput: false, now: clock.nowMillis), .none)
+        XCTAssertFalse(state.answersTaken, "part of it is still queued")
+        // Everything queued went out: the client read what the kernel could not take at first.
+        XCTAssertEqual(state.writeCompleted(queued: 0, bufferedInput: false, now: clock.nowMillis), .none)
+        XCTAssertTrue(state.answersTaken)
+    }
+
     // MARK: deadlines
 
     func testASilentConnectionGetsTheHeaderTimeoutFromAccept() {

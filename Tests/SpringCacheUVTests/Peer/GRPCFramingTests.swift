@@ -47,6 +47,31 @@ final class GRPCFramingTests: XCTestCase {
         XCTAssertLessThanOrEqual(d.reservedBytes, GRPCMessageDecoder.keptBufferBytes)
     }
 
+    func testALargeMessageGrowsItsBufferOnceItsFirstBytesAreHere() {
+        // Issue 11: a 4 MiB answer used to double its buffer six times (copying and faulting in its first
+        // 2 MiB again); once `maxInitialReserve` bytes have really arrived it is reserved whole, once.
+        let length = 4 << 20
+        var message = [UInt8](repeating: 0, count: length)
+        for i in stride(from: 0, to: length, by: 4093) { message[i] = UInt8(truncatingIfNeeded: i >> 12) }
+        let bytes = framed(message)
+        var d = GRPCMessageDecoder(maxMessageBytes: length, maxMessages: 1)
+        var capacities = Set<Int>()
+        bytes.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let end = min(offset + 16_384, raw.count)
+                XCTAssertNil(d.feed(UnsafeRawBufferPointer(rebasing: raw[offset..<end])))
+                if d.messageCount == 0 { capacities.insert(d.reservedBytes) }
+                offset = end
+            }
+        }
+        XCTAssertNil(d.finish())
+        XCTAssertTrue(d.firstMessage == Array(bytes[5...]))
+        XCTAssertEqual(capacities.count, 2, "the first reserve, then the whole message: \(capacities.sorted())")
+        XCTAssertLessThan(capacities.min()!, 2 * GRPCMessageDecoder.maxInitialReserve)
+        XCTAssertGreaterThanOrEqual(capacities.max()!, length)
+    }
+
     func testDecoderFailures() {
         struct Case { let bytes: [UInt8]; let encoding: Bool; let feed: GRPCFramingFailure?; let finish: GRPCFramingFailure? }
         let cases: [Case] = [
