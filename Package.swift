@@ -26,7 +26,10 @@ let package = Package(
             dependencies: [
                 "CLibUV", "CCurl", "CNGHTTP2",
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            // Release builds do not check exclusive access at run time (docs/architecture.md, "Exclusivity
+            // checks"); debug builds, and so the unit tests, still do.
+            swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
         ),
         .executableTarget(
             name: "springcache-uv",

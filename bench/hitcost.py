@@ -10,6 +10,9 @@ with several binaries (e.g. before and after a change) each is measured and prin
 With --remote (make bench-peercost): the same count for a remote hit. Two nodes a and b (static --peer list,
 --hot-copy-one-in 0 so a never keeps a copy); Tom is owned by b, so every hit asked of a is a gRPC Get to b.
 Measured twice per binary: with a under valgrind (the asking node) and with b under valgrind (the owner).
+
+With --profile DIR: the callgrind run of N + 10,000 hits keeps its output in DIR
+(callgrind.<binary's folder>.<node>.out, for `callgrind_annotate`), to see where a hit's instructions go.
 """
 import json
 import os
@@ -155,14 +158,19 @@ def count(binary, tool_args, pattern, hits, remote=None):
     return int(m.group(1).replace(",", ""))
 
 
-def measure(binary, remote=None):
+def measure(binary, remote=None, profile=None):
     base = 1_000
     memcheck = ["--tool=memcheck", "--leak-check=no"]
     allocs = re.compile(r"total heap usage: ([\d,]+) allocs")
-    callgrind = ["--tool=callgrind", "--callgrind-out-file=/dev/null"]
     instrs = re.compile(r"Collected : (\d+)")
     a = [count(binary, memcheck, allocs, n, remote) for n in (base, base + EXTRA)]
-    i = [count(binary, callgrind, instrs, n, remote) for n in (base, base + EXTRA)]
+    i = []
+    for n in (base, base + EXTRA):
+        out = "/dev/null"
+        if profile and n > base:
+            name = os.path.basename(os.path.dirname(os.path.abspath(binary)))  # e.g. release
+            out = os.path.join(profile, f"callgrind.{name}.{remote or 'local'}.out")
+        i.append(count(binary, ["--tool=callgrind", f"--callgrind-out-file={out}"], instrs, n, remote))
     return (a[1] - a[0]) / EXTRA, (i[1] - i[0]) / EXTRA
 
 
@@ -170,19 +178,25 @@ def main():
     args = sys.argv[1:]
     remote = "--remote" in args
     args = [a for a in args if a != "--remote"]
+    profile = None
+    if "--profile" in args:
+        at = args.index("--profile")
+        profile = os.path.abspath(args[at + 1])
+        os.makedirs(profile, exist_ok=True)
+        del args[at:at + 2]
     binaries = args or [os.path.join(os.path.dirname(__file__), "..", ".build", "release", "springcache-uv")]
     if not remote:
         print("| binary | heap allocations per hit | instructions per hit |")
         print("|---|---:|---:|")
         for b in binaries:
-            allocs, instrs = measure(b)
+            allocs, instrs = measure(b, profile=profile)
             print(f"| {b} | {round(allocs, 3) + 0.0:.3f} | {instrs:,.0f} |", flush=True)
         return
     print("| binary | node | heap allocations per remote hit | instructions per remote hit |")
     print("|---|---|---:|---:|")
     for b in binaries:
         for side in ("asking", "owner"):
-            allocs, instrs = measure(b, side)
+            allocs, instrs = measure(b, side, profile)
             print(f"| {b} | {side} | {round(allocs, 3) + 0.0:.3f} | {instrs:,.0f} |", flush=True)
 
 

@@ -66,7 +66,11 @@ public final class Group {
     private let loader: OriginLoader
     private let main: LRUCache
     private let hot: LRUCache
-    private typealias Flights = SingleFlight<CacheKey, GetOutcome, Override>
+    private typealias Flights = SingleFlight<CacheKey, Waiter, Override>
+    /// A caller of `get` waiting for a load or fetch: its completion, in a struct (see `SingleFlight`).
+    struct Waiter {
+        let answer: (GetOutcome) -> Void
+    }
     /// Origin loads in flight (single-flight per key).
     private let loads = Flights()
     /// Fetches from owners in flight, apart from origin loads: a node answering a peer's Get loads locally
@@ -184,11 +188,11 @@ public final class Group {
             fetchRemote(key: key, from: owner, router: router, completion: completion)
             return
         }
-        loadLocally(key: key, waiters: [completion])
+        loadLocally(key: key, waiters: Flights.Waiters(one: Waiter(answer: completion)))
     }
 
     /// Joins the key's origin load in flight or starts one (single-flight).
-    private func loadLocally(key: CacheKey, waiters: [(GetOutcome) -> Void]) {
+    private func loadLocally(key: CacheKey, waiters: Flights.Waiters) {
         guard let call = loads.join(key, waiters) else { return }
         counters.loads += 1
         // The group stays alive while a load is in flight: the closure holds it until the loader answers,
@@ -202,10 +206,27 @@ public final class Group {
     /// the owner's own single-flight then protects the origin).
     private func fetchRemote(key: CacheKey, from owner: PeerID, router: PeerRouter,
                              completion: @escaping (GetOutcome) -> Void) {
-        guard let call = fetches.join(key, [completion]) else { return }
+        guard let call = fetches.join(key, Flights.Waiters(one: Waiter(answer: completion)),
+                                      newCall: { FetchCall(group: self, key: key) }) else { return }
         counters.peerFetches += 1
-        router.fetch(from: owner, group: name, key: key) { result in
-            self.landRemote(key: key, call: call, result: result)
+        // Captures one object and nothing else: such a closure costs no allocation of its own.
+        router.fetch(from: owner, group: name, key: key) { result in call.land(result) }
+    }
+
+    /// A fetch in flight: its single-flight call with what landing it needs, so that the router's completion
+    /// captures only this object (issue 11: the closure's context was one more allocation per remote hit).
+    private final class FetchCall: Flights.Call {
+        /// Strong: the group stays alive while a fetch is in flight, every waiter must be answered.
+        let group: Group
+        let key: CacheKey
+
+        init(group: Group, key: CacheKey) {
+            self.group = group
+            self.key = key
+        }
+
+        func land(_ result: PeerFetchResult) {
+            group.landRemote(key: key, call: self, result: result)
         }
     }
 
@@ -218,7 +239,7 @@ public final class Group {
         if case .failed = result { counters.peerFetchErrors += 1 }
         if case .set(let outcome)? = call.note {
             // A set through this node landed while the fetch was in flight: it is newer than the fetch.
-            for waiter in waiters { waiter(outcome) }
+            for waiter in waiters { waiter.answer(outcome) }
             return
         }
         let now = clock.nowMillis
@@ -241,7 +262,7 @@ public final class Group {
             }
             answer = .value(value, expiresAtMillis: max(expiresAt, now), etag: LRUCache.valueHash(value), stale: false)
         }
-        for waiter in waiters { waiter(answer) }
+        for waiter in waiters { waiter.answer(answer) }
     }
 
     /// Whether a value fetched from its owner becomes a local hot copy: groupcache's chance, 1 in
@@ -466,7 +487,7 @@ public final class Group {
 
         for waiter in waiters {
             if servedStale { counters.staleServed += 1 }
-            waiter(answer)
+            waiter.answer(answer)
         }
     }
 

@@ -248,10 +248,12 @@ public final class Cluster: PeerRouter {
             return
         }
         let probe = GetRequest(group: settings.group, key: "").encoded()
-        transport.unary(peer: name, address: address, path: PeerService.getPath, message: probe,
-                        timeoutMillis: settings.peerTimeoutMillis, metadata: metadata) { [weak self] result in
-            guard let self, !self.closed else { return }
-            self.perform(self.health.probeFinished(name, result))
+        probe.withUnsafeBytes { probe in
+            transport.unary(peer: name, address: address, path: PeerService.getPath, message: probe,
+                            timeoutMillis: settings.peerTimeoutMillis, metadata: metadata) { [weak self] result in
+                guard let self, !self.closed else { return }
+                self.perform(self.health.probeFinished(name, result))
+            }
         }
     }
 
@@ -278,7 +280,9 @@ public final class Cluster: PeerRouter {
     /// `completion` sees it.
     private func call(_ peer: PeerID, path: String, message: [UInt8], timeoutMillis: Int? = nil,
                       completion: @escaping (GRPCResult) -> Void) {
-        call(peer, path: path, message: message, timeoutMillis: timeoutMillis, reply: .result(completion))
+        message.withUnsafeBytes {
+            call(peer, path: path, message: $0, timeoutMillis: timeoutMillis, reply: .result(completion))
+        }
     }
 
     /// Who gets a call's outcome. Why a value and not a closure wrapping the caller's: a remote hit's
@@ -295,7 +299,9 @@ public final class Cluster: PeerRouter {
         }
     }
 
-    private func call(_ peer: PeerID, path: String, message: [UInt8], timeoutMillis: Int?, reply: CallReply) {
+    /// `message` is copied before this returns.
+    private func call(_ peer: PeerID, path: String, message: UnsafeRawBufferPointer, timeoutMillis: Int?,
+                      reply: CallReply) {
         stats.peerCalls += 1
         if let counters = perPeerCounters[peer.name] {
             counters.stats.calls += 1
@@ -309,11 +315,32 @@ public final class Cluster: PeerRouter {
             deferred.complete(reply.deliver, with: .failure(GRPCCallError(status: .unavailable, message: why)))
             return
         }
-        let start = uv_hrtime()
+        let started = StartedCall(cluster: self, peer: peer, address: address, reply: reply)
+        // Captures one object and nothing else: such a closure costs no allocation of its own.
         transport.unary(peer: peer.name, address: address, path: path, message: message,
                         timeoutMillis: timeoutMillis ?? settings.peerTimeoutMillis,
-                        metadata: metadata) { [weak self] result in
-            self?.finished(peer.name, at: address, result, nanoseconds: uv_hrtime() &- start)
+                        metadata: metadata) { result in started.finished(result) }
+    }
+
+    /// A call in flight and what its outcome is for: one object per call instead of a closure context and what
+    /// it captured (issue 11, a remote hit's allocations).
+    private final class StartedCall {
+        /// Weak: calls failed by `close()` complete after the cluster may be gone.
+        weak var cluster: Cluster?
+        let peer: PeerID
+        let address: HostPort
+        let reply: CallReply
+        let start = uv_hrtime()
+
+        init(cluster: Cluster, peer: PeerID, address: HostPort, reply: CallReply) {
+            self.cluster = cluster
+            self.peer = peer
+            self.address = address
+            self.reply = reply
+        }
+
+        func finished(_ result: GRPCResult) {
+            cluster?.finished(peer.name, at: address, result, nanoseconds: uv_hrtime() &- start)
             reply.deliver(result)
         }
     }
@@ -347,10 +374,11 @@ public final class Cluster: PeerRouter {
 
     public func fetch(from peer: PeerID, group: String, key: CacheKey,
                       completion: @escaping (PeerFetchResult) -> Void) {
-        // Encoded in a buffer kept for it: `encoded()` would allocate a buffer and then the array.
+        // Encoded in a buffer kept for it (`encoded()` would allocate a buffer and then the array); the call
+        // copies it into its own kept buffer.
         requestScratch.count = 0
         GetRequest(group: group, key: key).encode(into: &requestScratch)
-        call(peer, path: PeerService.getPath, message: Array(requestScratch.readable), timeoutMillis: nil,
+        call(peer, path: PeerService.getPath, message: requestScratch.readable, timeoutMillis: nil,
              reply: .fetch(peer, completion))
     }
 

@@ -4,8 +4,9 @@
 ///
 /// Contract (GRPCClient's): `completion` runs exactly once, from the loop, never inside `unary`.
 protocol PeerTransport: AnyObject {
-    /// Starts one unary call to `peer` at `address`; `message` is the request without the gRPC prefix.
-    func unary(peer: String, address: HostPort, path: String, message: [UInt8], timeoutMillis: Int,
+    /// Starts one unary call to `peer` at `address`; `message` is the request without the gRPC prefix, copied
+    /// before this returns.
+    func unary(peer: String, address: HostPort, path: String, message: UnsafeRawBufferPointer, timeoutMillis: Int,
                metadata: [(String, String)], completion: @escaping (GRPCResult) -> Void)
     /// Lets go of what the transport holds for `peer` (it left, or its address changed); its calls in flight
     /// fail.
@@ -30,7 +31,7 @@ final class GRPCPeerTransport: PeerTransport {
         self.settings = settings
     }
 
-    func unary(peer: String, address: HostPort, path: String, message: [UInt8], timeoutMillis: Int,
+    func unary(peer: String, address: HostPort, path: String, message: UnsafeRawBufferPointer, timeoutMillis: Int,
                metadata: [(String, String)], completion: @escaping (GRPCResult) -> Void) {
         let client: GRPCClient
         if let known = clients[peer], known.target == address {

@@ -21,9 +21,10 @@ extension APIHandler {
             requestStats.record(route: .get, status: 200, latencyNanos: uv_hrtime() &- request.startNanos)
             return .done
         }
-        return answerLoad(scratchKey(key), Reply(request, writer, .get)) { [unowned self] reply, found in
+        // Captures nothing (the handler comes as an argument): a closure with captures is an allocation per miss.
+        return answerLoad(scratchKey(key), Reply(request, writer, .get)) { handler, reply, found in
             HTTPResponse.appendValue(to: &reply.writer.bytes, value: found.value, framing: reply.framing,
-                                     date: self.date) {
+                                     date: handler.date) {
                 if found.stale { $0.append(APIHandler.staleWarning) }
             }
             return 200
@@ -62,13 +63,14 @@ extension APIHandler {
         }
         // The request's bytes are gone when the load lands: keep the header's own copy.
         let ifNoneMatchCopy = ifNoneMatch.map { Array($0) }
-        return answerLoad(scratchKey(key), Reply(request, writer, .v1Get)) { [unowned self] reply, found in
-            let now = self.clock.nowMillis
+        return answerLoad(scratchKey(key), Reply(request, writer, .v1Get)) { handler, reply, found in
+            let now = handler.clock.nowMillis
             guard let ifNoneMatchCopy else {
-                return self.writeRawValue(found, to: reply.writer, framing: reply.framing, now: now, ifNoneMatch: nil)
+                return handler.writeRawValue(found, to: reply.writer, framing: reply.framing, now: now,
+                                             ifNoneMatch: nil)
             }
             return ifNoneMatchCopy.withUnsafeBytes {
-                self.writeRawValue(found, to: reply.writer, framing: reply.framing, now: now, ifNoneMatch: $0)
+                handler.writeRawValue(found, to: reply.writer, framing: reply.framing, now: now, ifNoneMatch: $0)
             }
         }
     }
@@ -85,24 +87,49 @@ extension APIHandler {
     }
 
     /// Looks `key` up through the group (its owner, or the origin) and answers when the get lands:
-    /// `writeValue` writes a value found and returns its status; nothing found is 404, a failed load 502/504.
+    /// `writeValue` writes a value found (with this handler) and returns its status; nothing found is 404, a
+    /// failed load 502/504.
     private func answerLoad(_ key: CacheKey, _ reply: Reply,
-                            writeValue: @escaping (Reply, FoundValue) -> Int) -> HTTPHandling {
-        deferAnswer(reply.writer) { [unowned self] finish in
-            self.group.get(key: key) { outcome in
-                switch outcome {
-                case .value(let value, let expiresAt, let etag, let stale):
-                    let status = value.withUnsafeBytes {
-                        writeValue(reply, FoundValue(value: $0, expiresAtMillis: expiresAt, etag: etag, stale: stale))
-                    }
-                    self.record(reply, status)
-                case .notFound:
-                    self.text(reply, 404, "key \"\(key)\" not found in group \"\(self.group.name)\"")
-                case .failure(let error):
-                    self.text(reply, APIHandler.status(of: error), error.message)
+                            writeValue: @escaping (APIHandler, Reply, FoundValue) -> Int) -> HTTPHandling {
+        let pending = PendingRead(handler: self, key: key, reply: reply, writeValue: writeValue)
+        return deferAnswer(pending) {
+            // Captures one object and nothing else: such a closure costs no allocation of its own.
+            group.get(key: key) { outcome in pending.landed(outcome) }
+        }
+    }
+
+    /// A read waiting for its get to land: the deferred answer and what writing it needs, in one object
+    /// (issue 11: a remote hit's closure contexts and deferred-answer flags were one allocation each).
+    private final class PendingRead: DeferredAnswer {
+        /// Unowned: a handler outlives the connections it answers (as the closures this replaced assumed).
+        unowned let handler: APIHandler
+        let key: CacheKey
+        let reply: Reply
+        let writeValue: (APIHandler, Reply, FoundValue) -> Int
+
+        init(handler: APIHandler, key: CacheKey, reply: Reply,
+             writeValue: @escaping (APIHandler, Reply, FoundValue) -> Int) {
+            self.handler = handler
+            self.key = key
+            self.reply = reply
+            self.writeValue = writeValue
+            super.init(reply.writer)
+        }
+
+        func landed(_ outcome: GetOutcome) {
+            switch outcome {
+            case .value(let value, let expiresAt, let etag, let stale):
+                let status = value.withUnsafeBytes {
+                    writeValue(handler, reply, FoundValue(value: $0, expiresAtMillis: expiresAt, etag: etag,
+                                                          stale: stale))
                 }
-                finish()
+                handler.record(reply, status)
+            case .notFound:
+                handler.text(reply, 404, "key \"\(key)\" not found in group \"\(handler.group.name)\"")
+            case .failure(let error):
+                handler.text(reply, APIHandler.status(of: error), error.message)
             }
+            finish()
         }
     }
 

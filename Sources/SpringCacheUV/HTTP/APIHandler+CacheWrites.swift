@@ -74,10 +74,10 @@ extension APIHandler {
     /// when it refused, so the client never hears "done" unless the owner did it (docs/reliability.md, "Writes
     /// across a partition").
     private func answerWrite(_ reply: Reply, _ write: CacheWrite, success: WriteSuccess) -> HTTPHandling {
-        deferAnswer(reply.writer) { [unowned self] finish in
+        deferAnswer(reply.writer) { [unowned self] deferred in
             let answer = { (outcome: WriteOutcome) in
                 self.answer(outcome, of: write, reply, success)
-                finish()
+                deferred.finish()
             }
             switch write {
             case .store(let key, let value, let ttlMillis, let hot):

@@ -7,14 +7,14 @@ extension APIHandler {
         let reply = Reply(request, writer, .setpeer)
         if host.readmit(peer: name) { return setPeerDone(reply, name) }
         guard host.resolvesPeers else { throw APIRefusal(404, "no member named \"\(name)\"") }
-        return deferAnswer(writer) { [unowned self] finish in
+        return deferAnswer(writer) { [unowned self] deferred in
             self.host.resolvePeer(name) { found in
                 if found {
                     self.setPeerDone(reply, name)
                 } else {
                     self.text(reply, 404, "no member named \"\(name)\", here or in etcd")
                 }
-                finish()
+                deferred.finish()
             }
         }
     }

@@ -44,20 +44,28 @@ public struct GRPCClientStats {
     public var failed: UInt64 { failures.reduce(0, +) }
 }
 
-/// One unary call of a client, from `unary` to its completion.
+/// One unary call of a client, from `unary` to its completion; then kept by the client for its next call.
+///
+/// Why reused (issue 11: a remote hit's allocation budget): a call object per call was one allocation per
+/// remote hit. A call that failed on its deadline may still be in its session's stream table until the
+/// reset closes the stream, and may still be in the client's waiting list, so each use has a `generation`:
+/// those tables remember the generation they were given, and an entry whose generation is not the call's
+/// current one is an old use's and is ignored (a late frame of the old stream never reaches the new use).
 final class GRPCClientCall: DeadlineTracked {
-    let path: String
-    /// The request message until it has been handed to nghttp2, then released.
-    var request: [UInt8]
+    private(set) var path: String
+    /// The request message until it has been handed to nghttp2, then released (`releaseRequest`).
+    private(set) var request: [UInt8]
     var requestOffset = 0
-    let metadata: [(String, String)]
-    let expiresAtMillis: Int64
+    private(set) var metadata: [(String, String)]
+    private(set) var expiresAtMillis: Int64
     var deadlineSlot = -1
     var completion: ((GRPCResult) -> Void)?
     var result: GRPCResult?
     var isDone = false
     var streamID: Int32 = -1
     var session: GRPCClientSession?
+    /// Which use of this object the call is (see the type's comment); wraps around harmlessly.
+    private(set) var generation: UInt32 = 0
 
     // The response as it arrives.
     var httpStatus = 0
@@ -74,6 +82,46 @@ final class GRPCClientCall: DeadlineTracked {
         self.expiresAtMillis = expiresAtMillis
         self.completion = completion
         decoder = GRPCMessageDecoder(maxMessageBytes: maxMessageBytes, maxMessages: 1)
+    }
+
+    /// Makes a completed call (its completion has run) a new call: a new generation, nothing of the old use.
+    /// The limits stay those of the call's client; the request is given with `setRequest`.
+    func reuse(path: String, metadata: [(String, String)], expiresAtMillis: Int64,
+               completion: @escaping (GRPCResult) -> Void) {
+        precondition(isDone && self.completion == nil && deadlineSlot < 0, "a call reused before it completed")
+        generation &+= 1
+        self.path = path
+        releaseRequest()
+        requestOffset = 0
+        self.metadata = metadata
+        self.expiresAtMillis = expiresAtMillis
+        self.completion = completion
+        result = nil
+        isDone = false
+        streamID = -1
+        session = nil
+        httpStatus = 0
+        contentTypeOK = false
+        grpcStatus = nil
+        grpcMessage = nil
+        decoder.restart()
+    }
+
+    /// Copies `message` in as the request, into the buffer kept from the call's last use.
+    func setRequest(_ message: UnsafeRawBufferPointer) {
+        request.removeAll(keepingCapacity: true)
+        request.append(contentsOf: message)
+        requestOffset = 0
+    }
+
+    /// Lets go of the request (sent, or the call is over); a buffer of at most
+    /// `GRPCMessageDecoder.keptBufferBytes` is kept for the next use's request.
+    func releaseRequest() {
+        if request.capacity <= GRPCMessageDecoder.keptBufferBytes {
+            request.removeAll(keepingCapacity: true)
+        } else {
+            request = []
+        }
     }
 
     /// The result once the stream has closed (PROTOCOL-HTTP2.md; statuscodes.md for the library's own codes).
@@ -180,7 +228,13 @@ public final class GRPCClient: GRPCClientSessionOwner {
     private var connection: GRPCClientConnection?
     /// Every connection not yet closed, including ones finishing after a GOAWAY.
     private var connections: [GRPCClientConnection] = []
-    private var waiting: [GRPCClientCall] = []
+    /// Calls waiting for the connection; a call whose deadline passed meanwhile may have been reused, so
+    /// each entry names the use it was made for.
+    private var waiting: [GRPCCallUse] = []
+    /// Completed calls, kept for the next calls (see `GRPCClientCall`).
+    private var idleCalls: [GRPCClientCall] = []
+    /// The most calls that were in flight at once: the bound of `idleCalls`.
+    private var mostInFlight = 0
     private var completed: [GRPCClientCall] = []
     /// The batch `runCompletions` is running (it trades places with `completed`).
     private var completing: [GRPCClientCall] = []
@@ -231,11 +285,27 @@ public final class GRPCClient: GRPCClientSessionOwner {
     /// `metadata` names are sent lower-cased (e.g. `("authorization", "Bearer …")`).
     public func unary(path: String, message: [UInt8], timeoutMillis: Int, metadata: [(String, String)] = [],
                       completion: @escaping (GRPCResult) -> Void) {
+        message.withUnsafeBytes {
+            unary(path: path, message: $0, timeoutMillis: timeoutMillis, metadata: metadata, completion: completion)
+        }
+    }
+
+    /// `unary` with the message as bytes, copied before this returns (into a buffer the call keeps for its next
+    /// use: no allocation per call).
+    public func unary(path: String, message: UnsafeRawBufferPointer, timeoutMillis: Int,
+                      metadata: [(String, String)] = [], completion: @escaping (GRPCResult) -> Void) {
         statsStorage.calls += 1
         let now = loop.clock.nowMillis
-        let call = GRPCClientCall(path: path, request: message, metadata: metadata,
+        let call: GRPCClientCall
+        if let reused = idleCalls.popLast() {
+            reused.reuse(path: path, metadata: metadata, expiresAtMillis: now + Int64(timeoutMillis),
+                         completion: completion)
+            call = reused
+        } else {
+            call = GRPCClientCall(path: path, request: [], metadata: metadata,
                                   expiresAtMillis: now + Int64(timeoutMillis),
                                   maxMessageBytes: settings.maxMessageBytes, completion: completion)
+        }
         if closed {
             finish(call, .failure(GRPCCallError(status: .cancelled, message: "client closed")))
             return
@@ -254,18 +324,20 @@ public final class GRPCClient: GRPCClientSessionOwner {
             finish(call, .failure(GRPCCallError(status: .unavailable, message: addressError)))
             return
         }
+        call.setRequest(message)
         deadlines.insert(call)
+        mostInFlight = max(mostInFlight, deadlines.count)
         switch state {
         case .ready:
             connection!.clientSession.start(call, now: now)
             scheduleFlush(connection!)
         case .connecting:
-            waiting.append(call)
+            waiting.append(GRPCCallUse(call))
         case .backoff(let until) where until > now:
             finish(call, .failure(GRPCCallError(status: .unavailable,
                                                 message: "peer \(target) unreachable; retrying in \(until - now) ms")))
         case .idle, .backoff:
-            waiting.append(call)
+            waiting.append(GRPCCallUse(call))
             connect()
         }
     }
@@ -276,7 +348,7 @@ public final class GRPCClient: GRPCClientSessionOwner {
         call.isDone = true
         call.result = result
         call.session = nil
-        call.request = []
+        call.releaseRequest()
         deadlines.remove(call)
         switch result {
         case .success: statsStorage.succeeded += 1
@@ -301,7 +373,15 @@ public final class GRPCClient: GRPCClientSessionOwner {
         // Why swapped, not copied: a copy shares the storage, so emptying `completed` would allocate anew
         // on every pass; two arrays that trade places keep both buffers.
         swap(&completed, &completing)
-        for call in completing { call.runCompletion() }
+        for call in completing {
+            call.runCompletion()
+            // Why bounded by the most calls ever in flight at once: that many objects existed together anyway,
+            // so the pool needs no limit of its own (a few hundred bytes each, plus request and answer buffers
+            // of at most `GRPCMessageDecoder.keptBufferBytes`; larger ones are released).
+            if idleCalls.count < mostInFlight {
+                idleCalls.append(call)
+            }
+        }
         completing.removeAll(keepingCapacity: true)
     }
 
@@ -347,7 +427,7 @@ public final class GRPCClient: GRPCClientSessionOwner {
         let calls = waiting
         waiting.removeAll()
         let now = loop.clock.nowMillis
-        for call in calls where !call.isDone { conn.clientSession.start(call, now: now) }
+        for use in calls { if let call = use.live { conn.clientSession.start(call, now: now) } }
         conn.flush()
     }
 
@@ -372,7 +452,7 @@ public final class GRPCClient: GRPCClientSessionOwner {
         waiting.removeAll()
         let error = GRPCCallError(status: .unavailable,
                                   message: "cannot connect to peer \(target): \(reason); retrying in \(backoffMillis) ms")
-        for call in calls { finish(call, .failure(error)) }
+        for use in calls { if let call = use.live { finish(call, .failure(error)) } }
         conn.close(reason: reason)
     }
 
@@ -399,8 +479,11 @@ public final class GRPCClient: GRPCClientSessionOwner {
             // Calls still waiting for this connection (it never connected) fail with it.
             let queued = waiting
             waiting.removeAll()
-            for call in queued { finish(call, .failure(GRPCCallError(status: .unavailable,
-                                                                     message: "peer \(target): \(reason)"))) }
+            for use in queued {
+                if let call = use.live {
+                    finish(call, .failure(GRPCCallError(status: .unavailable, message: "peer \(target): \(reason)")))
+                }
+            }
         } else if session.wasConnected && !closed {
             statsStorage.connectionsLost += 1
         }
@@ -456,7 +539,7 @@ public final class GRPCClient: GRPCClientSessionOwner {
         guard !closed else { return }
         closed = true
         let error = GRPCCallError(status: .cancelled, message: "client closed")
-        for call in waiting { finish(call, .failure(error)) }
+        for use in waiting { if let call = use.live { finish(call, .failure(error)) } }
         waiting.removeAll()
         for call in deadlines.close() { finish(call, .failure(error)) }
         connection = nil
@@ -467,10 +550,27 @@ public final class GRPCClient: GRPCClientSessionOwner {
     }
 }
 
+/// One use of a (reused) call, as a table that may outlive that use remembers it.
+struct GRPCCallUse {
+    let call: GRPCClientCall
+    let generation: UInt32
+
+    init(_ call: GRPCClientCall) {
+        self.call = call
+        generation = call.generation
+    }
+
+    /// The call, if it is still this use and not completed; nil for an old use's entry.
+    var live: GRPCClientCall? { call.generation == generation && !call.isDone ? call : nil }
+}
+
 extension GRPCClientCall {
     func runCompletion() {
         guard let completion, let result else { return }
+        // Let go of both first: once the completion has let go of the answer too, its buffer is the
+        // decoder's alone again and is reused for the next call's answer (`GRPCMessageDecoder.restart`).
         self.completion = nil
+        self.result = nil
         completion(result)
     }
 }

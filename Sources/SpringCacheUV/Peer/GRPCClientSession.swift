@@ -27,7 +27,14 @@ final class GRPCClientSession: HTTP2Session {
     var wasConnected = false
     /// The server's first SETTINGS frame arrived (the HTTP/2 handshake is complete).
     private(set) var receivedSettings = false
-    private var streams: [Int32: GRPCClientCall] = [:]
+    /// The calls by stream id, each as the use it was started for: a call object is reused once completed
+    /// (see `GRPCClientCall`), and a stream of its old use may still be open here until its reset closes it.
+    private var streams: [Int32: GRPCCallUse] = [:]
+
+    /// The call of stream `id`, if that stream belongs to the call's current use and it has not completed.
+    private func liveCall(_ id: Int32) -> GRPCClientCall? {
+        streams[id]?.live
+    }
 
     init(owner: GRPCClientSessionOwner, nowMillis: Int64) {
         self.owner = owner
@@ -69,17 +76,17 @@ final class GRPCClientSession: HTTP2Session {
         }
         call.streamID = id
         call.session = self
-        streams[id] = call
+        streams[id] = GRPCCallUse(call)
     }
 
     override func readBody(streamID: Int32, into buffer: UnsafeMutablePointer<UInt8>, length: Int,
                            flags: UnsafeMutablePointer<UInt32>) -> Int {
-        guard let call = streams[streamID], !call.isDone else {
+        guard let call = liveCall(streamID) else {
             return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
         }
         let n = copyGRPCMessage(call.request, from: &call.requestOffset, into: buffer, length: length)
         if call.requestOffset == 5 + call.request.count {
-            call.request = []
+            call.releaseRequest()
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
         }
         return n
@@ -87,7 +94,8 @@ final class GRPCClientSession: HTTP2Session {
 
     /// The deadline passed (the call is already completed): reset the stream so the server stops working on it.
     func cancel(_ call: GRPCClientCall) {
-        guard !isClosed, call.streamID > 0, streams[call.streamID] === call else { return }
+        guard !isClosed, call.streamID > 0, let use = streams[call.streamID], use.call === call,
+              use.generation == call.generation else { return }
         resetStream(call.streamID, code: NGHTTP2_CANCEL.rawValue)
     }
 
@@ -96,9 +104,7 @@ final class GRPCClientSession: HTTP2Session {
     override func didReceiveHeader(_ frame: UnsafePointer<nghttp2_frame>, name: UnsafeRawBufferPointer,
                                    value: UnsafeRawBufferPointer) -> Int32 {
         let f = frame.pointee
-        guard f.hd.type == UInt8(NGHTTP2_HEADERS.rawValue), let call = streams[f.hd.stream_id], !call.isDone else {
-            return 0
-        }
+        guard f.hd.type == UInt8(NGHTTP2_HEADERS.rawValue), let call = liveCall(f.hd.stream_id) else { return 0 }
         if name.equals(":status") {
             call.httpStatus = GRPCClientSession.decimal(value) ?? 0
         } else if name.equals("content-type") {
@@ -125,7 +131,7 @@ final class GRPCClientSession: HTTP2Session {
     }
 
     override func didReceiveData(streamID: Int32, _ data: UnsafeRawBufferPointer) -> Int32 {
-        guard let call = streams[streamID], !call.isDone else { return 0 }
+        guard let call = liveCall(streamID) else { return 0 }
         if let failure = call.decoder.feed(data) {
             // E.g. a response over maxMessageBytes: fail now, and reset so the rest is not sent.
             owner.finish(call, .failure(GRPCCallError(status: failure.clientStatus, message: failure.message)))
@@ -154,15 +160,15 @@ final class GRPCClientSession: HTTP2Session {
     override func didNotSendFrame(_ frame: UnsafePointer<nghttp2_frame>, error: Int32) -> Int32 {
         let f = frame.pointee
         guard f.hd.type == UInt8(NGHTTP2_HEADERS.rawValue),
-              let call = streams.removeValue(forKey: f.hd.stream_id) else { return 0 }
+              let call = streams.removeValue(forKey: f.hd.stream_id)?.live else { return 0 }
         owner.finish(call, .failure(GRPCCallError(
             status: .unavailable, message: "request not sent: \(String(cString: nghttp2_strerror(error)))")))
         return 0
     }
 
     override func didCloseStream(_ streamID: Int32, errorCode: UInt32) -> Int32 {
-        guard let call = streams.removeValue(forKey: streamID) else { return 0 }
-        if !call.isDone { owner.finish(call, call.outcome(resetCode: errorCode)) }
+        guard let call = streams.removeValue(forKey: streamID)?.live else { return 0 }
+        owner.finish(call, call.outcome(resetCode: errorCode))
         return 0
     }
 
@@ -175,8 +181,8 @@ final class GRPCClientSession: HTTP2Session {
     // MARK: closing
 
     override func connectionDidFail(reason: String) {
-        let calls = streams.sorted { $0.key < $1.key }.map { $0.value }
+        let calls = streams.sorted { $0.key < $1.key }.compactMap { $0.value.live }
         streams.removeAll()
-        owner.sessionLost(self, reason: reason, calls: calls.filter { !$0.isDone })
+        owner.sessionLost(self, reason: reason, calls: calls)
     }
 }

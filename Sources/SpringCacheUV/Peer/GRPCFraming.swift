@@ -117,11 +117,35 @@ struct GRPCMessageDecoder {
             if flag != 0 { return .invalidFlag(flag) }
             if length > maxMessageBytes { return .tooLarge(length: length, limit: maxMessageBytes) }
             inMessage = true
-            current = []
+            current.removeAll(keepingCapacity: true)  // a buffer kept by `restart`, else empty
             current.reserveCapacity(min(length, GRPCMessageDecoder.maxInitialReserve))
             if length == 0 { completeMessage() }
         }
         return nil
+    }
+
+    /// Largest message buffer `restart` keeps for the next stream's message. Why this small: a client keeps as
+    /// many idle calls as it once had in flight, each with a request and an answer buffer, so a burst of large
+    /// calls must not stay pinned; Get requests and small values fit.
+    static let keptBufferBytes = 1 << 10
+
+    /// Makes the decoder ready for a new stream, with the same limits. The first message's buffer is kept
+    /// for the next message when it is at most `keptBufferBytes`: a reused client call (`GRPCClientCall`)
+    /// then receives its answer without an allocation once whoever read the last answer has let it go.
+    mutating func restart() {
+        var buffer = firstMessage ?? current
+        firstMessage = nil
+        current = []
+        laterMessages = []
+        if buffer.capacity <= GRPCMessageDecoder.keptBufferBytes {
+            buffer.removeAll(keepingCapacity: true)
+            current = buffer
+        }
+        messageCount = 0
+        prefixFill = 0
+        flag = 0
+        length = 0
+        inMessage = false
     }
 
     /// Called at END_STREAM: fails if the stream stopped inside a message.

@@ -16,6 +16,8 @@ public final class PeerService: GRPCServiceHandler {
     let clock: Clock
     /// Largest value a peer may Set (`--max-body-bytes`, the same bound the API applies).
     let maxValueBytes: Int
+    /// Where a Get's answer is encoded before it is copied into the answer (`encoded()` would allocate twice).
+    private var responseScratch = ByteBuffer(capacity: 256)
 
     /// The peer token (`--peer-token-file`) is checked by the transport (`GRPCServerSettings.peerToken`)
     /// as soon as a request's headers arrive, before its message is read.
@@ -59,7 +61,9 @@ public final class PeerService: GRPCServiceHandler {
             guard !call.isCancelled else { return }
             switch outcome {
             case .value(let value, let expiresAt, _, _):
-                call.respond(message: GetResponse(value: value, expireMillis: expiresAt).encoded())
+                self.responseScratch.count = 0
+                GetResponse(value: value, expireMillis: expiresAt).encode(into: &self.responseScratch)
+                call.respond(message: Array(self.responseScratch.readable))
             case .notFound:
                 call.fail(status: .notFound, message: "key \"\(request.key)\" not found in group \"\(request.group)\"")
             case .failure(let error):

@@ -2,7 +2,7 @@ import XCTest
 @testable import SpringCacheUV
 
 final class SingleFlightTests: XCTestCase {
-    private typealias Flights = SingleFlight<String, Int, String>
+    private typealias Flights = SingleFlight<String, (Int) -> Void, String>
 
     func testTheFirstCallerStartsTheCallAndTheOthersWaitForItsOneResult() throws {
         let flights = Flights()

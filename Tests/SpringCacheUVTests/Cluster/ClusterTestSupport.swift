@@ -22,10 +22,10 @@ final class RecordingPeerTransport: PeerTransport {
     private(set) var forgotten: [String] = []
     private(set) var isClosed = false
 
-    func unary(peer: String, address: HostPort, path: String, message: [UInt8], timeoutMillis: Int,
+    func unary(peer: String, address: HostPort, path: String, message: UnsafeRawBufferPointer, timeoutMillis: Int,
                metadata: [(String, String)], completion: @escaping (GRPCResult) -> Void) {
         started.append((peer, path))
-        pending.append(Call(peer: peer, address: address, path: path, message: message,
+        pending.append(Call(peer: peer, address: address, path: path, message: Array(message),
                             timeoutMillis: timeoutMillis, metadata: metadata, completion: completion))
     }
 

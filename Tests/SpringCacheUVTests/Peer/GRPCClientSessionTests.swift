@@ -214,6 +214,36 @@ final class GRPCClientSessionTests: XCTestCase {
         XCTAssertEqual(server.allocator.mallocs, serverMallocs, "the server's nghttp2 reused freed blocks")
     }
 
+    func testALateAnswerToAReusedCallsOldStreamIsIgnored() throws {
+        exchange()
+        // With the reset of the old stream still unsent (GRPCClient.deadlinePassed), and without one.
+        for cancelOldStream in [true, false] {
+            let reused = call(Array("never answered in time".utf8), timeoutMillis: 10)
+            exchange()
+            let oldStream = reused.streamID
+            // The server answers, but its frames are still on the way when the deadline passes.
+            handler.calls.last!.respond(message: Array("old answer".utf8))
+            let (late, _) = pull(server)
+            XCTAssertFalse(late.isEmpty)
+            owner.finish(reused, .failure(GRPCCallError(status: .deadlineExceeded, message: "deadline exceeded")))
+            if cancelOldStream { client.cancel(reused) }
+            reused.completion = nil  // its completion ran (GRPCClient.runCompletions); the object is reused now
+            reused.reuse(path: PeerService.getPath, metadata: [], expiresAtMillis: clock.nowMillis + 2_000) { _ in }
+            Array("new".utf8).withUnsafeBytes { reused.setRequest($0) }
+            client.start(reused, now: clock.nowMillis)
+            XCTAssertNotEqual(reused.streamID, oldStream)
+            // The old stream's HEADERS, DATA and trailers arrive now: they belong to the old use, not this one.
+            _ = late.withUnsafeBytes { client.receive($0, now: clock.nowMillis) }
+            XCTAssertFalse(reused.isDone, "the old stream's end did not complete the new use (\(cancelOldStream))")
+            XCTAssertNil(reused.grpcStatus, "the old stream's trailers did not reach the new use")
+            XCTAssertEqual(reused.decoder.messageCount, 0, "the old stream's DATA did not reach the new use")
+            XCTAssertEqual(reused.httpStatus, 0, "the old stream's HEADERS did not reach the new use")
+            exchange()
+            XCTAssertEqual(try owner.results[reused.streamID]?.get(), Array("new".utf8), "the new use's own answer")
+            XCTAssertEqual(server.openStreams, 0)
+        }
+    }
+
     func testStatusDigitsAreReadWithoutAString() {
         func decimal(_ s: String) -> Int? { Array(s.utf8).withUnsafeBytes { GRPCClientSession.decimal($0) } }
         XCTAssertEqual(decimal("200"), 200)

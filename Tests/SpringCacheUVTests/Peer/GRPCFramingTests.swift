@@ -23,6 +23,30 @@ final class GRPCFramingTests: XCTestCase {
         }
     }
 
+    func testARestartedDecoderDecodesTheNextStreamInTheLastMessagesBuffer() {
+        var d = GRPCMessageDecoder(maxMessageBytes: 64 << 10, maxMessages: 1)
+        _ = framed(Array("the first answer, the longest of the three".utf8)).withUnsafeBytes { d.feed($0) }
+        let storage = d.firstMessage?.withUnsafeBytes { $0.baseAddress }
+        // A stream cut short leaves nothing behind either: the restart forgets the partial prefix.
+        for next in [Array("second".utf8), Array("third, longer than the second".utf8)] {
+            d.restart()
+            XCTAssertEqual(d.messageCount, 0)
+            XCTAssertNil(d.firstMessage)
+            _ = [0, 0].withUnsafeBytes { d.feed($0) }
+            d.restart()
+            _ = framed(next).withUnsafeBytes { d.feed($0) }
+            XCTAssertNil(d.finish())
+            XCTAssertEqual(d.messages, [next])
+            XCTAssertEqual(d.firstMessage?.withUnsafeBytes { $0.baseAddress }, storage, "the same buffer again")
+        }
+        // A buffer above the bound is let go (a peak must not stay pinned in an idle call).
+        let large = [UInt8](repeating: 9, count: GRPCMessageDecoder.keptBufferBytes + 1)
+        _ = framed(large).withUnsafeBytes { (d.restart(), d.feed($0)).1 }
+        XCTAssertEqual(d.firstMessage, large)
+        d.restart()
+        XCTAssertLessThanOrEqual(d.reservedBytes, GRPCMessageDecoder.keptBufferBytes)
+    }
+
     func testALargeMessageGrowsItsBufferOnceItsFirstBytesAreHere() {
         // Issue 11: a 4 MiB answer used to double its buffer six times (copying and faulting in its first
         // 2 MiB again); once `maxInitialReserve` bytes have really arrived it is reserved whole, once.
