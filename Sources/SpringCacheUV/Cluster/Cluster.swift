@@ -65,6 +65,13 @@ public final class Cluster: PeerRouter {
         var stats = PeerCallStats()
     }
     private var perPeerCounters: [String: PeerCounters] = [:]
+    /// Finished call objects kept for reuse. Why 256: one is in use per peer call in flight, and a node rarely has
+    /// more in flight at the end of a turn than its HTTP connections; past that a call allocates its object
+    /// (about 100 bytes), as before pooling.
+    static let startedCallPoolLimit = 256
+    private var startedCalls = ReusePool<StartedCall>(limit: Cluster.startedCallPoolLimit)
+    /// Idle call objects kept for reuse now (for tests).
+    var idleStartedCalls: Int { startedCalls.count }
     /// Where a Get request is encoded before it is copied into the call.
     private var requestScratch = ByteBuffer(capacity: 256)
 
@@ -315,7 +322,8 @@ public final class Cluster: PeerRouter {
             deferred.complete(reply.deliver, with: .failure(GRPCCallError(status: .unavailable, message: why)))
             return
         }
-        let started = StartedCall(cluster: self, peer: peer, address: address, reply: reply)
+        let started = startedCalls.take() ?? StartedCall()
+        started.start(cluster: self, peer: peer, address: address, reply: reply)
         // Captures one object and nothing else: such a closure costs no allocation of its own.
         transport.unary(peer: peer.name, address: address, path: path, message: message,
                         timeoutMillis: timeoutMillis ?? settings.peerTimeoutMillis,
@@ -323,25 +331,36 @@ public final class Cluster: PeerRouter {
     }
 
     /// A call in flight and what its outcome is for: one object per call instead of a closure context and what
-    /// it captured (issue 11, a remote hit's allocations).
+    /// it captured (issue 11, a remote hit's allocations). Reused through `startedCalls` once nothing else holds it.
     private final class StartedCall {
         /// Weak: calls failed by `close()` complete after the cluster may be gone.
         weak var cluster: Cluster?
-        let peer: PeerID
-        let address: HostPort
-        let reply: CallReply
-        let start = uv_hrtime()
+        var peer = PeerID("")
+        var address = HostPort(host: "", port: 0)
+        /// nil when the call is not in use: a late second completion then reaches nothing.
+        var reply: CallReply?
+        var startNanos: UInt64 = 0
 
-        init(cluster: Cluster, peer: PeerID, address: HostPort, reply: CallReply) {
+        func start(cluster: Cluster, peer: PeerID, address: HostPort, reply: CallReply) {
             self.cluster = cluster
             self.peer = peer
             self.address = address
             self.reply = reply
+            startNanos = uv_hrtime()
         }
 
         func finished(_ result: GRPCResult) {
-            cluster?.finished(peer.name, at: address, result, nanoseconds: uv_hrtime() &- start)
+            guard let reply else { return }
+            // Let go of the caller's completion first: an idle call must not keep the caller's objects alive
+            // (they are pooled too, and reused only when nothing else holds them).
+            self.reply = nil
+            guard let cluster else {
+                reply.deliver(result)
+                return
+            }
+            cluster.finished(peer.name, at: address, result, nanoseconds: uv_hrtime() &- startNanos)
             reply.deliver(result)
+            cluster.startedCalls.giveBack(self)
         }
     }
 
