@@ -303,4 +303,32 @@ final class ClusterFailureHandlingTests: XCTestCase {
         f.transport.complete("b", with: answer("two"))
         XCTAssertEqual(second, [.value(Array("two".utf8), expiresAtMillis: 0)])
     }
+
+    // MARK: The owner's record handed out by owner(of:) (issue 11)
+
+    func testAnOwnerLookedUpBeforeItsMemberLeftIsNotCalledAfter() {
+        let f = fixture()
+        let key = f.key(ownedBy: "b")
+        let owner = f.cluster.owner(of: key)!
+        XCTAssertNotNil(owner.route, "the ring hands out b's record")
+        f.cluster.remove(name: "b")
+        var results: [PeerFetchResult] = []
+        f.cluster.fetch(from: owner, group: "scores", key: key) { results.append($0) }
+        f.scheduler.runDue()
+        XCTAssertEqual(results, [.failed("peer b: UNAVAILABLE: peer b has no known address")])
+        XCTAssertTrue(f.transport.started.isEmpty, "the departed member's record was used")
+    }
+
+    func testAnOwnerLookedUpBeforeItsMemberMovedIsCalledAtTheNewAddress() {
+        let f = fixture()
+        let key = f.key(ownedBy: "b")
+        let owner = f.cluster.owner(of: key)!
+        let moved = Member(name: "b", peer: HostPort(host: "10.0.0.9", port: 9002))
+        f.cluster.upsert(moved)
+        f.cluster.fetch(from: owner, group: "scores", key: key) { _ in }
+        XCTAssertEqual(f.transport.pending(to: "b").map(\.address), [moved.peer!])
+        f.transport.complete("b", with: refused)
+        XCTAssertEqual(f.cluster.down, ["b"], "a failure at the new address counts")
+        XCTAssertEqual(f.cluster.perPeer["b"]?.calls, 1)
+    }
 }
