@@ -78,6 +78,8 @@ public final class Cluster: PeerRouter {
         /// the change) is then looked up by name again, and a call still in flight is not fed to the failure
         /// handling (it says nothing about the member where it is now).
         var isCurrent = true
+        /// The transport's connection to the peer, kept so that a call skips the transport's lookup by name.
+        var connection: AnyObject?
 
         init(name: String, address: HostPort) {
             self.name = name
@@ -374,8 +376,8 @@ public final class Cluster: PeerRouter {
         let started = startedCalls.take() ?? StartedCall()
         started.start(cluster: self, peer: record, reply: reply)
         // Captures one object and nothing else: such a closure costs no allocation of its own.
-        transport.unary(peer: record.name, address: record.address, path: path, message: message,
-                        timeoutMillis: timeoutMillis ?? settings.peerTimeoutMillis,
+        transport.unary(handle: &record.connection, peer: record.name, address: record.address, path: path,
+                        message: message, timeoutMillis: timeoutMillis ?? settings.peerTimeoutMillis,
                         metadata: metadata) { result in started.finished(result) }
     }
 
