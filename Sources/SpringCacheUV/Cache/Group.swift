@@ -207,18 +207,29 @@ public final class Group {
     private func fetchRemote(key: CacheKey, from owner: PeerID, router: PeerRouter,
                              completion: @escaping (GetOutcome) -> Void) {
         guard let call = fetches.join(key, Flights.Waiters(one: Waiter(answer: completion)),
-                                      newCall: { FetchCall(group: self, key: key) }) else { return }
+                                      newCall: { newFetchCall(key: key) }) else { return }
         counters.peerFetches += 1
         // Captures one object and nothing else: such a closure costs no allocation of its own.
         router.fetch(from: owner, group: name, key: key) { result in call.land(result) }
     }
 
+    /// A fetch object for `key`: an idle one when the pool has one that nothing else holds, else a new one.
+    private func newFetchCall(key: CacheKey) -> FetchCall {
+        guard let call = fetchCallPool.take() else { return FetchCall(group: self, key: key) }
+        call.resetForReuse()
+        call.group = self
+        call.key = key
+        return call
+    }
+
     /// A fetch in flight: its single-flight call with what landing it needs, so that the router's completion
     /// captures only this object (issue 11: the closure's context was one more allocation per remote hit).
+    /// Reused through `fetchCallPool` once it has landed and nothing else holds it.
     private final class FetchCall: Flights.Call {
-        /// Strong: the group stays alive while a fetch is in flight, every waiter must be answered.
-        let group: Group
-        let key: CacheKey
+        /// Strong while in flight: the group stays alive, every waiter must be answered. nil while idle in the
+        /// pool (the group holds the pool: a strong reference there would be a cycle).
+        var group: Group?
+        var key: CacheKey
 
         init(group: Group, key: CacheKey) {
             self.group = group
@@ -226,9 +237,22 @@ public final class Group {
         }
 
         func land(_ result: PeerFetchResult) {
+            // A router that answers twice reaches the landed call, whose group is gone: nothing happens.
+            guard let group else { return }
             group.landRemote(key: key, call: self, result: result)
+            self.group = nil
+            key = CacheKey([])
+            group.fetchCallPool.giveBack(self)
         }
     }
+
+    /// Landed fetch objects kept for reuse. Why 256: one is in use per key being fetched, and a node rarely has
+    /// more keys in flight to their owners at the end of a turn than HTTP connections; past that a fetch
+    /// allocates its object, as before pooling.
+    static let fetchCallPoolLimit = 256
+    private var fetchCallPool = ReusePool<FetchCall>(limit: Group.fetchCallPoolLimit)
+    /// Idle fetch objects kept for reuse now (for tests).
+    var idleFetchCalls: Int { fetchCallPool.count }
 
     private func landRemote(key: CacheKey, call: Flights.Call,
                             result: PeerFetchResult) {

@@ -25,10 +25,25 @@ public protocol PeerRouter: AnyObject {
 }
 
 /// A member of the cluster as the router knows it (its name on the ring).
-public struct PeerID: Hashable, Sendable, CustomStringConvertible {
+///
+/// `route` is the router's own record of the member, given out by `owner(of:)` so that a call to that owner
+/// need not look the member up by name again (issue 11: String-keyed lookups were a tenth of a remote hit);
+/// the group only carries it back. Two IDs are equal when their names are. Why `@unchecked Sendable`: the
+/// record is only ever touched on the loop that made it.
+public struct PeerID: Hashable, @unchecked Sendable, CustomStringConvertible {
     public let name: String
-    public init(_ name: String) { self.name = name }
+    public let route: AnyObject?
+    public init(_ name: String) {
+        self.name = name
+        route = nil
+    }
+    public init(_ name: String, route: AnyObject) {
+        self.name = name
+        self.route = route
+    }
     public var description: String { name }
+    public static func == (a: PeerID, b: PeerID) -> Bool { a.name == b.name }
+    public func hash(into hasher: inout Hasher) { hasher.combine(name) }
 }
 
 /// What an owner answered to a fetch.

@@ -66,6 +66,13 @@ public final class SingleFlight<Key: Hashable, Waiter, Note> {
         fileprivate var landed = false
 
         public init() {}
+
+        /// Makes a landed call ready to be started again (a pooled call, `ReusePool`): no waiters, no note.
+        public func resetForReuse() {
+            precondition(landed && waiters.isEmpty, "a call reused before it landed")
+            landed = false
+            note = nil
+        }
     }
 
     private var calls: [Key: Call] = [:]

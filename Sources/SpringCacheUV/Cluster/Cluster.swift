@@ -65,6 +65,38 @@ public final class Cluster: PeerRouter {
         var stats = PeerCallStats()
     }
     private var perPeerCounters: [String: PeerCounters] = [:]
+
+    /// One peer as a call needs it: its address and counters, found once per remote hit through the ring
+    /// (`owner(of:)` hands it out in the `PeerID`) instead of by name in three dictionaries (issue 11).
+    private final class PeerRecord {
+        let name: String
+        let address: HostPort
+        /// The peer's counters, shared with `perPeerCounters`; made on the first call (`perPeer` lists only
+        /// peers that were called).
+        var counters: PeerCounters?
+        /// False once the member left or moved: an ID that still carries this record (an owner looked up before
+        /// the change) is then looked up by name again, and a call still in flight is not fed to the failure
+        /// handling (it says nothing about the member where it is now).
+        var isCurrent = true
+        /// The transport's connection to the peer, kept so that a call skips the transport's lookup by name.
+        var connection: AnyObject?
+
+        init(name: String, address: HostPort) {
+            self.name = name
+            self.address = address
+        }
+    }
+    /// The current record of every peer with an address, by name (this node has none).
+    private var records: [String: PeerRecord] = [:]
+    /// The records of `ring.members`, index for index (nil for this node).
+    private var ringRecords: [PeerRecord?] = [nil]
+    /// Finished call objects kept for reuse. Why 256: one is in use per peer call in flight, and a node rarely has
+    /// more in flight at the end of a turn than its HTTP connections; past that a call allocates its object
+    /// (about 100 bytes), as before pooling.
+    static let startedCallPoolLimit = 256
+    private var startedCalls = ReusePool<StartedCall>(limit: Cluster.startedCallPoolLimit)
+    /// Idle call objects kept for reuse now (for tests).
+    var idleStartedCalls: Int { startedCalls.count }
     /// Where a Get request is encoded before it is copied into the call.
     private var requestScratch = ByteBuffer(capacity: 256)
 
@@ -145,6 +177,7 @@ public final class Cluster: PeerRouter {
             }
         }
         members = next
+        updateRecords()
         perform(health.membersChanged(Set(next.keys)))
         rebuildRing()
     }
@@ -202,6 +235,29 @@ public final class Cluster: PeerRouter {
         if changed { rebuildRing(readmitted: readmitted) }
     }
 
+    /// Keeps a record per peer with an address: the same record while its address stays, a new one (and the
+    /// old one retired) when it moves, none once it leaves.
+    private func updateRecords() {
+        var next: [String: PeerRecord] = [:]
+        for (name, member) in members where name != selfName {
+            guard let address = member.peer else { continue }
+            if let known = records[name], known.address == address {
+                next[name] = known
+            } else {
+                next[name] = PeerRecord(name: name, address: address)
+            }
+        }
+        for (name, old) in records where next[name] !== old { old.isCurrent = false }
+        records = next
+    }
+
+    /// The current record for `peer`: the one it carries when still current, else the one by its name.
+    @inline(__always)
+    private func record(for peer: PeerID) -> PeerRecord? {
+        if let carried = peer.route as? PeerRecord, carried.isCurrent { return carried }
+        return records[peer.name]
+    }
+
     private func rebuildRing(readmitted: [String] = []) {
         let down = health.down
         // A member without a peer address cannot be asked, so it owns nothing until it has one.
@@ -210,6 +266,7 @@ public final class Cluster: PeerRouter {
         if settings.ringKind == .springcache { reportSharedHosts(up) }
         let gained = next.members.contains { !ring.contains($0) }
         ring = next
+        ringRecords = next.members.map { records[$0] }
         memberRing = down.isEmpty ? next : MemberRing(kind: settings.ringKind, members: members.values.filter {
             $0.name == selfName || $0.peer != nil
         })
@@ -260,10 +317,10 @@ public final class Cluster: PeerRouter {
     // MARK: PeerRouter
 
     public func owner(of key: CacheKey) -> PeerID? {
-        guard ring.count > 1, let name = key.withBytes({ ring.ownerName(of: $0) }), name != selfName else {
-            return nil
-        }
-        return PeerID(name)
+        guard ringRecords.count > 1, let index = key.withBytes({ ring.ownerIndex(of: $0) }) else { return nil }
+        // nil for this node (and a member without an address, which the ring never holds).
+        guard let record = ringRecords[index] else { return nil }
+        return PeerID(record.name, route: record)
     }
 
     public func unreachableOwner(of key: CacheKey) -> PeerID? {
@@ -303,56 +360,78 @@ public final class Cluster: PeerRouter {
     private func call(_ peer: PeerID, path: String, message: UnsafeRawBufferPointer, timeoutMillis: Int?,
                       reply: CallReply) {
         stats.peerCalls += 1
-        if let counters = perPeerCounters[peer.name] {
+        let record = record(for: peer)
+        if let counters = record?.counters {
             counters.stats.calls += 1
         } else {
-            let counters = PeerCounters()
-            counters.stats.calls = 1
-            perPeerCounters[peer.name] = counters
+            let counters = counters(of: peer.name)
+            counters.stats.calls += 1
+            record?.counters = counters
         }
-        guard !closed, let address = members[peer.name]?.peer else {
+        guard !closed, let record else {
             let why = closed ? "the cluster is closed" : "peer \(peer) has no known address"
             deferred.complete(reply.deliver, with: .failure(GRPCCallError(status: .unavailable, message: why)))
             return
         }
-        let started = StartedCall(cluster: self, peer: peer, address: address, reply: reply)
+        let started = startedCalls.take() ?? StartedCall()
+        started.start(cluster: self, peer: record, reply: reply)
         // Captures one object and nothing else: such a closure costs no allocation of its own.
-        transport.unary(peer: peer.name, address: address, path: path, message: message,
-                        timeoutMillis: timeoutMillis ?? settings.peerTimeoutMillis,
+        transport.unary(handle: &record.connection, peer: record.name, address: record.address, path: path,
+                        message: message, timeoutMillis: timeoutMillis ?? settings.peerTimeoutMillis,
                         metadata: metadata) { result in started.finished(result) }
     }
 
     /// A call in flight and what its outcome is for: one object per call instead of a closure context and what
-    /// it captured (issue 11, a remote hit's allocations).
+    /// it captured (issue 11, a remote hit's allocations). Reused through `startedCalls` once nothing else holds it.
     private final class StartedCall {
         /// Weak: calls failed by `close()` complete after the cluster may be gone.
         weak var cluster: Cluster?
-        let peer: PeerID
-        let address: HostPort
-        let reply: CallReply
-        let start = uv_hrtime()
+        /// nil while idle.
+        var peer: PeerRecord?
+        /// nil when the call is not in use: a late second completion then reaches nothing.
+        var reply: CallReply?
+        var startNanos: UInt64 = 0
 
-        init(cluster: Cluster, peer: PeerID, address: HostPort, reply: CallReply) {
+        func start(cluster: Cluster, peer: PeerRecord, reply: CallReply) {
             self.cluster = cluster
             self.peer = peer
-            self.address = address
             self.reply = reply
+            startNanos = uv_hrtime()
         }
 
         func finished(_ result: GRPCResult) {
-            cluster?.finished(peer.name, at: address, result, nanoseconds: uv_hrtime() &- start)
+            guard let reply, let peer else { return }
+            // Let go of the caller's completion first: an idle call must not keep the caller's objects alive
+            // (they are pooled too, and reused only when nothing else holds them).
+            self.reply = nil
+            self.peer = nil
+            guard let cluster else {
+                reply.deliver(result)
+                return
+            }
+            cluster.finished(peer, result, nanoseconds: uv_hrtime() &- startNanos)
             reply.deliver(result)
+            cluster.startedCalls.giveBack(self)
         }
     }
 
+    /// The counters of the peer called `name`, made on its first call; they outlive its records.
+    private func counters(of name: String) -> PeerCounters {
+        if let known = perPeerCounters[name] { return known }
+        let counters = PeerCounters()
+        perPeerCounters[name] = counters
+        return counters
+    }
+
     /// Counts a finished call and feeds its outcome to the failure handling.
-    private func finished(_ name: String, at address: HostPort, _ result: GRPCResult, nanoseconds took: UInt64) {
+    private func finished(_ peer: PeerRecord, _ result: GRPCResult, nanoseconds took: UInt64) {
         stats.callLatency.observe(nanoseconds: took)
-        let counters = perPeerCounters[name]
+        let name = peer.name
+        let counters = peer.counters
         counters?.stats.latency.observe(nanoseconds: took)
         // Why only calls to the member's current address: moving a member ends the connection to its old one,
         // which fails the calls on it (CANCELLED, on our side); that says nothing about the member where it is.
-        guard members[name]?.peer == address else { return }
+        guard peer.isCurrent else { return }
         switch result {
         case .success:
             perform(health.callSucceeded(name))

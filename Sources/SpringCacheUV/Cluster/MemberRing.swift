@@ -54,6 +54,14 @@ public struct MemberRing {
         }
     }
 
+    /// The owner's index in `members` for the key's bytes, or nil when the ring is empty. Allocates nothing.
+    public func ownerIndex(of key: UnsafeRawBufferPointer) -> Int? {
+        switch storage {
+        case .rendezvous(let ring): return ring.owner(of: key)
+        case .springcache(let ring): return ring.owner(of: key)
+        }
+    }
+
     /// The owner's name for a key given as bytes.
     public func ownerName<Key: Collection>(of key: Key) -> String? where Key.Element == UInt8 {
         if let name = key.withContiguousStorageIfAvailable({ ownerName(of: UnsafeRawBufferPointer($0)) }) {

@@ -8,6 +8,12 @@ protocol PeerTransport: AnyObject {
     /// before this returns.
     func unary(peer: String, address: HostPort, path: String, message: UnsafeRawBufferPointer, timeoutMillis: Int,
                metadata: [(String, String)], completion: @escaping (GRPCResult) -> Void)
+    /// `unary` through `handle`, the transport's connection to `peer` that the caller keeps between calls (nil
+    /// at first; the transport fills it in and replaces it when it no longer serves `address`), so that a call
+    /// need not look the peer up by name (issue 11).
+    func unary(handle: inout AnyObject?, peer: String, address: HostPort, path: String,
+               message: UnsafeRawBufferPointer, timeoutMillis: Int, metadata: [(String, String)],
+               completion: @escaping (GRPCResult) -> Void)
     /// Lets go of what the transport holds for `peer` (it left, or its address changed); its calls in flight
     /// fail.
     func forget(_ peer: String)
@@ -15,6 +21,16 @@ protocol PeerTransport: AnyObject {
     func close()
     /// Each peer connection's counters, by peer name (for /metrics and /api/stats).
     var clientStats: [String: GRPCClientStats] { get }
+}
+
+extension PeerTransport {
+    /// A transport without handles looks the peer up on every call.
+    func unary(handle: inout AnyObject?, peer: String, address: HostPort, path: String,
+               message: UnsafeRawBufferPointer, timeoutMillis: Int, metadata: [(String, String)],
+               completion: @escaping (GRPCResult) -> Void) {
+        unary(peer: peer, address: address, path: path, message: message, timeoutMillis: timeoutMillis,
+              metadata: metadata, completion: completion)
+    }
 }
 
 /// The production `PeerTransport`: a `GRPCClient` per peer, made on its first call.
@@ -33,16 +49,32 @@ final class GRPCPeerTransport: PeerTransport {
 
     func unary(peer: String, address: HostPort, path: String, message: UnsafeRawBufferPointer, timeoutMillis: Int,
                metadata: [(String, String)], completion: @escaping (GRPCResult) -> Void) {
+        client(for: peer, at: address).unary(path: path, message: message, timeoutMillis: timeoutMillis,
+                                             metadata: metadata, completion: completion)
+    }
+
+    func unary(handle: inout AnyObject?, peer: String, address: HostPort, path: String,
+               message: UnsafeRawBufferPointer, timeoutMillis: Int, metadata: [(String, String)],
+               completion: @escaping (GRPCResult) -> Void) {
         let client: GRPCClient
-        if let known = clients[peer], known.target == address {
-            client = known
+        // A kept client serves while it is open and at the address: `forget` and `close` close it.
+        if let kept = handle as? GRPCClient, !kept.isClosed, kept.target == address {
+            client = kept
         } else {
-            clients[peer]?.close()
-            client = GRPCClient(loop: loop, target: address, settings: settings)
-            clients[peer] = client
+            client = self.client(for: peer, at: address)
+            handle = client
         }
         client.unary(path: path, message: message, timeoutMillis: timeoutMillis, metadata: metadata,
                      completion: completion)
+    }
+
+    /// The client of `peer` at `address`, made (and one at an old address closed) when needed.
+    private func client(for peer: String, at address: HostPort) -> GRPCClient {
+        if let known = clients[peer], known.target == address { return known }
+        clients[peer]?.close()
+        let client = GRPCClient(loop: loop, target: address, settings: settings)
+        clients[peer] = client
+        return client
     }
 
     func forget(_ peer: String) {

@@ -110,7 +110,8 @@ extension APIHandler {
 /// Why an object and not two captured flags and a `finish` closure: those were three allocations per remote
 /// hit (issue 11); this is one.
 class DeferredAnswer {
-    private let writer: ResponseWriter
+    /// nil only while a reused answer (`APIHandler.PendingRead`) is idle, so that it pins no connection.
+    private var writer: ResponseWriter?
     fileprivate var inside = true
     fileprivate var finishedInside = false
 
@@ -118,8 +119,20 @@ class DeferredAnswer {
         self.writer = writer
     }
 
+    /// Makes a finished answer the answer to a new request on `writer`.
+    func rearm(_ writer: ResponseWriter) {
+        self.writer = writer
+        inside = true
+        finishedInside = false
+    }
+
+    /// Lets go of the writer once the answer is finished (an idle reused answer).
+    func releaseWriter() {
+        writer = nil
+    }
+
     /// The answer is in the writer.
     func finish() {
-        if inside { finishedInside = true } else { writer.finishDeferred() }
+        if inside { finishedInside = true } else { writer?.finishDeferred() }
     }
 }

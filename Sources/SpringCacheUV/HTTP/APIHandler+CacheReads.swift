@@ -91,21 +91,33 @@ extension APIHandler {
     /// failed load 502/504.
     private func answerLoad(_ key: CacheKey, _ reply: Reply,
                             writeValue: @escaping (APIHandler, Reply, FoundValue) -> Int) -> HTTPHandling {
-        let pending = PendingRead(handler: self, key: key, reply: reply, writeValue: writeValue)
+        let pending: PendingRead
+        if let idle = pendingReads.take() {
+            idle.rearm(key: key, reply: reply, writeValue: writeValue)
+            pending = idle
+        } else {
+            pending = PendingRead(handler: self, key: key, reply: reply, writeValue: writeValue)
+        }
         return deferAnswer(pending) {
             // Captures one object and nothing else: such a closure costs no allocation of its own.
             group.get(key: key) { outcome in pending.landed(outcome) }
         }
     }
 
+    /// Answered reads kept for reuse. Why 256: one is in use per read waiting for a fetch or load, at most one
+    /// per HTTP connection; past that a read allocates its object, as before pooling.
+    static let pendingReadPoolLimit = 256
+
     /// A read waiting for its get to land: the deferred answer and what writing it needs, in one object
-    /// (issue 11: a remote hit's closure contexts and deferred-answer flags were one allocation each).
-    private final class PendingRead: DeferredAnswer {
+    /// (issue 11: a remote hit's closure contexts and deferred-answer flags were one allocation each). Reused
+    /// through `pendingReads` once answered and nothing else holds it (`ReusePool`).
+    final class PendingRead: DeferredAnswer {
         /// Unowned: a handler outlives the connections it answers (as the closures this replaced assumed).
         unowned let handler: APIHandler
-        let key: CacheKey
-        let reply: Reply
-        let writeValue: (APIHandler, Reply, FoundValue) -> Int
+        private var key: CacheKey
+        /// nil once answered: a second landing (a bug of the group) then writes nothing.
+        private var reply: Reply?
+        private var writeValue: (APIHandler, Reply, FoundValue) -> Int
 
         init(handler: APIHandler, key: CacheKey, reply: Reply,
              writeValue: @escaping (APIHandler, Reply, FoundValue) -> Int) {
@@ -116,7 +128,15 @@ extension APIHandler {
             super.init(reply.writer)
         }
 
+        func rearm(key: CacheKey, reply: Reply, writeValue: @escaping (APIHandler, Reply, FoundValue) -> Int) {
+            self.key = key
+            self.reply = reply
+            self.writeValue = writeValue
+            rearm(reply.writer)
+        }
+
         func landed(_ outcome: GetOutcome) {
+            guard let reply else { return }
             switch outcome {
             case .value(let value, let expiresAt, let etag, let stale):
                 let status = value.withUnsafeBytes {
@@ -130,6 +150,12 @@ extension APIHandler {
                 handler.text(reply, APIHandler.status(of: error), error.message)
             }
             finish()
+            // Idle, it pins neither the connection nor the key; `deferAnswer` may still read whether it finished.
+            self.reply = nil
+            key = CacheKey([])
+            writeValue = { _, _, _ in 0 }  // captures nothing: drops what the read's closure captured
+            releaseWriter()
+            handler.pendingReads.giveBack(self)
         }
     }
 

@@ -23,6 +23,8 @@ public final class APIHandler: HTTPHandler {
     var scratch: ByteBuffer
     /// Hits on values at least this large send the value from its entry (`APISettings.borrowedValueBytes`).
     let borrowedValueBytes: Int
+    /// Answered reads kept for reuse (`PendingRead`, `ReusePool`).
+    var pendingReads = ReusePool<PendingRead>(limit: APIHandler.pendingReadPoolLimit)
 
     /// The largest `expire` of springcache's /api/set, in minutes (3 days).
     static let maxExpireMinutes = 4320

@@ -243,6 +243,8 @@ public final class GRPCClient: GRPCClientSessionOwner {
     private var flushing: [GRPCClientConnection] = []
     private var backoffMillis: Int64 = 0
     private var closed = false
+    /// After `close()`: a caller that kept this client must not start calls on it.
+    public var isClosed: Bool { closed }
     private var address = sockaddr_storage()
     private var addressError: String?
 

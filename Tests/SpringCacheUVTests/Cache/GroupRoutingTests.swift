@@ -577,4 +577,42 @@ final class GroupRoutingTests: XCTestCase {
         XCTAssertEqual(router.calls, [])
         XCTAssertEqual(router.ownerLookups, [])
     }
+
+    // MARK: Reused fetch objects (issue 11)
+
+    func testALandedFetchObjectIsReusedOnceNothingHoldsIt() {
+        let group = makeGroup()
+        router.defaultOwner = ownerB
+        let outcomes = CacheTestOutcomes()
+        for i in 0..<10 {
+            group.get(key: CacheKey("k\(i)"), completion: outcomes.callback())
+            router.completeFetch("k\(i)", with: .value(b("v\(i)"), expiresAtMillis: 0))
+            // Without reuse every fetch would make an object and give it back: the pool would grow to 10.
+            XCTAssertEqual(group.idleFetchCalls, 1, "fetch \(i)")
+        }
+        XCTAssertEqual(outcomes.all.map(valueBytes), (0..<10).map { b("v\($0)") })
+    }
+
+    func testALateSecondAnswerNeverReachesTheFetchThatReusedItsObject() {
+        let group = makeGroup()
+        router.defaultOwner = ownerB
+        var first: [GetOutcome] = []
+        group.get(key: "k") { first.append($0) }
+        let firstAnswer = router.takeFetch("k")
+        firstAnswer(.value(b("one"), expiresAtMillis: 0))
+        XCTAssertEqual(first.map(valueBytes), [b("one")])
+
+        // The first fetch's completion is still held (by `firstAnswer`): its object must not be reused.
+        var second: [GetOutcome] = []
+        group.get(key: "k") { second.append($0) }
+        XCTAssertEqual(group.fetchesInFlight, 1)
+        firstAnswer(.value(b("late"), expiresAtMillis: 0))
+        XCTAssertEqual(second.count, 0, "a late answer of the first fetch reached the second")
+        XCTAssertEqual(first.count, 1, "a landed fetch answers once")
+        XCTAssertEqual(group.fetchesInFlight, 1)
+
+        router.completeFetch("k", with: .value(b("two"), expiresAtMillis: 0))
+        XCTAssertEqual(second.map(valueBytes), [b("two")])
+        XCTAssertEqual(group.fetchesInFlight, 0)
+    }
 }

@@ -95,6 +95,12 @@ final class CacheTestRouter: PeerRouter {
         Self.takeOldest(&pendingFetches, key, "fetch")(result)
     }
 
+    /// Takes the oldest pending fetch of `key` out of the queue and gives its completion to the test, which may
+    /// call it more than once (a router that answers twice, or late).
+    func takeFetch(_ key: String) -> (PeerFetchResult) -> Void {
+        Self.takeOldest(&pendingFetches, key, "fetch")
+    }
+
     /// Completes the oldest pending store of `key` with `result`.
     func completeStore(_ key: String, with result: PeerCallResult) {
         Self.takeOldest(&pendingStores, key, "store")(result)

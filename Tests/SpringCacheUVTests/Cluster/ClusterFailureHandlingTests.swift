@@ -263,4 +263,72 @@ final class ClusterFailureHandlingTests: XCTestCase {
         XCTAssertEqual(result, .failed("peer c: UNAVAILABLE: the cluster is closed"))
         XCTAssertEqual(f.scheduler.armedTimers, 0)
     }
+
+    // MARK: Reused call objects (issue 11)
+
+    private func answer(_ value: String) -> GRPCResult {
+        .success(GetResponse(value: Array(value.utf8)).encoded())
+    }
+
+    func testAFinishedCallObjectIsReusedOnceTheTransportLetsGoOfIt() {
+        let f = fixture()
+        let key = f.key(ownedBy: "b")
+        var results: [PeerFetchResult] = []
+        for i in 0..<10 {
+            f.cluster.fetch(from: PeerID("b"), group: "scores", key: key) { results.append($0) }
+            f.transport.complete("b", with: answer("v\(i)"))
+            // Without reuse every call would make an object and give it back: the pool would grow to 10.
+            XCTAssertEqual(f.cluster.idleStartedCalls, 1, "call \(i)")
+        }
+        XCTAssertEqual(results, (0..<10).map { .value(Array("v\($0)".utf8), expiresAtMillis: 0) })
+    }
+
+    func testALateSecondCompletionNeverReachesTheCallThatReusedItsObject() {
+        let f = fixture()
+        let key = f.key(ownedBy: "b")
+        var first: [PeerFetchResult] = []
+        f.cluster.fetch(from: PeerID("b"), group: "scores", key: key) { first.append($0) }
+        // A transport that keeps the completion after running it (it may run it again, late).
+        let firstCompletion = f.transport.pending(to: "b")[0].completion
+        f.transport.complete("b", with: answer("one"))
+        XCTAssertEqual(first, [.value(Array("one".utf8), expiresAtMillis: 0)])
+
+        var second: [PeerFetchResult] = []
+        f.cluster.fetch(from: PeerID("b"), group: "scores", key: key) { second.append($0) }
+        firstCompletion(answer("late"))
+        XCTAssertEqual(second, [], "a late completion of the first call reached the second")
+        XCTAssertEqual(first.count, 1, "a finished call completes once")
+        XCTAssertEqual(f.cluster.stats.callLatency.count, 1, "a late completion is not counted again")
+
+        f.transport.complete("b", with: answer("two"))
+        XCTAssertEqual(second, [.value(Array("two".utf8), expiresAtMillis: 0)])
+    }
+
+    // MARK: The owner's record handed out by owner(of:) (issue 11)
+
+    func testAnOwnerLookedUpBeforeItsMemberLeftIsNotCalledAfter() {
+        let f = fixture()
+        let key = f.key(ownedBy: "b")
+        let owner = f.cluster.owner(of: key)!
+        XCTAssertNotNil(owner.route, "the ring hands out b's record")
+        f.cluster.remove(name: "b")
+        var results: [PeerFetchResult] = []
+        f.cluster.fetch(from: owner, group: "scores", key: key) { results.append($0) }
+        f.scheduler.runDue()
+        XCTAssertEqual(results, [.failed("peer b: UNAVAILABLE: peer b has no known address")])
+        XCTAssertTrue(f.transport.started.isEmpty, "the departed member's record was used")
+    }
+
+    func testAnOwnerLookedUpBeforeItsMemberMovedIsCalledAtTheNewAddress() {
+        let f = fixture()
+        let key = f.key(ownedBy: "b")
+        let owner = f.cluster.owner(of: key)!
+        let moved = Member(name: "b", peer: HostPort(host: "10.0.0.9", port: 9002))
+        f.cluster.upsert(moved)
+        f.cluster.fetch(from: owner, group: "scores", key: key) { _ in }
+        XCTAssertEqual(f.transport.pending(to: "b").map(\.address), [moved.peer!])
+        f.transport.complete("b", with: refused)
+        XCTAssertEqual(f.cluster.down, ["b"], "a failure at the new address counts")
+        XCTAssertEqual(f.cluster.perPeer["b"]?.calls, 1)
+    }
 }
