@@ -266,6 +266,8 @@ final class GRPCServerSession: HTTP2Session {
     /// Streams whose request completed during the current read, with their generation; dispatched after
     /// `mem_recv` returns, so the handler never runs inside an nghttp2 callback.
     private var ready: [(stream: GRPCServerStream, generation: UInt32)] = []
+    /// `ready` of the read being dispatched (`didProcessInput`), kept with its capacity.
+    private var dispatching: [(stream: GRPCServerStream, generation: UInt32)] = []
     /// Closed streams kept for reuse (`GRPCServerStream.reuse`), at most `maxPooledStreams`.
     private var pool: [GRPCServerStream] = []
     /// Most closed streams a session keeps for reuse. Why a bound: each keeps its buffers (up to
@@ -538,9 +540,11 @@ final class GRPCServerSession: HTTP2Session {
 
     override func didProcessInput() {
         guard !ready.isEmpty else { return }
-        let batch = ready
-        ready.removeAll(keepingCapacity: true)
-        for (stream, generation) in batch {
+        // Why a swap with a second kept array rather than `let batch = ready; ready.removeAll(…)`: that copy
+        // shares the buffer, so emptying `ready` allocated a new one on every read that completed a request.
+        swap(&ready, &dispatching)
+        defer { dispatching.removeAll(keepingCapacity: true) }
+        for (stream, generation) in dispatching {
             // The generation check: a stream that completed, was reset and was reused for a new stream in
             // the same read is still in `streams`, under its new id; the old entry must not dispatch it.
             guard stream.generation == generation, !stream.answered, !isClosed, streams[stream.id] === stream,
