@@ -189,13 +189,31 @@ final class GRPCClientCall: DeadlineTracked {
 /// iteration leaves in one write, and the answers that arrive in one read complete in one pass
 /// (`runCompletions` after nghttp2 returns).
 ///
-/// Why no batching rpc (`GetMany`): with the coalescing above, N Gets already cost one write and one read
-/// each way; what a batch would still save is nghttp2's per-stream work (HPACK-indexed HEADERS of some 20
-/// bytes, a stream object, now from the session's free lists), which callgrind puts at a minor share of
-/// a remote hit's instructions (most go to the HTTP/1.1 side, the group and the syscalls). Against that a
-/// batch completes at its slowest key (one origin load holds back every hit in it), needs a new message and
-/// a fallback for springcache peers (they answer UNIMPLEMENTED), and breaks per-key deadlines and
-/// cancellation. So plain HTTP/2 multiplexing it is, until a measurement says otherwise.
+/// Why no batching rpc (`GetMany`), re-decided with the numbers of issue 11 (`make bench-peercost`, per remote
+/// hit of a small value; nghttp2's part from its `--profile` callgrind output): nghttp2 is ≈ 10.4k of 39.9k
+/// instructions on the asking node (26 %; ≈ 14 % when this was first decided) and ≈ 12.2k of 26.7k on the
+/// owner (46 %, since the owner's own per-call work went down to no allocation). Almost all of it is per
+/// stream, not per byte: HPACK of the request's 9 and the answer's 3 + 1 header fields, nghttp2's checks of
+/// each received field, stream open and close, one DATA frame and one trailers frame.
+///
+/// What a GetMany would save at most: with b keys per batch, (1 − 1/b) of that per-stream work on both nodes,
+/// i.e. ≈ 11.3k of 66.6k instructions per remote hit (17 %) at b = 2 and ≈ 19.8k (30 %) at b = 8, plus a
+/// little of our own per-call work (stream and call objects are pooled already). Nothing at b = 1, which is
+/// what a lightly loaded node sees: a batch can only hold the distinct keys for one peer that arise in one
+/// loop turn.
+///
+/// What it would cost: a batch completes at its slowest key (one origin load on the owner holds back every
+/// hit in it, where multiplexed streams answer each as it is ready); per-key deadlines and cancellation
+/// become one deadline for the batch (or per-key bookkeeping inside one stream, which gRPC does not give us);
+/// a new message and method, with a fallback to Get when a peer answers UNIMPLEMENTED (every springcache node
+/// does), remembered per peer; and a second code path for the same answer on both sides.
+///
+/// Decision: not built yet. The bound is now large enough to matter, but it depends on b, which has not been
+/// measured under load; measure calls per flush on the asking node (`GRPCClientStats` calls against
+/// `outputBatches`) in `make bench-cluster` first. A cheaper cut on the owner is
+/// `nghttp2_option_set_no_http_messaging` on the server session (tried, not kept: 26,657 → 24,097 owner
+/// instructions per remote hit, −10 %), at the price of making nghttp2's HTTP checks of every request field
+/// (pseudo-headers, field characters, content-length) ourselves. Until then, plain HTTP/2 multiplexing.
 public final class GRPCClient: GRPCClientSessionOwner {
     public let loop: EventLoop
     public let target: HostPort

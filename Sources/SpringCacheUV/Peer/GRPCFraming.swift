@@ -52,8 +52,9 @@ enum GRPCFramingFailure: Equatable {
 struct GRPCMessageDecoder {
     let maxMessageBytes: Int
     let maxMessages: Int
-    /// Whether the peer sent a `grpc-encoding` other than `identity`: decides how a set flag is reported.
-    let encodingDeclared: Bool
+    /// Whether the peer sent a `grpc-encoding` other than `identity`: decides how a set flag is reported
+    /// (a server sets it again for each stream that reuses the decoder).
+    var encodingDeclared: Bool
 
     /// The first complete message, and any after it: kept apart so that a unary stream's one message costs
     /// no array of arrays (an allocation per call on the peer path).

@@ -97,18 +97,28 @@ public protocol GRPCServiceHandler: AnyObject {
     /// `call.respond(message:)` or `call.fail(status:message:)`. If the stream is reset, the connection
     /// closes, or the deadline passes first, the answer is dropped (`call.isCancelled` becomes true).
     func handle(_ call: GRPCServerCall)
+    /// The `:path`s the handler serves. Optional: a request for one of them reuses this String instead of
+    /// making one from the header's bytes (an allocation per call for paths over 15 bytes).
+    var methodPaths: [String] { get }
+}
+
+extension GRPCServiceHandler {
+    public var methodPaths: [String] { [] }
 }
 
 /// One unary call as the handler sees it: what was asked, and the one way to answer it.
+///
+/// Reused by its stream for a later request once the handler and everyone else let go of it (the session
+/// checks it is uniquely referenced): a handler that keeps a call keeps it for itself.
 public final class GRPCServerCall: DeadlineTracked {
     /// The HTTP/2 `:path`, e.g. `/springcachepb.SpringCache/Get`.
-    public let path: String
+    public private(set) var path: String
     /// The request message (without the 5-byte prefix).
-    public let message: [UInt8]
+    public private(set) var message: [UInt8]
     /// When the client stops waiting (loop clock, unix ms), from `grpc-timeout`; nil if none was sent.
-    public let deadlineMillis: Int64?
+    public private(set) var deadlineMillis: Int64?
     /// The `authorization` header, if any (e.g. `Bearer …`).
-    public let authorization: String?
+    public private(set) var authorization: String?
     /// True once the answer can no longer be delivered: stream reset, connection closed, deadline passed.
     public private(set) var isCancelled = false
     /// True once `respond` or `fail` was called (or the deadline answered for the handler).
@@ -135,10 +145,34 @@ public final class GRPCServerCall: DeadlineTracked {
         self.context = context
     }
 
+    /// Makes a finished call, held by its stream alone, the call of a new request.
+    func reuse(path: String, message: [UInt8], deadlineMillis: Int64?, authorization: String?,
+               stream: GRPCServerStream) {
+        precondition(self.stream == nil && deadlineSlot == -1 && onCancel == nil, "a call reused before it was over")
+        self.path = path
+        self.message = message
+        self.deadlineMillis = deadlineMillis
+        self.authorization = authorization
+        self.stream = stream
+        isCancelled = false
+        isAnswered = false
+    }
+
+    /// Lets go of the request message (its buffer goes back to the stream's decoder).
+    func clearMessage() {
+        message = []
+    }
+
     /// Answers with one response message and status OK.
     public func respond(message: [UInt8]) {
+        respond { $0.append(message) }
+    }
+
+    /// Answers with status OK and the message `encode` writes into the buffer it is given: the stream's own
+    /// answer buffer, so an answer built from borrowed bytes (a cached value) is copied once, not twice.
+    public func respond(encoding encode: (inout ByteBuffer) -> Void) {
         guard let stream = claimAnswer() else { return }
-        stream.session.respond(stream, message: message)
+        stream.session.respond(stream, encode: encode)
     }
 
     /// Answers with a non-OK status; `message` is sent percent-encoded in `grpc-message`.

@@ -22,6 +22,10 @@ final class GRPCServerContext {
     /// Asks the driver to call `runDeferredWork` soon (production: the next loop iteration).
     var wakeDriver: (() -> Void)?
 
+    /// The handler's method paths (`GRPCServiceHandler.methodPaths`) as bytes: a request's `:path` that is
+    /// one of them gets the handler's own string, so it costs no String per call.
+    private let knownPaths: [(bytes: [UInt8], path: String)]
+
     private let scheduler: Scheduler
     /// Calls in the handler's hands with a deadline; made on the first one, so a server that never starts
     /// holds no timer.
@@ -37,6 +41,13 @@ final class GRPCServerContext {
         clock = scheduler.clock
         self.buffers = buffers
         buffers.maxQueuedOutputBytes = settings.maxBufferBytes
+        knownPaths = handler.methodPaths.map { (Array($0.utf8), $0) }
+    }
+
+    /// A request's `:path` as a String: one of `knownPaths` shared, any other made from the bytes.
+    func path(_ bytes: UnsafeRawBufferPointer) -> String {
+        for known in knownPaths where known.bytes.withUnsafeBytes({ bytes.equals($0) }) { return known.path }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     deinit {
@@ -140,9 +151,17 @@ final class GRPCServerContext {
 
 /// One request stream on a server session: its headers as they arrive, its message being reassembled,
 /// and, once dispatched, its call and its answer.
+///
+/// Reused: a closed stream goes back to its session's pool (`GRPCServerSession.maxPooledStreams`) with its
+/// request buffer (`spareDecoder`), its answer buffer (`response`) and its last call (`spareCall`), so a
+/// served Get allocates none of them. `generation` tells one use from the next.
 final class GRPCServerStream {
-    let id: Int32
+    private(set) var id: Int32
     unowned let session: GRPCServerSession
+    /// Bumped each time the object is taken from the pool for a new stream. Whatever names a stream for
+    /// later (`GRPCServerSession.ready`) keeps the generation it saw: a stream closed and reused within one
+    /// read must not be mistaken for the one that completed.
+    private(set) var generation: UInt32 = 0
     var path = ""
     var isPost = false
     var contentTypeOK = false
@@ -152,14 +171,18 @@ final class GRPCServerStream {
     /// Whether `authorization` carried the peer token (checked on the raw bytes as the header arrives).
     var authorized = false
     /// When the stream's HEADERS arrived, and when it must be over (`streamTimeoutMillis`).
-    let endsAtMillis: Int64
+    private(set) var endsAtMillis: Int64
     /// Bytes charged to this stream against the connection's and the process's buffer bounds.
     var held = 0
     /// The stream outlived `streamTimeoutMillis` and was ended; what it held is gone.
     var timedOut = false
     var encodingDeclared = false
     var deadlineMillis: Int64?
+    /// Set while the request's message is being received; nil before its headers are checked and after.
     var decoder: GRPCMessageDecoder?
+    /// The decoder of an earlier request on this object, kept for its message buffer
+    /// (`GRPCMessageDecoder.restart` keeps a buffer of up to `keptBufferBytes`).
+    var spareDecoder: GRPCMessageDecoder?
     /// The client sent END_STREAM.
     var remoteClosed = false
     /// An answer (response or status) was submitted; later input on the stream is ignored.
@@ -167,14 +190,70 @@ final class GRPCServerStream {
     /// Answered before the client finished sending: reset (NO_ERROR) once our END_STREAM is out.
     var resetAfterAnswer = false
     var call: GRPCServerCall?
+    /// The call last made for this object, reused for the next request when nobody else holds it.
+    var spareCall: GRPCServerCall?
     /// The response message being sent by the data provider, and how much of prefix + message went out.
-    var response: [UInt8] = []
+    var response = ByteBuffer(capacity: GRPCServerStream.keptAnswerBytes)
     var responseOffset = 0
+
+    /// Largest answer buffer a stream keeps once its answer is out. Why this small: every pooled stream
+    /// keeps one, so a burst of large answers must not stay pinned; a Get of a small value fits.
+    static let keptAnswerBytes = 1 << 10
 
     init(id: Int32, session: GRPCServerSession, endsAtMillis: Int64) {
         self.id = id
         self.session = session
         self.endsAtMillis = endsAtMillis
+    }
+
+    /// Makes a closed stream taken from the pool the new stream `id`: every per-stream field starts over,
+    /// the kept buffers stay.
+    func reuse(id: Int32, endsAtMillis: Int64) {
+        precondition(call == nil && held == 0, "a stream reused before it was finished")
+        generation &+= 1
+        self.id = id
+        self.endsAtMillis = endsAtMillis
+        path = ""
+        isPost = false
+        contentTypeOK = false
+        timeoutMillis = nil
+        timeoutMalformed = false
+        authorization = nil
+        authorized = false
+        timedOut = false
+        encodingDeclared = false
+        deadlineMillis = nil
+        decoder = nil
+        remoteClosed = false
+        answered = false
+        resetAfterAnswer = false
+        dropResponse()
+        // The last call's message shares its buffer with `spareDecoder`; let go of it first so that the
+        // decoder's restart finds the buffer unshared. A call someone still holds is not reused.
+        if spareCall != nil {
+            if isKnownUniquelyReferenced(&spareCall) { spareCall!.clearMessage() } else { spareCall = nil }
+        }
+    }
+
+    /// Forgets the answer, and gives back its buffer if a large answer made it grow.
+    func dropResponse() {
+        response.count = 0
+        responseOffset = 0
+        if response.capacity > GRPCServerStream.keptAnswerBytes {
+            response.shrink(to: GRPCServerStream.keptAnswerBytes)
+        }
+    }
+
+    /// A decoder for this stream's request message: the spare one restarted (its buffer kept), else a new one.
+    func makeDecoder(maxMessageBytes: Int) -> GRPCMessageDecoder {
+        if var decoder = spareDecoder, decoder.maxMessageBytes == maxMessageBytes {
+            spareDecoder = nil
+            decoder.restart()
+            decoder.encodingDeclared = encodingDeclared
+            return decoder
+        }
+        return GRPCMessageDecoder(maxMessageBytes: maxMessageBytes, maxMessages: 1,
+                                  encodingDeclared: encodingDeclared)
     }
 }
 
@@ -184,9 +263,17 @@ final class GRPCServerStream {
 final class GRPCServerSession: HTTP2Session {
     unowned let context: GRPCServerContext
     private var streams: [Int32: GRPCServerStream] = [:]
-    /// Streams whose request completed during the current read; dispatched after `mem_recv` returns, so
-    /// the handler never runs inside an nghttp2 callback.
-    private var ready: [GRPCServerStream] = []
+    /// Streams whose request completed during the current read, with their generation; dispatched after
+    /// `mem_recv` returns, so the handler never runs inside an nghttp2 callback.
+    private var ready: [(stream: GRPCServerStream, generation: UInt32)] = []
+    /// `ready` of the read being dispatched (`didProcessInput`), kept with its capacity.
+    private var dispatching: [(stream: GRPCServerStream, generation: UInt32)] = []
+    /// Closed streams kept for reuse (`GRPCServerStream.reuse`), at most `maxPooledStreams`.
+    private var pool: [GRPCServerStream] = []
+    /// Most closed streams a session keeps for reuse. Why a bound: each keeps its buffers (up to
+    /// `GRPCServerStream.keptAnswerBytes` and `GRPCMessageDecoder.keptBufferBytes`), so a burst of
+    /// concurrent streams must not stay pinned; a peer's usual concurrency fits.
+    static let maxPooledStreams = 64
     /// Bytes held by this session's streams (see `GRPCServerSettings.maxConnectionBufferBytes`).
     private(set) var held = 0
     let acceptedAtMillis: Int64
@@ -197,6 +284,8 @@ final class GRPCServerSession: HTTP2Session {
 
     /// Streams open now (tests, reports).
     var openStreams: Int { streams.count }
+    /// Closed streams kept for reuse (tests).
+    var pooledStreams: Int { pool.count }
 
     init(context: GRPCServerContext) {
         self.context = context
@@ -251,7 +340,7 @@ final class GRPCServerSession: HTTP2Session {
                     + "(limit \(s.maxConnectionBufferBytes)), all peers "
                     + "\(context.heldBytes + context.buffers.queuedOutputBytes) (limit \(s.maxBufferBytes))")
         stream.decoder = nil
-        stream.response = []
+        stream.dropResponse()
         release(stream)
         sendStatus(stream, status: .resourceExhausted,
                    message: "the server's buffers for unfinished requests and unsent answers are full; retry later")
@@ -306,7 +395,7 @@ final class GRPCServerSession: HTTP2Session {
         reportAbuse(.streamTimeout, "stream \(stream.id) still open after \(context.settings.streamTimeoutMillis) ms "
                     + (stream.answered ? "(its answer not taken)" : "(not answered)"))
         stream.decoder = nil
-        stream.response = []
+        stream.dropResponse()
         release(stream)
         if let call = stream.call {
             call.expire()
@@ -325,7 +414,12 @@ final class GRPCServerSession: HTTP2Session {
         let f = frame.pointee
         guard f.hd.type == UInt8(NGHTTP2_HEADERS.rawValue), f.headers.cat == NGHTTP2_HCAT_REQUEST else { return 0 }
         let endsAt = context.clock.nowMillis + context.settings.streamTimeoutMillis
-        streams[f.hd.stream_id] = GRPCServerStream(id: f.hd.stream_id, session: self, endsAtMillis: endsAt)
+        if let stream = pool.popLast() {
+            stream.reuse(id: f.hd.stream_id, endsAtMillis: endsAt)
+            streams[f.hd.stream_id] = stream
+        } else {
+            streams[f.hd.stream_id] = GRPCServerStream(id: f.hd.stream_id, session: self, endsAtMillis: endsAt)
+        }
         return 0
     }
 
@@ -336,7 +430,7 @@ final class GRPCServerSession: HTTP2Session {
         guard f.hd.type == UInt8(NGHTTP2_HEADERS.rawValue), f.headers.cat == NGHTTP2_HCAT_REQUEST,
               let stream = streams[f.hd.stream_id] else { return 0 }
         if name.equals(":path") {
-            stream.path = String(decoding: value, as: UTF8.self)
+            stream.path = context.path(value)
         } else if name.equals(":method") {
             stream.isPost = value.equals("POST")
         } else if name.equals("content-type") {
@@ -413,8 +507,7 @@ final class GRPCServerSession: HTTP2Session {
             // A deadline on every call, sent or not: the stream's own lifetime bound.
             stream.deadlineMillis = stream.endsAtMillis
         }
-        stream.decoder = GRPCMessageDecoder(maxMessageBytes: context.settings.maxMessageBytes, maxMessages: 1,
-                                            encodingDeclared: stream.encodingDeclared)
+        stream.decoder = stream.makeDecoder(maxMessageBytes: context.settings.maxMessageBytes)
     }
 
     override func didReceiveData(streamID: Int32, _ data: UnsafeRawBufferPointer) -> Int32 {
@@ -441,19 +534,33 @@ final class GRPCServerSession: HTTP2Session {
             // statuscodes.md: request cardinality violation → UNIMPLEMENTED.
             sendStatus(stream, status: .unimplemented, message: "unary call ended without a request message")
         } else {
-            ready.append(stream)
+            ready.append((stream, stream.generation))
         }
     }
 
     override func didProcessInput() {
         guard !ready.isEmpty else { return }
-        let batch = ready
-        ready.removeAll(keepingCapacity: true)
-        for stream in batch where !stream.answered && !isClosed && streams[stream.id] === stream {
-            guard let message = stream.decoder?.firstMessage else { continue }
+        // Why a swap with a second kept array rather than `let batch = ready; ready.removeAll(…)`: that copy
+        // shares the buffer, so emptying `ready` allocated a new one on every read that completed a request.
+        swap(&ready, &dispatching)
+        defer { dispatching.removeAll(keepingCapacity: true) }
+        for (stream, generation) in dispatching {
+            // The generation check: a stream that completed, was reset and was reused for a new stream in
+            // the same read is still in `streams`, under its new id; the old entry must not dispatch it.
+            guard stream.generation == generation, !stream.answered, !isClosed, streams[stream.id] === stream,
+                  let message = stream.decoder?.firstMessage else { continue }
+            stream.spareDecoder = stream.decoder
             stream.decoder = nil
-            let call = GRPCServerCall(path: stream.path, message: message, deadlineMillis: stream.deadlineMillis,
+            let call: GRPCServerCall
+            if stream.spareCall != nil && isKnownUniquelyReferenced(&stream.spareCall) {
+                call = stream.spareCall!
+                call.reuse(path: stream.path, message: message, deadlineMillis: stream.deadlineMillis,
+                           authorization: stream.authorization, stream: stream)
+            } else {
+                call = GRPCServerCall(path: stream.path, message: message, deadlineMillis: stream.deadlineMillis,
                                       authorization: stream.authorization, stream: stream, context: context)
+                stream.spareCall = call
+            }
             stream.call = call
             context.dispatch(call)
         }
@@ -470,58 +577,67 @@ final class GRPCServerSession: HTTP2Session {
 
     override func didCloseStream(_ streamID: Int32, errorCode: UInt32) -> Int32 {
         guard let stream = streams.removeValue(forKey: streamID) else { return 0 }
-        stream.response = []
+        stream.dropResponse()
         release(stream)
         // Inside nghttp2's callback: the call is marked cancelled now, its `onCancel` runs later (deferred).
         stream.call?.cancel()
+        if pool.count < GRPCServerSession.maxPooledStreams { pool.append(stream) }
         return 0
     }
 
     // MARK: answers
 
     /// HEADERS (:status 200), one DATA message through the data provider, then trailers with status OK.
-    func respond(_ stream: GRPCServerStream, message: [UInt8]) {
+    /// `encode` writes the response message into the stream's own answer buffer (kept with the stream), so
+    /// the answer is not built elsewhere and copied in.
+    func respond(_ stream: GRPCServerStream, encode: (inout ByteBuffer) -> Void) {
         guard !stream.answered, !isClosed, let session else { return }
-        if message.count > context.settings.maxMessageBytes {
+        stream.dropResponse()
+        encode(&stream.response)
+        let size = stream.response.count
+        if size > context.settings.maxMessageBytes {
+            stream.dropResponse()
             sendStatus(stream, status: .resourceExhausted,
-                       message: "response of \(message.count) bytes exceeds the limit of "
+                       message: "response of \(size) bytes exceeds the limit of "
                        + "\(context.settings.maxMessageBytes) bytes")
             return
         }
         // The request message is done with; the answer is held until the peer's window lets it out.
         release(stream)
-        guard hold(5 + message.count, for: stream) else {
-            refuseForBuffers(stream, what: "answer", bytes: 5 + message.count)
+        guard hold(5 + size, for: stream) else {
+            refuseForBuffers(stream, what: "answer", bytes: 5 + size)
             return
         }
         stream.answered = true
-        stream.response = message
-        stream.responseOffset = 0
-        let h = context.headers
-        h.reset()
-        h.add(":status", "200")
-        h.add("content-type", "application/grpc")
-        h.add("grpc-accept-encoding", "identity")
         var provider = HTTP2Session.dataProvider
-        let rv = h.withNV { nv, count in nghttp2_submit_response(session, stream.id, nv, count, &provider) }
+        let rv = GRPCServerSession.responseHeaders.withUnsafeBufferPointer { nv in
+            nghttp2_submit_response(session, stream.id, nv.baseAddress, nv.count, &provider)
+        }
         if rv == 0 { context.countAnswer(.ok) }
         requestFlush()
     }
+
+    /// The HEADERS of every OK answer, and the trailers after its message. Static, and submitted with
+    /// NGHTTP2_NV_FLAG_NO_COPY_NAME/VALUE: nghttp2 points at these bytes instead of copying them per stream.
+    private static let responseHeaders = [HTTP2HeaderBlock.staticField(":status", "200"),
+                                          HTTP2HeaderBlock.staticField("content-type", "application/grpc"),
+                                          HTTP2HeaderBlock.staticField("grpc-accept-encoding", "identity")]
+    private static let okTrailers = [HTTP2HeaderBlock.staticField("grpc-status", "0")]
 
     override func readBody(streamID: Int32, into buffer: UnsafeMutablePointer<UInt8>, length: Int,
                            flags: UnsafeMutablePointer<UInt32>) -> Int {
         guard let stream = streams[streamID], !stream.timedOut, let session else {
             return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
         }
-        let n = copyGRPCMessage(stream.response, from: &stream.responseOffset, into: buffer, length: length)
+        let n = copyGRPCMessage(stream.response.readable, from: &stream.responseOffset, into: buffer,
+                                length: length)
         release(stream, n)
         if stream.responseOffset == 5 + stream.response.count {
-            stream.response = []
+            stream.dropResponse()
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue | NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
-            let h = context.headers
-            h.reset()
-            h.add("grpc-status", "0")
-            _ = h.withNV { nv, count in nghttp2_submit_trailer(session, streamID, nv, count) }
+            _ = GRPCServerSession.okTrailers.withUnsafeBufferPointer { nv in
+                nghttp2_submit_trailer(session, streamID, nv.baseAddress, nv.count)
+            }
         }
         return n
     }
@@ -574,6 +690,7 @@ final class GRPCServerSession: HTTP2Session {
         let open = streams
         streams.removeAll()
         ready.removeAll()
+        pool.removeAll()
         for stream in open.values { stream.call?.cancel() }
     }
 }

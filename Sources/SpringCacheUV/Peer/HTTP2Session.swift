@@ -452,6 +452,16 @@ final class HTTP2HeaderBlock {
         spans.append((nameAt, name.count, valueAt, value.count))
     }
 
+    /// A header field whose name and value live for the whole process (a `StaticString`), to submit with
+    /// NGHTTP2_NV_FLAG_NO_COPY_NAME/VALUE: nghttp2 keeps pointing at these bytes instead of copying them
+    /// (nghttp2_submit_request's contract: they must outlive the frame). The name must be lower case.
+    static func staticField(_ name: StaticString, _ value: StaticString) -> nghttp2_nv {
+        nghttp2_nv(name: UnsafeMutablePointer(mutating: name.utf8Start),
+                   value: UnsafeMutablePointer(mutating: value.utf8Start),
+                   namelen: name.utf8CodeUnitCount, valuelen: value.utf8CodeUnitCount,
+                   flags: UInt8(NGHTTP2_NV_FLAG_NO_COPY_NAME.rawValue | NGHTTP2_NV_FLAG_NO_COPY_VALUE.rawValue))
+    }
+
     /// Calls `body` with the fields as an `nghttp2_nv` array valid only during the call.
     func withNV<R>(_ body: (UnsafePointer<nghttp2_nv>, Int) -> R) -> R {
         withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: max(spans.count, 1)) { nv in
@@ -470,6 +480,12 @@ final class HTTP2HeaderBlock {
 /// Both sides send one message per stream through it (the server its answer, the client its request).
 func copyGRPCMessage(_ message: [UInt8], from offset: inout Int, into buffer: UnsafeMutablePointer<UInt8>,
                      length: Int) -> Int {
+    message.withUnsafeBytes { copyGRPCMessage($0, from: &offset, into: buffer, length: length) }
+}
+
+/// `copyGRPCMessage` for a message held elsewhere (the server's answer buffer, `GRPCServerStream.response`).
+func copyGRPCMessage(_ message: UnsafeRawBufferPointer, from offset: inout Int,
+                     into buffer: UnsafeMutablePointer<UInt8>, length: Int) -> Int {
     let total = 5 + message.count
     let n = min(length, total - offset)
     var out = 0
@@ -480,9 +496,7 @@ func copyGRPCMessage(_ message: [UInt8], from offset: inout Int, into buffer: Un
     }
     if out < n {
         let count = n - out
-        message.withUnsafeBufferPointer { src in
-            (buffer + out).update(from: src.baseAddress! + (offset - 5), count: count)
-        }
+        UnsafeMutableRawPointer(buffer + out).copyMemory(from: message.baseAddress! + (offset - 5), byteCount: count)
         offset += count
     }
     return n

@@ -16,8 +16,12 @@ public final class PeerService: GRPCServiceHandler {
     let clock: Clock
     /// Largest value a peer may Set (`--max-body-bytes`, the same bound the API applies).
     let maxValueBytes: Int
-    /// Where a Get's answer is encoded before it is copied into the answer (`encoded()` would allocate twice).
-    private var responseScratch = ByteBuffer(capacity: 256)
+    /// The group's name as bytes, compared with a Get's group field without making a String of it.
+    private let groupNameBytes: [UInt8]
+
+    public var methodPaths: [String] {
+        [PeerService.getPath, PeerService.setPath, PeerService.deletePath, PeerService.invalidatePath]
+    }
 
     /// The peer token (`--peer-token-file`) is checked by the transport (`GRPCServerSettings.peerToken`)
     /// as soon as a request's headers arrive, before its message is read.
@@ -25,6 +29,7 @@ public final class PeerService: GRPCServiceHandler {
         self.group = group
         self.clock = clock
         self.maxValueBytes = maxValueBytes
+        groupNameBytes = Array(group.name.utf8)
     }
 
     public func handle(_ call: GRPCServerCall) {
@@ -50,6 +55,7 @@ public final class PeerService: GRPCServiceHandler {
     }
 
     private func get(_ call: GRPCServerCall) throws {
+        if answerFreshHit(call) { return }
         let request = try GetRequest.decode(call.message)
         guard checkGroup(request.group, call) else { return }
         // The probe of a dropped peer asks for the empty key: answer at once, never load it.
@@ -61,9 +67,7 @@ public final class PeerService: GRPCServiceHandler {
             guard !call.isCancelled else { return }
             switch outcome {
             case .value(let value, let expiresAt, _, _):
-                self.responseScratch.count = 0
-                GetResponse(value: value, expireMillis: expiresAt).encode(into: &self.responseScratch)
-                call.respond(message: Array(self.responseScratch.readable))
+                call.respond { GetResponse(value: value, expireMillis: expiresAt).encode(into: &$0) }
             case .notFound:
                 call.fail(status: .notFound, message: "key \"\(request.key)\" not found in group \"\(request.group)\"")
             case .failure(let error):
@@ -73,6 +77,47 @@ public final class PeerService: GRPCServiceHandler {
                 }
             }
         }
+    }
+
+    /// The owner's hot path, no allocation: a Get of this group for a key with a fresh value is answered
+    /// straight from the cache (`Group.withFreshValue`), the value encoded once, into the stream's answer
+    /// buffer. False when it is anything else (a miss, a stale or negative entry, another group, a message
+    /// that does not parse): `get` then decodes the request and goes through `Group.get`, which says why.
+    private func answerFreshHit(_ call: GRPCServerCall) -> Bool {
+        call.message.withUnsafeBytes { message in
+            guard let (groupName, key) = PeerService.groupAndKey(message), !key.isEmpty,
+                  groupNameBytes.withUnsafeBytes({ groupName.equals($0) }) else { return false }
+            return group.withFreshValue(forKey: key) { view in
+                call.respond { buffer in
+                    buffer.reserve(ProtoWriter.sizeOfBytesField(1, count: view.value.count)
+                                   + ProtoWriter.sizeOfVarintField(2, UInt64(bitPattern: view.expiresAtMillis)))
+                    ProtoWriter.appendBytesField(1, view.value, to: &buffer)
+                    ProtoWriter.appendVarintField(2, UInt64(bitPattern: view.expiresAtMillis), to: &buffer)
+                }
+                return true
+            } ?? false
+        }
+    }
+
+    /// The group and key fields of a GetRequest as views into `message` (a field repeated: the last wins,
+    /// as in `GetRequest.decode`); nil if the message does not parse.
+    static func groupAndKey(_ message: UnsafeRawBufferPointer) -> (UnsafeRawBufferPointer, UnsafeRawBufferPointer)? {
+        var reader = ProtoReader(message)
+        var group = UnsafeRawBufferPointer(start: nil, count: 0)
+        var key = group
+        do {
+            while let (field, wireType) = try reader.nextTag() {
+                switch (field, wireType) {
+                case (1, .lengthDelimited): group = try reader.readLengthDelimited()
+                case (2, .lengthDelimited): key = try reader.readLengthDelimited()
+                case (1, _), (2, _): return nil
+                default: try reader.skip(wireType)
+                }
+            }
+        } catch {
+            return nil
+        }
+        return (group, key)
     }
 
     /// What a Set's `expire` (absolute, unix seconds) asks for.

@@ -438,4 +438,88 @@ final class HTTP2SessionTests: XCTestCase {
         XCTAssertEqual(context.heldBytes, 0)
         XCTAssertFalse(session.isAuthenticated)
     }
+
+    // MARK: pooled streams and calls
+
+    /// A stream whose request completed, was reset and whose object was reused for a new stream, all in one
+    /// read, must not be dispatched by its first use's entry: that would hand the handler the new stream's
+    /// message before its END_STREAM (here: a unary stream that goes on to send a second message).
+    func testStreamReusedWithinOneReadIsNotDispatchedByItsOldEntry() {
+        makeContext()
+        let (session, _) = openSession()
+        let client = HTTP2TestClient()
+        exchange(client, session)
+        // A first stream, so that one closed stream is in the pool before the read under test.
+        let warm = client.request(Array("warm".utf8))
+        exchange(client, session)
+        XCTAssertEqual(client.streams[warm]?.grpcStatus, 0)
+        XCTAssertEqual(session.pooledStreams, 1)
+
+        let first = client.request(Array("first".utf8))
+        var read = client.output()
+        client.reset(first)
+        let second = client.request(nil)
+        read += client.output()
+        client.send(HTTP2TestClient.prefixed(Array("second".utf8)), on: second, endStream: false)
+        read += client.output()
+        let action = read.withUnsafeBytes { session.receive($0, now: clock.nowMillis) }
+        XCTAssertEqual(action, .proceed)
+        XCTAssertEqual(handler.calls.count, 1, "only the warm-up call: the reset one is gone, the reused one open")
+
+        client.send(HTTP2TestClient.prefixed(Array("third".utf8)), on: second, endStream: true)
+        exchange(client, session)
+        XCTAssertEqual(handler.calls.count, 1, "a unary stream with two messages never reaches the handler")
+        XCTAssertEqual(client.streams[second]?.grpcStatus, GRPCStatus.unimplemented.rawValue)
+    }
+
+    /// Streams and calls are reused: each answer carries its own request's bytes whatever the one before held
+    /// (longer or shorter), and a call the handler keeps is never reused under it.
+    func testReusedStreamsAndCallsAnswerEachRequestWithItsOwnBytes() {
+        let echo = HTTP2EchoHandler()
+        clock = ManualScheduler()
+        context = GRPCServerContext(settings: GRPCServerSettings(), handler: echo, abuse: AbuseLog(), scheduler: clock)
+        let (session, _) = openSession()
+        let client = HTTP2TestClient()
+        exchange(client, session)
+        let messages = ["a much longer first request message", "short", "", "mid-size one", "x"]
+        for text in messages {
+            let id = client.request(Array(text.utf8))
+            exchange(client, session)
+            XCTAssertEqual(client.streams[id]?.grpcStatus, 0)
+            XCTAssertEqual(client.streams[id].map { String(decoding: $0.message, as: UTF8.self) }, text)
+        }
+        XCTAssertEqual(echo.seen, messages)
+        XCTAssertEqual(session.pooledStreams, 1, "one stream object served every request")
+        XCTAssertEqual(echo.reusedCalls, messages.count - 1, "one call object served every request")
+
+        echo.keep = true
+        let kept = client.request(Array("kept".utf8))
+        exchange(client, session)
+        let next = client.request(Array("next".utf8))
+        exchange(client, session)
+        XCTAssertEqual(client.streams[kept].map { String(decoding: $0.message, as: UTF8.self) }, "kept")
+        XCTAssertEqual(client.streams[next].map { String(decoding: $0.message, as: UTF8.self) }, "next")
+        XCTAssertEqual(echo.kept.map { String(decoding: $0.message, as: UTF8.self) }, ["kept", "next"],
+                       "a call the handler keeps keeps its request")
+        XCTAssertFalse(echo.kept[0] === echo.kept[1])
+        XCTAssertEqual(context.heldBytes, 0)
+    }
+}
+
+/// Echoes every call at once and keeps nothing of it (unless `keep`), so the session may reuse its calls.
+final class HTTP2EchoHandler: GRPCServiceHandler {
+    var seen: [String] = []
+    /// Calls that were the very object of the call before (held weakly: a freed one is not counted).
+    var reusedCalls = 0
+    private weak var lastCall: GRPCServerCall?
+    var keep = false
+    var kept: [GRPCServerCall] = []
+
+    func handle(_ call: GRPCServerCall) {
+        seen.append(String(decoding: call.message, as: UTF8.self))
+        if let last = lastCall, last === call { reusedCalls += 1 }
+        lastCall = call
+        if keep { kept.append(call) }
+        call.respond(message: call.message)
+    }
 }

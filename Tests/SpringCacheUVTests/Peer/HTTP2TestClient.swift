@@ -26,6 +26,8 @@ final class HTTP2TestClient {
     var goAwayCode: UInt32?
     /// Request bodies (with their gRPC prefix) being sent, by stream.
     private var bodies: [Int32: (bytes: [UInt8], offset: Int)] = [:]
+    /// Streams whose body, once sent, leaves the stream open (`send(_:on:endStream:)` with false).
+    private var openAfterBody: Set<Int32> = []
     private let headerBlock = HTTP2HeaderBlock()
 
     init(initialWindowSize: UInt32 = 65_535) {
@@ -91,7 +93,33 @@ final class HTTP2TestClient {
         guard let message else {
             return h.withNV { nv, count in nghttp2_submit_headers(session, 0, -1, nil, nv, count, nil) }
         }
-        var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil)) {
+        var provider = HTTP2TestClient.bodyProvider
+        let id = h.withNV { nv, count in nghttp2_submit_request(session, nil, nv, count, &provider, nil) }
+        bodies[id] = (HTTP2TestClient.prefixed(message), 0)
+        return id
+    }
+
+    /// A gRPC Length-Prefixed-Message: the 5-byte prefix, then `message`.
+    static func prefixed(_ message: [UInt8]) -> [UInt8] {
+        let length = UInt32(message.count)
+        return [0, UInt8(length >> 24), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF),
+                UInt8(length & 0xFF)] + message
+    }
+
+    /// Sends `bytes` (raw: a gRPC prefix is the caller's) as DATA on `streamID`, opened by `request(nil)` and
+    /// an `output()` since (nghttp2 opens a client stream when its HEADERS go out); the stream stays open
+    /// unless `endStream`.
+    func send(_ bytes: [UInt8], on streamID: Int32, endStream: Bool) {
+        if endStream { openAfterBody.remove(streamID) } else { openAfterBody.insert(streamID) }
+        bodies[streamID] = (bytes, 0)
+        var provider = HTTP2TestClient.bodyProvider
+        let rv = nghttp2_submit_data(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, &provider)
+        XCTAssertEqual(rv, 0, "DATA refused: a stream is opened by `output()` after `request(nil)`")
+    }
+
+    /// Reads a stream's body from `bodies`.
+    private static var bodyProvider: nghttp2_data_provider {
+        nghttp2_data_provider(source: nghttp2_data_source(ptr: nil)) {
             _, streamID, buffer, length, flags, _, userData in
             let c = HTTP2TestClient.from(userData)
             guard var body = c.bodies[streamID] else { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }
@@ -99,14 +127,12 @@ final class HTTP2TestClient {
             body.bytes.withUnsafeBufferPointer { src in buffer!.update(from: src.baseAddress! + body.offset, count: n) }
             body.offset += n
             c.bodies[streamID] = body
-            if body.offset == body.bytes.count { flags!.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue }
+            if body.offset == body.bytes.count {
+                flags!.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
+                if c.openAfterBody.contains(streamID) { flags!.pointee |= NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue }
+            }
             return n
         }
-        let id = h.withNV { nv, count in nghttp2_submit_request(session, nil, nv, count, &provider, nil) }
-        let length = UInt32(message.count)
-        bodies[id] = ([0, UInt8(length >> 24), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF),
-                       UInt8(length & 0xFF)] + message, 0)
-        return id
     }
 
     func reset(_ streamID: Int32, code: UInt32 = NGHTTP2_CANCEL.rawValue) {
