@@ -154,8 +154,8 @@ final class GRPCClientCall: DeadlineTracked {
         case NGHTTP2_CANCEL.rawValue:
             return .failure(GRPCCallError(status: .cancelled, message: "stream cancelled by the server"))
         default:
-            return .failure(GRPCCallError(status: .internal,
-                                          message: "stream reset: \(String(cString: nghttp2_http2_strerror(resetCode)))"))
+            let reason = String(cString: nghttp2_http2_strerror(resetCode))
+            return .failure(GRPCCallError(status: .internal, message: "stream reset: \(reason)"))
         }
         if httpStatus == 200 && !contentTypeOK {
             return .failure(GRPCCallError(status: .internal, message: "response content-type is not application/grpc"))
@@ -470,8 +470,8 @@ public final class GRPCClient: GRPCClientSessionOwner {
         enterBackoff()
         let calls = waiting
         waiting.removeAll()
-        let error = GRPCCallError(status: .unavailable,
-                                  message: "cannot connect to peer \(target): \(reason); retrying in \(backoffMillis) ms")
+        let message = "cannot connect to peer \(target): \(reason); retrying in \(backoffMillis) ms"
+        let error = GRPCCallError(status: .unavailable, message: message)
         for use in calls { if let call = use.live { finish(call, .failure(error)) } }
         conn.close(reason: reason)
     }
