@@ -131,8 +131,11 @@ struct SpringCacheCommand: ParsableCommand {
     @Option(help: "While all API connections are at --max-queued-output-bytes, one whose answers stay unread this long is closed to make room (duration).")
     var unreadTimeout: String = "1s"
     @Option(parsing: .unconditional,
-            help: "Answer bytes the kernel may hold unsent per API connection (size, TCP_NOTSENT_LOWAT; a quarter of it until the client is seen to read); the rest waits in the node under --max-output-bytes and --max-queued-output-bytes. 0 = the kernel's own sizing (MiBs per connection).")
-    var socketUnsentBytes: String = "64KiB"
+            help: "Answer bytes the kernel may hold unsent per API connection once its client is seen to read (size, TCP_NOTSENT_LOWAT); the rest waits in the node under --max-output-bytes and --max-queued-output-bytes. 0 = the kernel's own sizing (MiBs per connection) for every connection.")
+    var socketUnsentBytes: String = "1MiB"
+    @Option(parsing: .unconditional,
+            help: "The same limit until the client is seen to read (size, at least 4KiB; capped at --socket-unsent-bytes): what each connection that never reads costs in kernel memory and copying.")
+    var socketUnsentBytesBeforeReading: String = "16KiB"
     @Option(help: "Answer bytes one loop turn may write to API connections whose clients have not yet been seen to read (size; 0 = no budget); past it their requests wait for the next turn, newest first, while accepting and reading clients go on.")
     var turnWriteBudget: String = "2MiB"
     @Option(help: "How often the API and peer servers check their deadlines: every timeout fires up to this much late (duration, 1ms to 1s).")
@@ -319,6 +322,12 @@ struct SpringCacheCommand: ParsableCommand {
             }
             c.http.unreadTimeoutMillis = try positiveDuration(unreadTimeout, flag: "--unread-timeout")
             c.http.socketUnsentBytes = try ValueParsing.byteSize(socketUnsentBytes, flag: "--socket-unsent-bytes")
+            c.http.socketUnsentBytesBeforeReading = try ValueParsing.byteSize(
+                socketUnsentBytesBeforeReading, flag: "--socket-unsent-bytes-before-reading")
+            // Why at least 4 KiB: below a page the kernel wakes the loop for every segment it sends.
+            guard c.http.socketUnsentBytesBeforeReading >= 4096 else {
+                throw ConfigError("--socket-unsent-bytes-before-reading must be at least 4KiB")
+            }
             c.http.turnWriteBudgetBytes = try ValueParsing.byteSize(turnWriteBudget, flag: "--turn-write-budget")
             let tick = try positiveDuration(timerTick, flag: "--timer-tick")
             // Why at most 1 s: the tick is the resolution of the header, unread and peer timeouts (1 s and up).

@@ -429,9 +429,9 @@ def test_api_non_readers_stay_within_the_process_wide_output_bound(start_node):
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, 4096), hard), hard))
-    unsent_kib = 64
+    unsent_kib = 16  # --socket-unsent-bytes-before-reading's default: a non-reader is never seen to read
     node = start_node("--max-body-bytes", "2MiB", "--max-output-bytes", "1MiB", "--max-queued-output-bytes", "32MiB",
-                      "--unread-timeout", "500ms", "--socket-unsent-bytes", "%dKiB" % unsent_kib)
+                      "--unread-timeout", "500ms")
     assert node.request("PUT", v1("big"), body=b"v" * MiB)[0] == 204
     request = b"GET /v1/cache/scores/big HTTP/1.1\r\nHost: x\r\n\r\n" * 20
     socks = []
@@ -465,8 +465,8 @@ def test_api_non_readers_stay_within_the_process_wide_output_bound(start_node):
     assert "abuse http-unread-answers from 127.0.0.1:" in node.log_text()
     # What the kernel holds unsent is outside the RSS: without --socket-unsent-bytes each non-reader's socket took
     # about 2 MiB at once (up to tcp_wmem's 4 MiB; 869 MiB over the flood's sockets, 1.9 GB of TCP memory on the
-    # host). Now at most about the limit plus one segment per socket (a quarter of it while the client has not
-    # been seen to read; skmem counts the buffers' own overhead too).
+    # host). Now at most about --socket-unsent-bytes-before-reading plus one segment per socket (a non-reader is
+    # never seen to read, so it never gets --socket-unsent-bytes; skmem counts the buffers' own overhead too).
     if kernel.available:
         print("TIMING 800 API non-readers: kernel send memory peak %.1f MiB over the sockets, %.0f KiB on one (%d "
               "samples)" % (kernel_total_mib, kernel_socket_kib, kernel.samples))

@@ -102,6 +102,7 @@ def test_busy_peer_port_names_the_flag():
     (["--timer-tick", "2s"], "--timer-tick expects a duration from 1ms to 1s"),
     (["--peer-ping-timeout", "0"], "--peer-ping-timeout must be greater than 0"),
     (["--socket-unsent-bytes", "-1"], "--socket-unsent-bytes must not be negative"),
+    (["--socket-unsent-bytes-before-reading", "1KiB"], "--socket-unsent-bytes-before-reading must be at least 4KiB"),
 ])
 def test_bad_flags_are_one_usage_error_naming_the_flag(args, words):
     code, log = run(args)

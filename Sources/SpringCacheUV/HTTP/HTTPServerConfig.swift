@@ -21,23 +21,30 @@ public struct HTTPServerConfig {
     /// While the total is at `maxQueuedOutputBytes`: how long a connection's queued answers may stay untouched
     /// before it is closed to make room (`--unread-timeout`).
     public var unreadTimeoutMillis: Int64 = 1_000
-    /// Answer bytes the kernel may hold unsent for one connection (`--socket-unsent-bytes`, TCP_NOTSENT_LOWAT);
-    /// 0 leaves the kernel's own send-buffer sizing (on Linux it grows to `tcp_wmem`'s maximum, 4 MiB by default).
+    /// Answer bytes the kernel may hold unsent for one connection whose client has been seen to read
+    /// (`--socket-unsent-bytes`, TCP_NOTSENT_LOWAT); 0 leaves the kernel's own send-buffer sizing (on Linux it grows
+    /// to `tcp_wmem`'s maximum, 4 MiB by default) for every connection.
     ///
     /// Why a limit: what the kernel holds is outside every bound above. Without it, each client that never reads
     /// made the kernel copy about 2 MiB of answers into its socket at once: 800 such connections cost 1.6 GB of
     /// copying in the loop (turns of 0.4–1.2 s, every other client waiting) and pinned 1.9 GB of kernel memory
     /// (issue 10). Beyond this many bytes an answer waits in the node — a large value as a reference to its cache
-    /// entry, not a copy — where the bounds above count it. Bytes sent and not yet acknowledged are not counted,
-    /// so a reading client keeps its throughput. Until a client is seen to read (`unsentBytesBeforeReading`), a
-    /// quarter of it: what a flood costs per connection is what the kernel takes before it is known not to read.
-    public var socketUnsentBytes = 64 << 10
-    /// The unsent limit of a connection whose client has not yet been seen to read: a quarter of
-    /// `socketUnsentBytes` (nil: no limit). Measured during issue 10's flood of 800 non-readers: the host's TCP
-    /// memory peaked at 75 MiB with 64 KiB for every connection, 23 MiB with 16 KiB until the client reads; and
-    /// one client reading 1 MiB values gets 1.75–1.81 GB/s over loopback at 64 KiB but 1.04–1.35 GB/s at 16 KiB,
-    /// which is why a client seen to read gets the whole limit.
-    var unsentBytesBeforeReading: Int? { socketUnsentBytes > 0 ? max(socketUnsentBytes / 4, 4096) : nil }
+    /// entry, not a copy — where the bounds above count it. Bytes sent and not yet acknowledged are not counted.
+    ///
+    /// Why 1 MiB and not less: a reader of 1 MiB values paid for a smaller limit in write calls and wake-ups
+    /// (measured on a quiet machine, 64 connections: 232–245 µs of CPU per request with the kernel's sizing,
+    /// 230–259 at 1 MiB, 270–348 at 64 KiB, and worse at 128–256 KiB). What a flood costs is set by
+    /// `socketUnsentBytesBeforeReading`, not by this.
+    public var socketUnsentBytes = 1 << 20
+    /// The unsent limit of a connection whose client has not yet been seen to read (`--socket-unsent-bytes-before-
+    /// reading`; never above `socketUnsentBytes`). What a flood of non-readers costs per connection is what the
+    /// kernel takes before it is known not to read: during issue 10's flood of 800 non-readers the host's TCP
+    /// memory peaked at 75 MiB with 64 KiB for every connection and 23 MiB with 16 KiB until the client reads.
+    public var socketUnsentBytesBeforeReading = 16 << 10
+    /// The limit a new connection starts with (nil: the kernel's sizing).
+    var unsentBytesBeforeReading: Int? {
+        socketUnsentBytes > 0 ? min(socketUnsentBytesBeforeReading, socketUnsentBytes) : nil
+    }
     /// Answer bytes one loop turn may write to connections whose clients have not yet been seen to read
     /// (`--turn-write-budget`; 0 = no budget). Past it, such a connection's requests wait for the next turn, the
     /// newest first, while accepting and clients seen to read go on. A small answer costs little of it, so a new
