@@ -357,13 +357,10 @@ public final class HTTPConnection: SlottedConnection, ResponseWriterOwner {
             output.send(bytes, borrowed: writer.borrowed, on: stream, owner: owner,
                         callback: HTTPConnection.writeCallback)
         }
-        if !state.answersTaken {
-            server.spendTurnBudget(count + backlogBefore - output.backlog)
-            state.sent(queued: output.backlog, now: now)
-            if state.answersTaken { clientSeenToRead() }
-        } else {
-            state.sent(queued: output.backlog, now: now)
-        }
+        let wasReading = state.answersTaken
+        if !wasReading { server.spendTurnBudget(count + backlogBefore - output.backlog) }
+        state.sent(queued: output.backlog, now: now)
+        if !wasReading && state.answersTaken { clientSeenToRead() }
         accountBacklog()
         if status < 0 { close() }
     }
