@@ -85,7 +85,7 @@ final class GRPCClientSession: HTTP2Session {
             return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
         }
         let n = copyGRPCMessage(call.request, from: &call.requestOffset, into: buffer, length: length)
-        if call.requestOffset == 5 + call.request.count {
+        if call.requestOffset == GRPCMessageDecoder.prefixBytes + call.request.count {
             call.releaseRequest()
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
         }

@@ -112,7 +112,7 @@ struct GRPCMessageDecoder {
                 length = length << 8 | Int(b)
             }
             prefixFill += 1
-            guard prefixFill == 5 else { continue }
+            guard prefixFill == GRPCMessageDecoder.prefixBytes else { continue }
             prefixFill = 0
             if flag == 1 { return encodingDeclared ? .compressionUnsupported : .compressedWithoutEncoding }
             if flag != 0 { return .invalidFlag(flag) }
@@ -160,6 +160,9 @@ struct GRPCMessageDecoder {
         current = []
         inMessage = false
     }
+
+    /// The bytes a gRPC Length-Prefixed-Message adds to its message: the compressed flag and a 4-byte length.
+    static let prefixBytes = 5
 
     /// The 5-byte prefix of an uncompressed message of `length` bytes, byte `index` of it.
     @inline(__always)

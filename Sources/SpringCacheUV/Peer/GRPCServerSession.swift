@@ -604,8 +604,9 @@ final class GRPCServerSession: HTTP2Session {
         }
         // The request message is done with; the answer is held until the peer's window lets it out.
         release(stream)
-        guard hold(5 + size, for: stream) else {
-            refuseForBuffers(stream, what: "answer", bytes: 5 + size)
+        let framed = GRPCMessageDecoder.prefixBytes + size
+        guard hold(framed, for: stream) else {
+            refuseForBuffers(stream, what: "answer", bytes: framed)
             return
         }
         stream.answered = true
@@ -632,7 +633,7 @@ final class GRPCServerSession: HTTP2Session {
         let n = copyGRPCMessage(stream.response.readable, from: &stream.responseOffset, into: buffer,
                                 length: length)
         release(stream, n)
-        if stream.responseOffset == 5 + stream.response.count {
+        if stream.responseOffset == GRPCMessageDecoder.prefixBytes + stream.response.count {
             stream.dropResponse()
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue | NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
             _ = GRPCServerSession.okTrailers.withUnsafeBufferPointer { nv in

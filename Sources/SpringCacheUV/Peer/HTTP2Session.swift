@@ -21,8 +21,8 @@ public struct HTTP2Settings {
     /// RFC 9113 §6.5.2: SETTINGS_MAX_FRAME_SIZE lies between 2^14 (the default) and 2^24 - 1.
     public static let frameSizeRange: ClosedRange<Int> = (1 << 14)...((1 << 24) - 1)
     public static let defaultMaxFrameSize: Int32 = 64 << 10
-    /// The bytes a gRPC Length-Prefixed-Message adds to its message (compressed flag and 4-byte length).
-    public static let grpcPrefixBytes = 5
+    /// The bytes a gRPC Length-Prefixed-Message adds to its message (for the start-up check of the buffer bounds).
+    public static let grpcPrefixBytes = GRPCMessageDecoder.prefixBytes
 
     public init() {}
 
@@ -486,17 +486,19 @@ func copyGRPCMessage(_ message: [UInt8], from offset: inout Int, into buffer: Un
 /// `copyGRPCMessage` for a message held elsewhere (the server's answer buffer, `GRPCServerStream.response`).
 func copyGRPCMessage(_ message: UnsafeRawBufferPointer, from offset: inout Int,
                      into buffer: UnsafeMutablePointer<UInt8>, length: Int) -> Int {
-    let total = 5 + message.count
+    let prefix = GRPCMessageDecoder.prefixBytes
+    let total = prefix + message.count
     let n = min(length, total - offset)
     var out = 0
-    while offset < 5 && out < n {
+    while offset < prefix && out < n {
         buffer[out] = GRPCMessageDecoder.prefixByte(offset, length: message.count)
         out += 1
         offset += 1
     }
     if out < n {
         let count = n - out
-        UnsafeMutableRawPointer(buffer + out).copyMemory(from: message.baseAddress! + (offset - 5), byteCount: count)
+        let source = message.baseAddress! + (offset - prefix)
+        UnsafeMutableRawPointer(buffer + out).copyMemory(from: source, byteCount: count)
         offset += count
     }
     return n
