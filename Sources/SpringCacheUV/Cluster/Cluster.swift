@@ -361,13 +361,9 @@ public final class Cluster: PeerRouter {
                       reply: CallReply) {
         stats.peerCalls += 1
         let record = record(for: peer)
-        if let counters = record?.counters {
-            counters.stats.calls += 1
-        } else {
-            let counters = counters(of: peer.name)
-            counters.stats.calls += 1
-            record?.counters = counters
-        }
+        let counters = record?.counters ?? counters(of: peer.name)
+        record?.counters = counters
+        counters.stats.calls += 1
         guard !closed, let record else {
             let why = closed ? "the cluster is closed" : "peer \(peer) has no known address"
             deferred.complete(reply.deliver, with: .failure(GRPCCallError(status: .unavailable, message: why)))
