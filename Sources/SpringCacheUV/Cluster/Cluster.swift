@@ -361,8 +361,13 @@ public final class Cluster: PeerRouter {
                       reply: CallReply) {
         stats.peerCalls += 1
         let record = record(for: peer)
-        let counters = record?.counters ?? counters(of: peer.name)
-        record?.counters = counters
+        let counters: PeerCounters
+        if let known = record?.counters {
+            counters = known
+        } else {
+            counters = self.counters(of: peer.name)
+            record?.counters = counters
+        }
         counters.stats.calls += 1
         guard !closed, let record else {
             let why = closed ? "the cluster is closed" : "peer \(peer) has no known address"
